@@ -1,0 +1,15 @@
+module github.com/portvakt/portvakt
+
+go 1.26.8
+
+require (
+	github.com/ThalesGroup/crypto11 v1.6.2
+	github.com/miekg/pkcs11 v1.1.2
+	github.com/thales-e-security/pool v0.0.2
+	software.sslmate.com/src/go-pkcs12 v0.7.4
+)
+
+require (
+	github.com/pkg/errors v0.9.1 // indirect
+	golang.org/x/crypto v0.11.0 // indirect
+)

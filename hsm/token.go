@@ -1,0 +1,204 @@
+// Package hsm manages the key's life on a PKCS#11 token: initialising a
+// token, generating a key inside it, requesting and importing its
+// certificate, importing an existing PKCS#12 file, and listing what is
+// there. It works with any PKCS#11 module; SoftHSM2 is the development
+// default.
+//
+// Keys are always created sensitive and not extractable, and every
+// operation that writes several objects removes what it wrote if a later
+// step fails, so a token is never left half-changed.
+package hsm
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ThalesGroup/crypto11"
+	"github.com/miekg/pkcs11"
+
+	"github.com/portvakt/portvakt/internal/p11"
+	"github.com/portvakt/portvakt/pin"
+)
+
+// Token names a token and how to log in to it.
+type Token struct {
+	Module string
+	Label  string
+	PIN    pin.PIN
+}
+
+// maxLabelLength is the size of CK_TOKEN_INFO's label field.
+const maxLabelLength = 32
+
+// InitToken initialises a new token labelled label on the first free slot
+// of the module, and sets its security officer and user PINs. It refuses a
+// label that is already in use: two tokens with one label could not be told
+// apart, and Portvakt selects tokens only by label.
+func InitToken(module, label string, soPIN, userPIN pin.PIN) error {
+	if label == "" || len(label) > maxLabelLength {
+		return fmt.Errorf("token label %q: it must be 1 to %d bytes", label, maxLabelLength)
+	}
+	if soPIN.IsZero() || userPIN.IsZero() {
+		return errors.New("initialising a token needs both a security officer PIN and a user PIN")
+	}
+	m, err := p11.Open(module)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if _, err := m.FindSlot(label); err == nil {
+		return fmt.Errorf("a token labelled %q already exists; choose another label", label)
+	}
+	slot, err := freeSlot(m)
+	if err != nil {
+		return err
+	}
+	if err := m.Ctx.InitToken(slot, soPIN.Reveal(), label); err != nil {
+		return fmt.Errorf("initialising token %q: %w", label, err)
+	}
+	// SoftHSM2 moves a freshly initialised token to a new slot number:
+	// look it up again by label.
+	session, err := m.OpenSession(label)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = m.CloseSession(session) }()
+	if err := m.Login(session, pkcs11.CKU_SO, soPIN.Reveal()); err != nil {
+		return fmt.Errorf("logging in to the new token %q as security officer: %w", label, err)
+	}
+	defer func() { _ = m.Logout(session) }()
+	if err := m.InitPIN(session, userPIN.Reveal()); err != nil {
+		return fmt.Errorf("setting the user PIN of token %q: %w", label, err)
+	}
+	return nil
+}
+
+func freeSlot(m *p11.Module) (uint, error) {
+	slots, err := m.GetSlotList(true)
+	if err != nil {
+		return 0, fmt.Errorf("listing slots: %w", err)
+	}
+	for _, slot := range slots {
+		info, err := m.GetTokenInfo(slot)
+		if err == nil && info.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0 {
+			return slot, nil
+		}
+	}
+	return 0, fmt.Errorf("module %s has no slot with an uninitialised token", m.Path())
+}
+
+// open logs in to the token with crypto11 and borrows a raw session on it
+// for the operations crypto11 lacks. The raw session shares the login: in
+// PKCS#11 the login state belongs to the application, not the session.
+func (t Token) open() (*crypto11.Context, *rawSession, error) {
+	ctx, err := crypto11.Configure(&crypto11.Config{
+		Path:        t.Module,
+		TokenLabel:  t.Label,
+		Pin:         t.PIN.Reveal(),
+		MaxSessions: 2,
+	})
+	if err != nil {
+		return nil, nil, t.explain(err)
+	}
+	m, err := p11.Open(t.Module)
+	if err != nil {
+		_ = ctx.Close()
+		return nil, nil, err
+	}
+	session, err := m.OpenSession(t.Label)
+	if err != nil {
+		m.Close()
+		_ = ctx.Close()
+		return nil, nil, err
+	}
+	return ctx, &rawSession{Module: m, handle: session}, nil
+}
+
+// rawSession is a miekg/pkcs11 session borrowed beside a crypto11 context.
+type rawSession struct {
+	*p11.Module
+	handle pkcs11.SessionHandle
+}
+
+func (r *rawSession) close() {
+	_ = r.CloseSession(r.handle)
+	r.Module.Close()
+}
+
+// withToken runs f with the token open, and closes it afterwards.
+func (t Token) withToken(f func(ctx *crypto11.Context, raw *rawSession) error) error {
+	ctx, raw, err := t.open()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		raw.close()
+		_ = ctx.Close()
+	}()
+	return f(ctx, raw)
+}
+
+func (t Token) explain(err error) error {
+	switch {
+	case p11.IsPINIncorrect(err):
+		return fmt.Errorf("token %q refused the PIN: check the PIN file or variable", t.Label)
+	case p11.IsPINLocked(err):
+		return fmt.Errorf("the user PIN of token %q is locked; the security officer must reset it", t.Label)
+	}
+	if m, openErr := p11.Open(t.Module); openErr == nil {
+		_, slotErr := m.FindSlot(t.Label)
+		m.Close()
+		if slotErr != nil {
+			return slotErr
+		}
+	} else {
+		return openErr
+	}
+	return fmt.Errorf("opening token %q: %w", t.Label, err)
+}
+
+// KeySelector picks a private key by label and/or id (CKA_LABEL, CKA_ID).
+type KeySelector struct {
+	Label string
+	ID    []byte
+}
+
+func (k KeySelector) String() string {
+	var parts []string
+	if k.Label != "" {
+		parts = append(parts, fmt.Sprintf("label %q", k.Label))
+	}
+	if len(k.ID) > 0 {
+		parts = append(parts, fmt.Sprintf("id %x", k.ID))
+	}
+	if len(parts) == 0 {
+		return "(no key selected)"
+	}
+	return strings.Join(parts, " ")
+}
+
+// findKey returns the one private key matching sel.
+func findKey(raw *rawSession, sel KeySelector) (p11.KeyObject, error) {
+	if sel.Label == "" && len(sel.ID) == 0 {
+		return p11.KeyObject{}, errors.New("select the key by label or id")
+	}
+	keys, err := raw.PrivateKeys(raw.handle)
+	if err != nil {
+		return p11.KeyObject{}, err
+	}
+	var found []p11.KeyObject
+	for _, k := range keys {
+		if (sel.Label == "" || k.Label == sel.Label) && (len(sel.ID) == 0 || string(k.ID) == string(sel.ID)) {
+			found = append(found, k)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return p11.KeyObject{}, fmt.Errorf("no private key with %s on the token (`portvakt hsm list` shows what is there)", sel)
+	case 1:
+		return found[0], nil
+	default:
+		return p11.KeyObject{}, fmt.Errorf("%d private keys match %s; select by both label and id", len(found), sel)
+	}
+}

@@ -1,0 +1,123 @@
+// Package softhsmtest gives tests real SoftHSM2 tokens. Tests talk to them
+// through the real PKCS#11 module: there is no mock of the HSM.
+//
+// SoftHSM2 reads its configuration once per module initialisation and the
+// module is shared by the whole process, so each test binary gets one
+// private SoftHSM2 directory (Main), and each test a token of its own in it
+// (NewToken).
+package softhsmtest
+
+import (
+	"crypto/rand"
+	"crypto/x509"
+	"fmt"
+	"github.com/portvakt/portvakt/devca"
+	"github.com/portvakt/portvakt/orgno"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/portvakt/portvakt/hsm"
+	"github.com/portvakt/portvakt/pin"
+	"github.com/portvakt/portvakt/softhsm"
+)
+
+var (
+	dir     softhsm.Dir
+	module  string
+	counter atomic.Int64
+)
+
+// Main prepares a private SoftHSM2 directory, runs the tests and removes
+// it. Call it from TestMain. Without SoftHSM2 the run fails: a test that
+// skips the HSM would prove nothing.
+func Main(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	var err error
+	if module, err = softhsm.FindModule(); err != nil {
+		fmt.Fprintln(os.Stderr, "softhsmtest:", err)
+		return 2
+	}
+	tmp, err := os.MkdirTemp("", "portvakt-softhsm-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "softhsmtest:", err)
+		return 2
+	}
+	defer os.RemoveAll(tmp)
+	if dir, err = softhsm.Prepare(tmp); err == nil {
+		err = dir.Activate()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "softhsmtest:", err)
+		return 2
+	}
+	return m.Run()
+}
+
+// Token is an initialised token with its PINs.
+type Token struct {
+	hsm.Token
+	SOPIN pin.PIN
+}
+
+// Dir is the SoftHSM2 directory of this test binary.
+func Dir() softhsm.Dir { return dir }
+
+// NewToken initialises a token with a unique label and random PINs.
+func NewToken(t testing.TB) Token {
+	t.Helper()
+	if module == "" {
+		t.Fatal("softhsmtest.Main was not called from TestMain")
+	}
+	label := fmt.Sprintf("test-%d-%d", os.Getpid(), counter.Add(1))
+	userPIN, _ := pin.New(rand.Text()[:16])
+	soPIN, _ := pin.New(rand.Text()[:16])
+	if err := hsm.InitToken(module, label, soPIN, userPIN); err != nil {
+		t.Fatalf("initialising SoftHSM2 token: %v", err)
+	}
+	return Token{Token: hsm.Token{Module: module, Label: label, PIN: userPIN}, SOPIN: soPIN}
+}
+
+// NewKey generates a 2048-bit key in the token (the smallest allowed, to
+// keep tests quick).
+func (tok Token) NewKey(t testing.TB, label string) {
+	t.Helper()
+	if _, err := hsm.GenerateKey(tok.Token, hsm.KeySpec{Label: label, Bits: 2048}); err != nil {
+		t.Fatalf("generating key %q: %v", label, err)
+	}
+}
+
+// TestOrgNumber is the organisation number of the test eSeals (Digdir's,
+// whose check digit is valid).
+const TestOrgNumber = "991825827"
+
+// NewCertifiedKey generates a key, has ca certify it through a CSR signed in
+// the token, and imports the certificate and chain beside the key: the path
+// an operator takes with `portvakt hsm keygen`, `csr` and `import-cert`. It
+// returns the chain, the key's certificate first.
+func (tok Token) NewCertifiedKey(t testing.TB, label string, ca *devca.CA) []*x509.Certificate {
+	t.Helper()
+	tok.NewKey(t, label)
+	subject := devca.ESealSubject{OrgNumber: orgno.Number(TestOrgNumber), Organization: "Portvakt Test AS", CommonName: "Portvakt test eSeal"}
+	der, err := hsm.CreateCSR(tok.Token, hsm.KeySelector{Label: label}, subject.Name())
+	if err != nil {
+		t.Fatalf("creating CSR: %v", err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.IssueFromCSR(csr, 365*24*time.Hour)
+	if err != nil {
+		t.Fatalf("issuing certificate: %v", err)
+	}
+	chain := append([]*x509.Certificate{cert}, ca.Chain()...)
+	if _, err := hsm.ImportCertificates(tok.Token, hsm.KeySelector{Label: label}, chain, time.Now()); err != nil {
+		t.Fatalf("importing certificate: %v", err)
+	}
+	return chain
+}
