@@ -6,6 +6,7 @@ require (
 	github.com/ThalesGroup/crypto11 v1.6.2
 	github.com/miekg/pkcs11 v1.1.2
 	github.com/thales-e-security/pool v0.0.2
+	go.uber.org/goleak v1.3.0
 	software.sslmate.com/src/go-pkcs12 v0.7.4
 )
 

@@ -1,0 +1,9 @@
+package signer
+
+import (
+	"testing"
+
+	"github.com/portvakt/portvakt/softhsm/softhsmtest"
+)
+
+func TestMain(m *testing.M) { softhsmtest.Main(m) }

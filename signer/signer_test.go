@@ -1,0 +1,248 @@
+package signer
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1" //nolint:gosec // testing that SHA-1 is refused
+	"encoding/pem"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/portvakt/portvakt/pin"
+)
+
+func TestOpenFindsKeyAndChainOnToken(t *testing.T) {
+	f := newFixture(t)
+	s := f.open(t)
+	chain := s.Chain()
+	if len(chain) != 3 {
+		t.Fatalf("chain has %d certificates, want eSeal, issuing CA, root", len(chain))
+	}
+	for i, want := range f.chain {
+		if !chain[i].Equal(want) {
+			t.Errorf("chain[%d] = %q, want %q", i, chain[i].Subject, want.Subject)
+		}
+	}
+	if !s.Public().(*rsa.PublicKey).Equal(f.chain[0].PublicKey) {
+		t.Fatal("Public() is not the certificate's key")
+	}
+}
+
+func TestSignAlgorithms(t *testing.T) {
+	f := newFixture(t)
+	s := f.open(t)
+	for _, hash := range []crypto.Hash{crypto.SHA256, crypto.SHA384, crypto.SHA512} {
+		t.Run(hash.String(), func(t *testing.T) {
+			digest := digestOf(hash, []byte("grant signing input"))
+			sig, err := s.Sign(rand.Reader, digest, hash)
+			if err != nil {
+				t.Fatal(err)
+			}
+			verify(t, s.Certificate(), hash, digest, sig)
+		})
+	}
+}
+
+func TestSignRefusesWhatGrantsDoNotUse(t *testing.T) {
+	f := newFixture(t)
+	s := f.open(t)
+	sha1Digest := sha1.Sum([]byte("x")) //nolint:gosec
+	tests := []struct {
+		name   string
+		digest []byte
+		opts   crypto.SignerOpts
+		want   string
+	}{
+		{"PSS", digestOf(crypto.SHA256, nil), &rsa.PSSOptions{Hash: crypto.SHA256}, "PSS is not supported"},
+		{"SHA-1", sha1Digest[:], crypto.SHA1, "not supported"},
+		{"short digest", []byte{1, 2, 3}, crypto.SHA256, "digest is 3 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := s.Sign(rand.Reader, tt.digest, tt.opts)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Sign() error = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestSignatureVerifiesUnderOpenSSL checks the signature with a verifier
+// that shares no code with Go: openssl, given only the certificate.
+func TestSignatureVerifiesUnderOpenSSL(t *testing.T) {
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Fatal("openssl not found: install it (make deps)")
+	}
+	f := newFixture(t)
+	s := f.open(t)
+	dir := t.TempDir()
+	certFile := filepath.Join(dir, "eseal.pem")
+	writeFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw}))
+	pub, err := exec.Command(openssl, "x509", "-in", certFile, "-noout", "-pubkey").Output()
+	if err != nil {
+		t.Fatalf("openssl x509: %v", err)
+	}
+	pubFile := filepath.Join(dir, "pub.pem")
+	writeFile(t, pubFile, pub)
+	data := []byte("eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ0ZXN0In0")
+	dataFile := filepath.Join(dir, "data")
+	writeFile(t, dataFile, data)
+	for _, hash := range []crypto.Hash{crypto.SHA256, crypto.SHA384, crypto.SHA512} {
+		sig, err := s.Sign(nil, digestOf(hash, data), hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sigFile := filepath.Join(dir, "sig")
+		writeFile(t, sigFile, sig)
+		digestFlag := "-" + strings.ToLower(strings.ReplaceAll(hash.String(), "-", ""))
+		out, err := exec.Command(openssl, "dgst", digestFlag, "-verify", pubFile, "-signature", sigFile, dataFile).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Verified OK") {
+			t.Fatalf("openssl dgst %s: %v: %s", digestFlag, err, out)
+		}
+		// And a tampered message must fail, or the check above proves nothing.
+		writeFile(t, dataFile, append(data, '!'))
+		if out, err := exec.Command(openssl, "dgst", digestFlag, "-verify", pubFile, "-signature", sigFile, dataFile).CombinedOutput(); err == nil {
+			t.Fatalf("openssl verified a tampered message: %s", out)
+		}
+		writeFile(t, dataFile, data)
+	}
+}
+
+func TestOpenWithCertificateFile(t *testing.T) {
+	f := newFixture(t)
+	file := filepath.Join(t.TempDir(), "chain.pem")
+	var pemData []byte
+	for _, c := range f.chain[:2] {
+		pemData = append(pemData, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	writeFile(t, file, pemData)
+	cfg := f.config()
+	cfg.CertificateFile = file
+	s, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := s.Chain(); len(got) != 2 || !got[0].Equal(f.chain[0]) || !got[1].Equal(f.chain[1]) {
+		t.Fatalf("chain from file = %d certificates, want the 2 in the file", len(got))
+	}
+}
+
+func TestOpenErrorsSayWhatToFix(t *testing.T) {
+	f := newFixture(t)
+	other := newFixture(t) // a second key, whose certificate is not ours
+	otherCert := filepath.Join(t.TempDir(), "other.pem")
+	writeFile(t, otherCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.chain[0].Raw}))
+	keyFile := filepath.Join(t.TempDir(), "key.pem")
+	writeFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}}))
+	wrongPIN, _ := pin.New("wrong-pin-0000")
+
+	tests := []struct {
+		name   string
+		change func(*Config)
+		want   string
+		is     error
+	}{
+		{"certificate of another key", func(c *Config) { c.CertificateFile = otherCert }, "is not for this key", ErrMismatch},
+		{"private key in certificate file", func(c *Config) { c.CertificateFile = keyFile }, `"PRIVATE KEY"`, nil},
+		{"missing certificate file", func(c *Config) { c.CertificateFile = "/nonexistent.pem" }, "no such file", nil},
+		{"unknown key label", func(c *Config) { c.KeyLabel = "nope" }, "hsm list", ErrKeyNotFound},
+		{"unknown token", func(c *Config) { c.TokenLabel = "no-such-token" }, "tokens present", nil},
+		{"wrong PIN", func(c *Config) { c.PIN = wrongPIN }, "refused the PIN", nil},
+		{"missing module", func(c *Config) { c.Module = "/nonexistent/libpkcs11.so" }, "correct the module path", nil},
+		{"no key selector", func(c *Config) { c.KeyLabel = "" }, "neither a key label nor a key id", nil},
+		{"no PIN", func(c *Config) { c.PIN = pin.PIN{} }, "no PIN was given", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := f.config()
+			tt.change(&cfg)
+			s, err := Open(cfg)
+			if err == nil {
+				s.Close()
+				t.Fatal("Open succeeded")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Open() error = %v, want it to say %q", err, tt.want)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Fatalf("Open() error = %v, want errors.Is %v", err, tt.is)
+			}
+		})
+	}
+}
+
+// TestTokenCertificateOfAnotherKeyIsNotUsed: with no certificate for the key
+// on the token, Open must fail rather than pick any certificate it finds.
+func TestTokenCertificateOfAnotherKeyIsNotUsed(t *testing.T) {
+	f := newFixture(t)
+	f.tok.NewKey(t, "uncertified")
+	cfg := f.config()
+	cfg.KeyLabel = "uncertified"
+	if _, err := Open(cfg); err == nil || !strings.Contains(err.Error(), "holds no certificate for key") {
+		t.Fatalf("Open of a key without certificate: %v", err)
+	}
+}
+
+func TestConcurrentSigning(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.config()
+	cfg.MaxSessions = 3 // fewer sessions than goroutines: the pool must queue
+	s, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const goroutines, each = 8, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines*each)
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				digest := digestOf(crypto.SHA256, []byte{byte(g), byte(i)})
+				sig, err := s.Sign(nil, digest, crypto.SHA256)
+				if err == nil {
+					err = rsa.VerifyPKCS1v15(f.chain[0].PublicKey.(*rsa.PublicKey), crypto.SHA256, digest, sig)
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestSignAfterClose(t *testing.T) {
+	f := newFixture(t)
+	s := f.open(t)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Sign(nil, digestOf(crypto.SHA256, nil), crypto.SHA256); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Sign after Close: %v, want ErrClosed", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func writeFile(t testing.TB, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
