@@ -4,11 +4,11 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/portvakt/portvakt/eseal"
 	"github.com/portvakt/portvakt/orgno"
 )
 
@@ -19,46 +19,6 @@ const minRSABits = 2048
 // defaultESealValidity is used when the caller passes no validity.
 const defaultESealValidity = 365 * 24 * time.Hour
 
-// ESealSubject describes the enterprise an eSeal is issued to.
-type ESealSubject struct {
-	// OrgNumber is the enterprise's organisation number.
-	OrgNumber orgno.Number
-	// Organization is the enterprise's registered name.
-	Organization string
-	// CommonName is the certificate's CN. If empty, Organization is used,
-	// as issuers commonly do for eSeals.
-	CommonName string
-	// LegacySerialNumber puts the organisation number in serialNumber, as
-	// older Norwegian enterprise certificates do, instead of in
-	// organizationIdentifier as "NTRNO-<orgno>". Use it to test code paths
-	// that must accept both.
-	LegacySerialNumber bool
-}
-
-// Name returns the certificate subject for s. The country is always NO.
-// The organisation number goes into ExtraNames (not Names) because
-// crypto/x509 ignores Names when encoding a subject.
-func (s ESealSubject) Name() pkix.Name {
-	cn := s.CommonName
-	if cn == "" {
-		cn = s.Organization
-	}
-	name := pkix.Name{
-		CommonName:   cn,
-		Organization: []string{s.Organization},
-		Country:      []string{"NO"},
-	}
-	if s.LegacySerialNumber {
-		name.SerialNumber = s.OrgNumber.String()
-	} else {
-		name.ExtraNames = []pkix.AttributeTypeAndValue{{
-			Type:  orgno.OIDOrganizationIdentifier,
-			Value: orgno.NTRPrefix + s.OrgNumber.String(),
-		}}
-	}
-	return name
-}
-
 // IssueESeal issues an end-entity eSeal certificate for pub, signed by the
 // issuing CA. pub must be an RSA key of at least 2048 bits, because that is
 // what the HSM holds in production and code under test should see the same
@@ -67,14 +27,9 @@ func (s ESealSubject) Name() pkix.Name {
 // The certificate carries ExtKeyUsageClientAuth, as real eSeals do, so
 // verifiers must pass that (or ExtKeyUsageAny) in
 // x509.VerifyOptions.KeyUsages; the default there is server authentication.
-func (ca *CA) IssueESeal(pub crypto.PublicKey, subject ESealSubject, validity time.Duration) (*x509.Certificate, error) {
-	// OrgNumber is a string type, so it may have been converted rather
-	// than parsed; re-check it before it goes into a certificate.
-	if _, err := orgno.Parse(subject.OrgNumber.String()); err != nil {
-		return nil, fmt.Errorf("devca: eSeal subject: %w", err)
-	}
-	if subject.Organization == "" {
-		return nil, errors.New("devca: eSeal subject has no Organization; set it to the enterprise's registered name")
+func (ca *CA) IssueESeal(pub crypto.PublicKey, subject eseal.Subject, validity time.Duration) (*x509.Certificate, error) {
+	if err := subject.Validate(); err != nil {
+		return nil, fmt.Errorf("devca: %w", err)
 	}
 	tmpl := &x509.Certificate{Subject: subject.Name()}
 	return ca.issue(tmpl, pub, validity)

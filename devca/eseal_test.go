@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"github.com/portvakt/portvakt/eseal"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ func TestIssueESeal(t *testing.T) {
 
 	tests := []struct {
 		name         string
-		subject      ESealSubject
+		subject      eseal.Subject
 		validity     time.Duration
 		wantCN       string
 		wantOrgID    string
@@ -48,7 +49,7 @@ func TestIssueESeal(t *testing.T) {
 	}{
 		{
 			name:         "organizationIdentifier",
-			subject:      ESealSubject{OrgNumber: digdir, Organization: "DIGITALISERINGSDIREKTORATET", CommonName: "Digdir Portvakt"},
+			subject:      eseal.Subject{OrgNumber: digdir, Organization: "DIGITALISERINGSDIREKTORATET", CommonName: "Digdir Portvakt"},
 			validity:     30 * 24 * time.Hour,
 			wantCN:       "Digdir Portvakt",
 			wantOrgID:    "NTRNO-991825827",
@@ -56,7 +57,7 @@ func TestIssueESeal(t *testing.T) {
 		},
 		{
 			name:         "legacy serialNumber",
-			subject:      ESealSubject{OrgNumber: brreg, Organization: "BRØNNØYSUNDREGISTRENE", CommonName: "Brreg", LegacySerialNumber: true},
+			subject:      eseal.Subject{OrgNumber: brreg, Organization: "BRØNNØYSUNDREGISTRENE", CommonName: "Brreg", LegacySerialNumber: true},
 			validity:     time.Hour,
 			wantCN:       "Brreg",
 			wantSerial:   "974760673",
@@ -64,7 +65,7 @@ func TestIssueESeal(t *testing.T) {
 		},
 		{
 			name:         "default CN and validity",
-			subject:      ESealSubject{OrgNumber: digdir, Organization: "DIGITALISERINGSDIREKTORATET"},
+			subject:      eseal.Subject{OrgNumber: digdir, Organization: "DIGITALISERINGSDIREKTORATET"},
 			wantCN:       "DIGITALISERINGSDIREKTORATET",
 			wantOrgID:    "NTRNO-991825827",
 			wantValidity: defaultESealValidity,
@@ -128,21 +129,21 @@ func TestIssueESealRejects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good := ESealSubject{OrgNumber: digdir, Organization: "DIGITALISERINGSDIREKTORATET"}
+	good := eseal.Subject{OrgNumber: digdir, Organization: "DIGITALISERINGSDIREKTORATET"}
 
 	tests := []struct {
 		name     string
 		pub      any
-		subject  ESealSubject
+		subject  eseal.Subject
 		validity time.Duration
 		wantErr  string
 	}{
 		{name: "ECDSA key", pub: &ecKey.PublicKey, subject: good, wantErr: "*ecdsa.PublicKey; the HSM key must be RSA with at least 2048 bits"},
 		{name: "RSA-1024", pub: &smallKey.PublicKey, subject: good, wantErr: "has 1024 bits; the HSM key must be RSA with at least 2048 bits"},
 		{name: "nil key", pub: nil, subject: good, wantErr: "must be RSA"},
-		{name: "unvalidated org number", pub: &rsaKey.PublicKey, subject: ESealSubject{OrgNumber: "991825828", Organization: "X"}, wantErr: "check digit is 8, want 7"},
-		{name: "empty org number", pub: &rsaKey.PublicKey, subject: ESealSubject{Organization: "X"}, wantErr: "has 0 characters"},
-		{name: "no organization", pub: &rsaKey.PublicKey, subject: ESealSubject{OrgNumber: digdir}, wantErr: "no Organization"},
+		{name: "unvalidated org number", pub: &rsaKey.PublicKey, subject: eseal.Subject{OrgNumber: "991825828", Organization: "X"}, wantErr: "check digit is 8, want 7"},
+		{name: "empty org number", pub: &rsaKey.PublicKey, subject: eseal.Subject{Organization: "X"}, wantErr: "has 0 characters"},
+		{name: "no organization", pub: &rsaKey.PublicKey, subject: eseal.Subject{OrgNumber: digdir}, wantErr: "no organisation name"},
 		{name: "outlives issuing CA", pub: &rsaKey.PublicKey, subject: good, validity: 6 * 365 * 24 * time.Hour, wantErr: "after the issuing CA expires"},
 	}
 	for _, tt := range tests {
@@ -175,8 +176,8 @@ func TestIssueFromCSR(t *testing.T) {
 		}
 		return csr
 	}
-	modern := ESealSubject{OrgNumber: digdir, Organization: "DIGITALISERINGSDIREKTORATET", CommonName: "Digdir Portvakt"}
-	legacy := ESealSubject{OrgNumber: brreg, Organization: "BRØNNØYSUNDREGISTRENE", LegacySerialNumber: true}
+	modern := eseal.Subject{OrgNumber: digdir, Organization: "DIGITALISERINGSDIREKTORATET", CommonName: "Digdir Portvakt"}
+	legacy := eseal.Subject{OrgNumber: brreg, Organization: "BRØNNØYSUNDREGISTRENE", LegacySerialNumber: true}
 
 	tests := []struct {
 		name    string
@@ -213,7 +214,7 @@ func TestIssueFromCSR(t *testing.T) {
 		{
 			name: "invalid organisation number",
 			csr: func(t *testing.T) *x509.CertificateRequest {
-				return makeCSR(t, key, ESealSubject{OrgNumber: "991825828", Organization: "X"}.Name())
+				return makeCSR(t, key, eseal.Subject{OrgNumber: "991825828", Organization: "X"}.Name())
 			},
 			wantErr: "check digit is 8, want 7",
 		},

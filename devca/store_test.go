@@ -2,6 +2,7 @@ package devca
 
 import (
 	"errors"
+	"github.com/portvakt/portvakt/eseal"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -50,7 +51,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	// The loaded keys must really be the CA's: an eSeal issued by the
 	// loaded CA has to verify against the original root.
 	key := testRSAKey(t, rsa2048)
-	cert, err := loaded.IssueESeal(&key.PublicKey, ESealSubject{OrgNumber: digdir, Organization: "DIGDIR"}, time.Hour)
+	cert, err := loaded.IssueESeal(&key.PublicKey, eseal.Subject{OrgNumber: digdir, Organization: "DIGDIR"}, time.Hour)
 	if err != nil {
 		t.Fatalf("IssueESeal() after Load error = %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ThalesGroup/crypto11"
 
+	"github.com/portvakt/portvakt/eseal"
 	"github.com/portvakt/portvakt/internal/p11"
 )
 
@@ -100,8 +101,12 @@ func checkChain(chain []*x509.Certificate, now time.Time) error {
 	if len(chain) == 0 {
 		return fmt.Errorf("no certificate to import")
 	}
-	if now.After(chain[0].NotAfter) {
-		return fmt.Errorf("certificate %q expired on %s; import a valid one", chain[0].Subject, chain[0].NotAfter.Format(time.DateOnly))
+	// An expired issuer makes the key's certificate unusable too:
+	// Maskinporten refuses the whole chain (MP-121).
+	for i, c := range chain {
+		if now.After(c.NotAfter) {
+			return fmt.Errorf("certificate %d (%q) expired on %s; import a valid one", i+1, eseal.Describe(c.Subject), c.NotAfter.Format(time.DateOnly))
+		}
 	}
 	for i := 1; i < len(chain); i++ {
 		if err := chain[i-1].CheckSignatureFrom(chain[i]); err != nil {

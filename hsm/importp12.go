@@ -42,6 +42,9 @@ func ImportPKCS12(t Token, data []byte, password pin.PIN, spec KeySpec) (ImportR
 	if rsaKey.N.BitLen() < MinKeyBits {
 		return ImportResult{}, fmt.Errorf("%w: its key has %d bits; at least %d are required", ErrBadPKCS12, rsaKey.N.BitLen(), MinKeyBits)
 	}
+	if len(rsaKey.Primes) != 2 {
+		return ImportResult{}, fmt.Errorf("%w: its key has %d primes; PKCS#11 stores two-prime RSA keys only", ErrBadPKCS12, len(rsaKey.Primes))
+	}
 	if err := rsaKey.Validate(); err != nil {
 		return ImportResult{}, fmt.Errorf("%w: its private key is inconsistent: %w", ErrBadPKCS12, err)
 	}
@@ -94,7 +97,9 @@ func explainPKCS12(err error) error {
 	msg := err.Error()
 	switch {
 	case errors.Is(err, pkcs12.ErrIncorrectPassword), errors.Is(err, pkcs12.ErrDecryption):
-		return fmt.Errorf("%w: the file could not be decrypted with the password given", ErrWrongPassword)
+		// The MAC is keyed by the password, so a damaged file and a wrong
+		// password look the same.
+		return fmt.Errorf("%w: the file could not be decrypted with the password given (a wrong password, or a damaged file)", ErrWrongPassword)
 	case msg == "pkcs12: private key missing":
 		return fmt.Errorf("%w: the file holds no private key (is it a certificate-only trust store?)", ErrBadPKCS12)
 	case msg == "pkcs12: certificate missing":

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ThalesGroup/crypto11"
 
+	"github.com/portvakt/portvakt/eseal"
 	"github.com/portvakt/portvakt/internal/p11"
 	"github.com/portvakt/portvakt/orgno"
 )
@@ -60,7 +61,7 @@ func describeCertificate(c p11.CertificateObject, keys []p11.KeyObject) Certific
 	info := CertificateInfo{
 		ID:          c.ID,
 		Label:       c.Label,
-		Subject:     c.Certificate.Subject.String(),
+		Subject:     eseal.Describe(c.Certificate.Subject),
 		NotAfter:    c.Certificate.NotAfter,
 		SHA256:      hex.EncodeToString(sum[:]),
 		Certificate: c.Certificate,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/miekg/pkcs11"
 )
@@ -49,7 +50,7 @@ func (m *Module) Close() {
 func (m *Module) Path() string { return m.path }
 
 // ErrTokenNotFound is returned when no slot holds a token with the label.
-var ErrTokenNotFound = errors.New("no token with that label")
+var ErrTokenNotFound = errors.New("token not found")
 
 // FindSlot returns the slot holding the initialised token labelled label.
 // Tokens are always chosen by label: slot numbers change when tokens are
@@ -74,9 +75,9 @@ func (m *Module) FindSlot(label string) (uint, error) {
 		labels = append(labels, fmt.Sprintf("%q", info.Label))
 	}
 	if len(labels) == 0 {
-		return 0, fmt.Errorf("%w %q: the module %s has no initialised token", ErrTokenNotFound, label, m.path)
+		return 0, fmt.Errorf("%w: no token is labelled %q: the module %s has no initialised token", ErrTokenNotFound, label, m.path)
 	}
-	return 0, fmt.Errorf("%w %q in %s (tokens present: %v)", ErrTokenNotFound, label, m.path, labels)
+	return 0, fmt.Errorf("%w: no token is labelled %q in %s (tokens present: %s)", ErrTokenNotFound, label, m.path, strings.Join(labels, ", "))
 }
 
 // OpenSession opens a read-write session on the token labelled label. The

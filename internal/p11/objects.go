@@ -126,7 +126,7 @@ func (m *Module) privateKey(session pkcs11.SessionHandle, h pkcs11.ObjectHandle)
 		Handle:           h,
 		ID:               attrs[0].Value,
 		Label:            string(attrs[1].Value),
-		KeyType:          ulong(attrs[2].Value),
+		KeyType:          DecodeULong(attrs[2].Value),
 		Sensitive:        boolean(attrs[3].Value),
 		Extractable:      boolean(attrs[4].Value),
 		AlwaysSensitive:  boolean(attrs[5].Value),
@@ -151,9 +151,9 @@ func (m *Module) privateKey(session pkcs11.SessionHandle, h pkcs11.ObjectHandle)
 
 func boolean(v []byte) bool { return len(v) == 1 && v[0] != 0 }
 
-// ulong decodes a CK_ULONG attribute, which the module writes in the
-// host's byte order.
-func ulong(v []byte) uint {
+// DecodeULong decodes a CK_ULONG attribute value (CKA_CLASS, CKA_KEY_TYPE
+// …), which the module writes in the host's byte order.
+func DecodeULong(v []byte) uint {
 	switch len(v) {
 	case 8:
 		return uint(binary.NativeEndian.Uint64(v))

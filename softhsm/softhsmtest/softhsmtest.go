@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"github.com/portvakt/portvakt/devca"
+	"github.com/portvakt/portvakt/eseal"
 	"github.com/portvakt/portvakt/orgno"
 	"os"
 	"sync/atomic"
@@ -102,7 +103,7 @@ const TestOrgNumber = "991825827"
 func (tok Token) NewCertifiedKey(t testing.TB, label string, ca *devca.CA) []*x509.Certificate {
 	t.Helper()
 	tok.NewKey(t, label)
-	subject := devca.ESealSubject{OrgNumber: orgno.Number(TestOrgNumber), Organization: "Portvakt Test AS", CommonName: "Portvakt test eSeal"}
+	subject := eseal.Subject{OrgNumber: orgno.Number(TestOrgNumber), Organization: "Portvakt Test AS", CommonName: "Portvakt test eSeal"}
 	der, err := hsm.CreateCSR(tok.Token, hsm.KeySelector{Label: label}, subject.Name())
 	if err != nil {
 		t.Fatalf("creating CSR: %v", err)
