@@ -1,0 +1,47 @@
+# Portvakt. `make demo` runs the whole flow on a throwaway SoftHSM2 token;
+# `make test` runs the tests. Both install what they need on Debian/Ubuntu.
+
+GO      ?= go
+BIN     := bin
+STATE   := .state
+
+.PHONY: all build test bench fuzz demo generate lint deps clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+## deps: install SoftHSM2, OpenSC (pkcs11-tool) and openssl when missing.
+deps:
+	@scripts/install-deps.sh
+
+## test: vet, then every test with the race detector, against real SoftHSM2.
+test: deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+## bench: benchmarks, to be read as ratios within one run.
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./...
+
+## fuzz: a short run of every fuzz target (their seed corpora run in `make test`).
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./orgno
+
+## demo: provision a SoftHSM2 token, a development CA and an eSeal, and sign in the HSM.
+demo: deps build
+	@scripts/demo.sh $(STATE)/demo
+
+## generate: generated code (the gRPC API arrives with the daemon).
+generate:
+	@echo "nothing to generate yet"
+
+## lint: formatting, vet and a tidy go.mod.
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+
+clean:
+	rm -rf $(BIN) $(STATE)

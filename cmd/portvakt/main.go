@@ -1,0 +1,43 @@
+// Command portvakt holds the enterprise certificate's key in an HSM and
+// serves Maskinporten tokens signed with it. This file wires the
+// subcommands; each lives in its own file.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	if err := newRootCommand().Execute(); err != nil {
+		// One line, what went wrong and what to do: operators read this.
+		fmt.Fprintln(os.Stderr, "portvakt:", err)
+		var usage usageError
+		if errors.As(err, &usage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "portvakt",
+		Short: "Maskinporten tokens signed by a key that never leaves the HSM",
+		// Errors are printed once, by main, without the usage text that
+		// would bury them.
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newHSMCommand(), newDevCACommand())
+	return root
+}
+
+// usageError marks a mistake in the command line (exit status 2).
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
