@@ -436,4 +436,3 @@ func tokenObjects(t *testing.T, tok softhsmtest.Token) []string {
 	slices.Sort(objects)
 	return objects
 }
-
