@@ -12,8 +12,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/portvakt/portvakt/hsm"
 	"github.com/portvakt/portvakt/pin"
 )
 
@@ -244,5 +247,72 @@ func writeFile(t testing.TB, path string, data []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestOpenByKeyIDOnly(t *testing.T) {
+	f := newFixture(t)
+	inv, err := hsm.List(f.tok.Token)
+	if err != nil || len(inv.Keys) != 1 {
+		t.Fatalf("listing the token: %d keys, %v", len(inv.Keys), err)
+	}
+	cfg := f.config()
+	cfg.KeyLabel, cfg.KeyID = "", inv.Keys[0].ID
+	s, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	digest := digestOf(crypto.SHA256, []byte("by id"))
+	sig, err := s.Sign(nil, digest, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify(t, f.chain[0], crypto.SHA256, digest, sig)
+}
+
+// TestSessionPoolIsBounded gives the Signer one signing session and no
+// patience, and signs from many goroutines: some callers must be told the
+// HSM is busy instead of an unbounded number of sessions being opened.
+func TestSessionPoolIsBounded(t *testing.T) {
+	f := newFixture(t)
+	cfg := f.config()
+	cfg.MaxSessions = 2 // one holds the login, one signs
+	cfg.SessionWait = time.Millisecond // shorter than one signature
+	s, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var busy, signed atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200 && busy.Load() == 0; i++ {
+				digest := digestOf(crypto.SHA256, []byte{byte(i)})
+				sig, err := s.Sign(nil, digest, crypto.SHA256)
+				switch {
+				case errors.Is(err, ErrBusy):
+					busy.Add(1)
+				case err != nil:
+					t.Error(err)
+					return
+				default:
+					if verifyQuiet(f, digest, sig) != nil {
+						t.Error("a signature does not verify")
+					}
+					signed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if busy.Load() == 0 {
+		t.Fatalf("no caller was told the HSM is busy after %d signatures through one session", signed.Load())
+	}
+	if signed.Load() == 0 {
+		t.Fatal("no signature succeeded")
 	}
 }
