@@ -277,7 +277,7 @@ func TestOpenByKeyIDOnly(t *testing.T) {
 func TestSessionPoolIsBounded(t *testing.T) {
 	f := newFixture(t)
 	cfg := f.config()
-	cfg.MaxSessions = 2 // one holds the login, one signs
+	cfg.MaxSessions = 2                // one holds the login, one signs
 	cfg.SessionWait = time.Millisecond // shorter than one signature
 	s, err := Open(cfg)
 	if err != nil {
