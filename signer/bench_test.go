@@ -14,7 +14,7 @@ import (
 // argument checks, error classification). Read them as a ratio from one
 // run: `make bench` or
 //
-//	go test -run '^$' -bench Sign -count 5 ./signer
+//	go test -run '^$' -bench Sign -count 10 ./signer | benchstat -col /impl -
 func BenchmarkSign(b *testing.B) {
 	f := newFixture(b)
 	s := f.open(b)
@@ -37,7 +37,7 @@ func BenchmarkSign(b *testing.B) {
 	}{{"crypto11", raw}, {"signer", s}}
 	for _, goroutines := range []int{1, 2} {
 		for _, sg := range signers {
-			b.Run(fmt.Sprintf("%s/goroutines=%d", sg.name, goroutines), func(b *testing.B) {
+			b.Run(fmt.Sprintf("goroutines=%d/impl=%s", goroutines, sg.name), func(b *testing.B) {
 				signConcurrently(b, goroutines, func() error {
 					_, err := sg.signer.Sign(nil, digest, crypto.SHA256)
 					return err
