@@ -3,12 +3,12 @@ package hsm_test
 import (
 	"testing"
 
-	"github.com/portvakt/portvakt/pin"
+	"github.com/portvakt/portvakt/secret"
 )
 
-func mustPIN(t *testing.T, s string) pin.PIN {
+func mustPIN(t *testing.T, s string) secret.Value {
 	t.Helper()
-	p, err := pin.New(s)
+	p, err := secret.New(s)
 	if err != nil {
 		t.Fatal(err)
 	}

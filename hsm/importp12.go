@@ -13,7 +13,7 @@ import (
 	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/portvakt/portvakt/internal/p11"
-	"github.com/portvakt/portvakt/pin"
+	"github.com/portvakt/portvakt/secret"
 )
 
 var (
@@ -30,7 +30,7 @@ var (
 // non-extractable object and can never be read back. Everything is checked
 // before anything is written, and a failure while writing removes what was
 // written. spec.Bits is ignored.
-func ImportPKCS12(t Token, data []byte, password pin.PIN, spec KeySpec) (ImportResult, error) {
+func ImportPKCS12(t Token, data []byte, password secret.Value, spec KeySpec) (ImportResult, error) {
 	key, leaf, cas, err := pkcs12.DecodeChain(data, password.Reveal())
 	if err != nil {
 		return ImportResult{}, explainPKCS12(err)

@@ -18,14 +18,14 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/portvakt/portvakt/internal/p11"
-	"github.com/portvakt/portvakt/pin"
+	"github.com/portvakt/portvakt/secret"
 )
 
 // Token names a token and how to log in to it.
 type Token struct {
 	Module string
 	Label  string
-	PIN    pin.PIN
+	PIN    secret.Value
 }
 
 // maxLabelLength is the size of CK_TOKEN_INFO's label field.
@@ -35,7 +35,7 @@ const maxLabelLength = 32
 // of the module, and sets its security officer and user PINs. It refuses a
 // label that is already in use: two tokens with one label could not be told
 // apart, and Portvakt selects tokens only by label.
-func InitToken(module, label string, soPIN, userPIN pin.PIN) error {
+func InitToken(module, label string, soPIN, userPIN secret.Value) error {
 	if label == "" || len(label) > maxLabelLength {
 		return fmt.Errorf("token label %q: it must be 1 to %d bytes", label, maxLabelLength)
 	}

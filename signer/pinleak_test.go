@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/portvakt/portvakt/pin"
+	"github.com/portvakt/portvakt/secret"
 )
 
 // TestPINNeverInLogsOrErrors drives the Signer through the paths that log
@@ -18,7 +18,7 @@ func TestPINNeverInLogsOrErrors(t *testing.T) {
 	logger := f.config().Logger
 	var errs []string
 
-	wrong, _ := pin.New("Wrong-PIN-" + strings.Repeat("7", 8))
+	wrong, _ := secret.New("Wrong-PIN-" + strings.Repeat("7", 8))
 	cfg := f.config()
 	cfg.PIN = wrong
 	if _, err := Open(cfg); err == nil {

@@ -25,7 +25,7 @@ import (
 	"github.com/ThalesGroup/crypto11"
 
 	"github.com/portvakt/portvakt/internal/p11"
-	"github.com/portvakt/portvakt/pin"
+	"github.com/portvakt/portvakt/secret"
 )
 
 // Config says which token, key and certificate a Signer uses.
@@ -35,7 +35,7 @@ type Config struct {
 	// TokenLabel selects the token. Slot numbers are never used: they move.
 	TokenLabel string
 	// PIN logs in to the token as its user.
-	PIN pin.PIN
+	PIN secret.Value
 	// KeyLabel and KeyID (CKA_LABEL, CKA_ID) select the private key; at least
 	// one must be set, and together they must match exactly one key.
 	KeyLabel string

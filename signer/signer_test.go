@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/portvakt/portvakt/hsm"
-	"github.com/portvakt/portvakt/pin"
+	"github.com/portvakt/portvakt/secret"
 )
 
 func TestOpenFindsKeyAndChainOnToken(t *testing.T) {
@@ -145,7 +145,7 @@ func TestOpenErrorsSayWhatToFix(t *testing.T) {
 	writeFile(t, otherCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.chain[0].Raw}))
 	keyFile := filepath.Join(t.TempDir(), "key.pem")
 	writeFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}}))
-	wrongPIN, _ := pin.New("wrong-pin-0000")
+	wrongPIN, _ := secret.New("wrong-pin-0000")
 
 	tests := []struct {
 		name   string
@@ -161,7 +161,7 @@ func TestOpenErrorsSayWhatToFix(t *testing.T) {
 		{"wrong PIN", func(c *Config) { c.PIN = wrongPIN }, "refused the PIN", nil},
 		{"missing module", func(c *Config) { c.Module = "/nonexistent/libpkcs11.so" }, "correct the module path", nil},
 		{"no key selector", func(c *Config) { c.KeyLabel = "" }, "neither a key label nor a key id", nil},
-		{"no PIN", func(c *Config) { c.PIN = pin.PIN{} }, "no PIN was given", nil},
+		{"no PIN", func(c *Config) { c.PIN = secret.Value{} }, "no PIN was given", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

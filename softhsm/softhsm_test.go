@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/portvakt/portvakt/hsm"
-	"github.com/portvakt/portvakt/pin"
+	"github.com/portvakt/portvakt/secret"
 	"github.com/portvakt/portvakt/softhsm"
 )
 
@@ -62,8 +62,8 @@ func TestTokenLivesInItsDirectory(t *testing.T) {
 	if err := d.Activate(); err != nil {
 		t.Fatal(err)
 	}
-	userPIN, _ := pin.New("user-pin-1234")
-	soPIN, _ := pin.New("so-pin-123456")
+	userPIN, _ := secret.New("user-pin-1234")
+	soPIN, _ := secret.New("so-pin-123456")
 	if err := hsm.InitToken(module, "dir-test", soPIN, userPIN); err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/portvakt/portvakt/hsm"
 	"github.com/portvakt/portvakt/internal/p11"
 	"github.com/portvakt/portvakt/orgno"
-	"github.com/portvakt/portvakt/pin"
+	"github.com/portvakt/portvakt/secret"
 	"github.com/portvakt/portvakt/signer"
 	"github.com/portvakt/portvakt/softhsm"
 )
@@ -40,7 +40,7 @@ an environment variable (--pin-env, default PORTVAKT_PIN), never a flag value.`,
 func newHSMInitCommand() *cobra.Command {
 	var (
 		tf         tokenFlags
-		soPIN      pin.Source
+		soPIN      secret.Source
 		createPINs bool
 	)
 	cmd := &cobra.Command{
@@ -89,32 +89,32 @@ func newHSMInitCommand() *cobra.Command {
 	return cmd
 }
 
-func initPINs(user, so pin.Source, create bool) (pin.PIN, pin.PIN, error) {
+func initPINs(user, so secret.Source, create bool) (secret.Value, secret.Value, error) {
 	if create {
 		if user.File == "" || so.File == "" || user.Env != "" || so.Env != "" {
-			return pin.PIN{}, pin.PIN{}, usageError{fmt.Errorf("--create-pins writes the PINs to --pin-file and --so-pin-file: give both files, and no --pin-env")}
+			return secret.Value{}, secret.Value{}, usageError{fmt.Errorf("--create-pins writes the PINs to --pin-file and --so-pin-file: give both files, and no --pin-env")}
 		}
-		userPIN, err := pin.Generate(user.File)
+		userPIN, err := secret.Generate(user.File)
 		if err != nil {
-			return pin.PIN{}, pin.PIN{}, err
+			return secret.Value{}, secret.Value{}, err
 		}
-		soPIN, err := pin.Generate(so.File)
+		soPIN, err := secret.Generate(so.File)
 		if err != nil {
 			_ = os.Remove(user.File) // keep no PIN of a token that was never made
-			return pin.PIN{}, pin.PIN{}, err
+			return secret.Value{}, secret.Value{}, err
 		}
 		return userPIN, soPIN, nil
 	}
 	if so.IsZero() {
-		return pin.PIN{}, pin.PIN{}, usageError{fmt.Errorf("give the security officer PIN with --so-pin-file or --so-pin-env, or --create-pins")}
+		return secret.Value{}, secret.Value{}, usageError{fmt.Errorf("give the security officer PIN with --so-pin-file or --so-pin-env, or --create-pins")}
 	}
 	userPIN, err := loadPIN(user, "--pin-file", "--pin-env")
 	if err != nil {
-		return pin.PIN{}, pin.PIN{}, err
+		return secret.Value{}, secret.Value{}, err
 	}
 	soPIN, err := so.Load()
 	if err != nil {
-		return pin.PIN{}, pin.PIN{}, fmt.Errorf("security officer PIN: %w", err)
+		return secret.Value{}, secret.Value{}, fmt.Errorf("security officer PIN: %w", err)
 	}
 	return userPIN, soPIN, nil
 }
@@ -251,7 +251,7 @@ func newHSMImportP12Command() *cobra.Command {
 		tf       tokenFlags
 		kf       keyFlags
 		file     string
-		password pin.Source
+		password secret.Source
 	)
 	cmd := &cobra.Command{
 		Use:   "import-p12",

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/portvakt/portvakt/hsm"
-	"github.com/portvakt/portvakt/pin"
+	"github.com/portvakt/portvakt/secret"
 	"github.com/portvakt/portvakt/softhsm"
 )
 
@@ -21,7 +21,7 @@ type tokenFlags struct {
 	module     string
 	softhsmDir string
 	label      string
-	pin        pin.Source
+	pin        secret.Source
 }
 
 func (f *tokenFlags) register(fs *pflag.FlagSet) {
@@ -64,14 +64,18 @@ func (f *tokenFlags) token() (hsm.Token, error) {
 	return hsm.Token{Module: module, Label: f.label, PIN: p}, nil
 }
 
-func loadPIN(src pin.Source, fileFlag, envFlag string) (pin.PIN, error) {
+func loadPIN(src secret.Source, fileFlag, envFlag string) (secret.Value, error) {
 	if src.IsZero() {
 		if _, ok := os.LookupEnv(defaultPINEnv); !ok {
-			return pin.PIN{}, usageError{fmt.Errorf("no PIN: give %s FILE or %s VARIABLE, or set %s", fileFlag, envFlag, defaultPINEnv)}
+			return secret.Value{}, usageError{fmt.Errorf("no PIN: give %s FILE or %s VARIABLE, or set %s", fileFlag, envFlag, defaultPINEnv)}
 		}
 		src.Env = defaultPINEnv
 	}
-	return src.Load()
+	p, err := src.Load()
+	if err != nil {
+		return secret.Value{}, fmt.Errorf("user PIN: %w", err)
+	}
+	return p, nil
 }
 
 // keyFlags select a key by label and/or id.

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/portvakt/portvakt/hsm"
-	"github.com/portvakt/portvakt/pin"
+	"github.com/portvakt/portvakt/secret"
 	"github.com/portvakt/portvakt/softhsm"
 )
 
@@ -62,7 +62,7 @@ func run(m *testing.M) int {
 // Token is an initialised token with its PINs.
 type Token struct {
 	hsm.Token
-	SOPIN pin.PIN
+	SOPIN secret.Value
 }
 
 // Dir is the SoftHSM2 directory of this test binary.
@@ -75,8 +75,8 @@ func NewToken(t testing.TB) Token {
 		t.Fatal("softhsmtest.Main was not called from TestMain")
 	}
 	label := fmt.Sprintf("test-%d-%d", os.Getpid(), counter.Add(1))
-	userPIN, _ := pin.New(rand.Text()[:16])
-	soPIN, _ := pin.New(rand.Text()[:16])
+	userPIN, _ := secret.New(rand.Text()[:16])
+	soPIN, _ := secret.New(rand.Text()[:16])
 	if err := hsm.InitToken(module, label, soPIN, userPIN); err != nil {
 		t.Fatalf("initialising SoftHSM2 token: %v", err)
 	}

@@ -1,4 +1,4 @@
-package pin
+package secret
 
 import (
 	"bytes"
@@ -36,12 +36,12 @@ func TestSourceLoad(t *testing.T) {
 		{"file without newline", Source{File: writeFile(t, secretValue, 0o600)}, secretValue, ""},
 		{"file keeps inner spaces", Source{File: writeFile(t, " a b ", 0o600)}, " a b ", ""},
 		{"env", Source{Env: "PORTVAKT_TEST_PIN"}, secretValue, ""},
-		{"nothing", Source{}, "", "no PIN source"},
+		{"nothing", Source{}, "", "no source"},
 		{"both", Source{File: "/x", Env: "Y"}, "", "not both"},
 		{"missing file", Source{File: "/nonexistent/pin"}, "", "no such file"},
 		{"empty file", Source{File: writeFile(t, "\n", 0o600)}, "", "is empty"},
 		{"two lines", Source{File: writeFile(t, "a\nb\n", 0o600)}, "", "more than one line"},
-		{"huge file", Source{File: writeFile(t, strings.Repeat("x", 1000), 0o600)}, "", "holds only the PIN"},
+		{"huge file", Source{File: writeFile(t, strings.Repeat("x", 1000), 0o600)}, "", "must hold only the secret"},
 		{"directory", Source{File: t.TempDir()}, "", "not a regular file"},
 		{"unset env", Source{Env: "PORTVAKT_TEST_UNSET_XYZ"}, "", "is not set"},
 		{"empty env", Source{Env: "PORTVAKT_TEST_EMPTY"}, "", "is empty"},
@@ -79,7 +79,7 @@ func TestErrorsNeverCarryContent(t *testing.T) {
 	}
 }
 
-func TestPINIsRedactedEverywhere(t *testing.T) {
+func TestValueIsRedactedEverywhere(t *testing.T) {
 	p, err := New(secretValue)
 	if err != nil {
 		t.Fatal(err)
@@ -88,9 +88,9 @@ func TestPINIsRedactedEverywhere(t *testing.T) {
 	for _, verb := range []string{"%s", "%v", "%+v", "%#v", "%q", "%x", "%X", "%d", "%T %[1]v"} {
 		fmt.Fprintf(&out, verb+"\n", p)
 	}
-	fmt.Fprintln(&out, p, &p, []PIN{p}, struct{ P PIN }{p}, map[string]PIN{"pin": p})
-	fmt.Fprintf(&out, "%+v %#v\n", struct{ P PIN }{p}, struct{ P PIN }{p})
-	js, err := json.Marshal(struct{ P PIN }{p})
+	fmt.Fprintln(&out, p, &p, []Value{p}, struct{ P Value }{p}, map[string]Value{"pin": p})
+	fmt.Fprintf(&out, "%+v %#v\n", struct{ P Value }{p}, struct{ P Value }{p})
+	js, err := json.Marshal(struct{ P Value }{p})
 	if err != nil {
 		t.Fatal(err)
 	}
