@@ -28,6 +28,8 @@ bench: deps
 ## fuzz: a short run of every fuzz target (their seed corpora run in `make test`).
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./orgno
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTokenResponse$$' -fuzztime 30s ./maskinporten
+	$(GO) test -run '^$$' -fuzz '^FuzzParseError$$' -fuzztime 30s ./maskinporten
 
 ## demo: provision a SoftHSM2 token, a development CA and an eSeal, and sign in the HSM.
 demo: deps build

@@ -19,4 +19,5 @@ require (
 	github.com/pkg/errors v0.9.1 // indirect
 	go.yaml.in/yaml/v3 v3.0.6 // indirect
 	golang.org/x/crypto v0.11.0 // indirect
+	golang.org/x/sync v0.25.0 // indirect
 )

@@ -1,0 +1,226 @@
+package maskinporten
+
+import (
+	"crypto"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+
+	"github.com/portvakt/portvakt/orgno"
+	"github.com/portvakt/portvakt/secret"
+)
+
+// MaxGrantLifetime is the longest exp - iat Maskinporten accepts.
+const MaxGrantLifetime = 120 * time.Second
+
+// DefaultGrantLifetime leaves room for clock skew and a slow network: the
+// grant is used within seconds of being made.
+const DefaultGrantLifetime = 60 * time.Second
+
+// KeySigner signs in the HSM and knows its certificate chain (the leaf
+// first). *signer.Signer is one.
+type KeySigner interface {
+	crypto.Signer
+	Chain() []*x509.Certificate
+}
+
+// GrantBuilder makes JWT grants signed by the enterprise certificate's key.
+type GrantBuilder struct {
+	signer   KeySigner
+	method   hsmMethod
+	x5c      []string // precomputed: the chain does not change
+	keyID    string
+	lifetime time.Duration
+	now      func() time.Time
+}
+
+// GrantOptions tune a GrantBuilder; the zero value is right for Maskinporten.
+type GrantOptions struct {
+	// Alg is RS256 (default), RS384 or RS512.
+	Alg string
+	// KeyID, when set, is sent as kid for a key pre-registered on the
+	// integration, instead of the certificate chain in x5c.
+	KeyID string
+	// Lifetime is exp - iat; default DefaultGrantLifetime, at most 120 s.
+	Lifetime time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// NewGrantBuilder checks the options against what Maskinporten accepts.
+func NewGrantBuilder(signer KeySigner, opts GrantOptions) (*GrantBuilder, error) {
+	if opts.Alg == "" {
+		opts.Alg = "RS256"
+	}
+	method, ok := algorithms[opts.Alg]
+	if !ok {
+		return nil, fmt.Errorf("grant algorithm %q: Maskinporten accepts RS256, RS384 and RS512", opts.Alg)
+	}
+	if opts.Lifetime == 0 {
+		opts.Lifetime = DefaultGrantLifetime
+	}
+	if opts.Lifetime < 0 || opts.Lifetime > MaxGrantLifetime {
+		return nil, fmt.Errorf("grant lifetime %s: it must be positive and at most %s", opts.Lifetime, MaxGrantLifetime)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	b := &GrantBuilder{signer: signer, method: method, keyID: opts.KeyID, lifetime: opts.Lifetime, now: opts.Now}
+	if b.keyID == "" {
+		chain := signer.Chain()
+		if len(chain) == 0 {
+			return nil, errors.New("the signer has no certificate: x5c needs the enterprise certificate (or give a pre-registered key id)")
+		}
+		for _, c := range chain {
+			// Standard base64, not base64url: RFC 7517 §4.7.
+			b.x5c = append(b.x5c, base64.StdEncoding.EncodeToString(c.Raw))
+		}
+	}
+	return b, nil
+}
+
+// GrantRequest is what a grant asks Maskinporten for.
+type GrantRequest struct {
+	// Issuer is Maskinporten's issuer identifier: the grant's aud.
+	Issuer string
+	// ClientID is the integration's id: the grant's iss.
+	ClientID string
+	// Scopes are the scopes asked for; Digdir recommends one per token.
+	Scopes []string
+	// Resource, when set, asks for an audience-restricted token.
+	Resource string
+	// ConsumerOrg, when set, asks as a supplier on behalf of this
+	// organisation (delegation).
+	ConsumerOrg string
+}
+
+// Validate says which field is wrong and why.
+func (r GrantRequest) Validate() error {
+	if !strings.HasSuffix(r.Issuer, "/") || checkURL(r.Issuer) != nil {
+		return fmt.Errorf("issuer %q: it must be Maskinporten's issuer URL, trailing slash included", r.Issuer)
+	}
+	if strings.TrimSpace(r.ClientID) == "" {
+		return errors.New("client id is empty")
+	}
+	if len(r.Scopes) == 0 {
+		return errors.New("no scope asked for")
+	}
+	for _, s := range r.Scopes {
+		if err := ValidateScope(s); err != nil {
+			return err
+		}
+	}
+	if r.Resource != "" {
+		if u, err := url.Parse(r.Resource); err != nil || !u.IsAbs() || u.Host == "" {
+			return fmt.Errorf("resource %q: it must be an absolute URL", r.Resource)
+		}
+	}
+	if r.ConsumerOrg != "" {
+		if _, err := orgno.Parse(r.ConsumerOrg); err != nil {
+			return fmt.Errorf("consumer_org: %w", err)
+		}
+	}
+	return nil
+}
+
+// ValidateScope checks the syntax Maskinporten scopes have: a prefix, a
+// colon and a name, printable ASCII without spaces or quotes.
+func ValidateScope(scope string) error {
+	i := strings.IndexByte(scope, ':')
+	if i <= 0 || i == len(scope)-1 {
+		return fmt.Errorf("scope %q: a Maskinporten scope is prefix:name, such as svv:kjoretoy/ecoc", scope)
+	}
+	for _, c := range scope {
+		if c <= ' ' || c > '~' || c == '"' || c == '\\' {
+			return fmt.Errorf("scope %q: character %q is not allowed in a scope", scope, c)
+		}
+	}
+	return nil
+}
+
+// Grant is a signed JWT grant. The assertion is a bearer credential for
+// as long as it lives, so it is kept as a secret.
+type Grant struct {
+	Assertion secret.Value
+	// JTI identifies the grant (and so the signature) in the audit.
+	JTI       string
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+}
+
+// grantClaims are exactly the claims Maskinporten documents; anything else
+// makes it answer "Invalid assertion".
+type grantClaims struct {
+	Audience    string `json:"aud"`
+	Issuer      string `json:"iss"`
+	Scope       string `json:"scope"`
+	Resource    string `json:"resource,omitempty"`
+	IssuedAt    int64  `json:"iat"`
+	ExpiresAt   int64  `json:"exp"`
+	ID          string `json:"jti"`
+	ConsumerOrg string `json:"consumer_org,omitempty"`
+}
+
+// Build makes and signs a grant with a fresh jti. Every attempt, retries
+// included, needs its own: Maskinporten refuses a grant used before.
+func (b *GrantBuilder) Build(req GrantRequest) (Grant, error) {
+	if err := req.Validate(); err != nil {
+		return Grant{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+	}
+	id, err := uuid.NewRandom()
+	if err != nil {
+		return Grant{}, fmt.Errorf("making a jti: %w", err)
+	}
+	now := b.now().Truncate(time.Second)
+	claims := grantClaims{
+		Audience:    req.Issuer,
+		Issuer:      req.ClientID,
+		Scope:       strings.Join(req.Scopes, " "),
+		Resource:    req.Resource,
+		IssuedAt:    now.Unix(),
+		ExpiresAt:   now.Add(b.lifetime).Unix(),
+		ID:          id.String(),
+		ConsumerOrg: req.ConsumerOrg,
+	}
+	assertion, err := b.sign(claims)
+	if err != nil {
+		return Grant{}, err
+	}
+	return Grant{Assertion: assertion, JTI: claims.ID, IssuedAt: now, ExpiresAt: now.Add(b.lifetime)}, nil
+}
+
+// sign encodes and signs any claims with the builder's header.
+func (b *GrantBuilder) sign(claims jwt.Claims) (secret.Value, error) {
+	token := jwt.NewWithClaims(b.method, claims)
+	if b.keyID != "" {
+		token.Header["kid"] = b.keyID
+	} else {
+		token.Header["x5c"] = b.x5c
+	}
+	signed, err := token.SignedString(b.signer)
+	if err != nil {
+		return secret.Value{}, fmt.Errorf("signing the grant: %w", err)
+	}
+	return secret.New(signed)
+}
+
+// The jwt.Claims interface, which golang-jwt needs to encode the claims.
+func (c grantClaims) GetExpirationTime() (*jwt.NumericDate, error) {
+	return jwt.NewNumericDate(time.Unix(c.ExpiresAt, 0)), nil
+}
+func (c grantClaims) GetIssuedAt() (*jwt.NumericDate, error) {
+	return jwt.NewNumericDate(time.Unix(c.IssuedAt, 0)), nil
+}
+func (c grantClaims) GetNotBefore() (*jwt.NumericDate, error) { return nil, nil }
+func (c grantClaims) GetIssuer() (string, error)              { return c.Issuer, nil }
+func (c grantClaims) GetSubject() (string, error)             { return "", nil }
+func (c grantClaims) GetAudience() (jwt.ClaimStrings, error) {
+	return jwt.ClaimStrings{c.Audience}, nil
+}
