@@ -108,7 +108,7 @@ func (c *Cache) Get(ctx context.Context, key Key, minValidity time.Duration) (ma
 		tok := e.token
 		if left < c.refreshPoint(tok) && !e.refreshing {
 			e.refreshing = true
-			go c.refresh(key)
+			go c.refresh(context.WithoutCancel(ctx), key)
 		}
 		c.mu.Unlock()
 		c.stats.hits.Add(1)
@@ -122,10 +122,12 @@ func (c *Cache) Get(ctx context.Context, key Key, minValidity time.Duration) (ma
 	c.mu.Unlock()
 	c.stats.misses.Add(1)
 
-	// The fetch runs apart from this caller's context: others may be
-	// waiting for it, and a token fetched is worth keeping.
+	// The fetch is not cancelled with this caller: others may be waiting
+	// for it, and a token fetched is worth keeping. It keeps the caller's
+	// values (request id, identity), which the audit of the signature names.
+	fetchCtx := context.WithoutCancel(ctx)
 	ch := c.flight.DoChan(key.flightKey(), func() (any, error) {
-		return c.fetchAndStore(key)
+		return c.fetchAndStore(fetchCtx, key)
 	})
 	select {
 	case <-ctx.Done():
@@ -150,9 +152,9 @@ func (c *Cache) refreshPoint(tok maskinporten.Token) time.Duration {
 }
 
 // refresh replaces a token near expiry; callers keep the old one meanwhile.
-func (c *Cache) refresh(key Key) {
+func (c *Cache) refresh(ctx context.Context, key Key) {
 	_, err, _ := c.flight.Do(key.flightKey(), func() (any, error) {
-		return c.fetchAndStore(key)
+		return c.fetchAndStore(ctx, key)
 	})
 	c.stats.refreshes.Add(1)
 	if err != nil {
@@ -165,8 +167,8 @@ func (c *Cache) refresh(key Key) {
 	c.mu.Unlock()
 }
 
-func (c *Cache) fetchAndStore(key Key) (any, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.FetchTimeout)
+func (c *Cache) fetchAndStore(ctx context.Context, key Key) (any, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.FetchTimeout)
 	defer cancel()
 	tok, err := c.fetch(ctx, key)
 	now := c.opts.Now()

@@ -1,0 +1,141 @@
+// Package mptest sets up, for tests, a world in which tokens can be had
+// for real: a SoftHSM2 token holding a certified eSeal key, a signer on
+// it that counts its signatures, and the Maskinporten simulator on a
+// loopback socket trusting the eSeal's CA. It does not import the
+// maskinporten package, so that package's own tests can use it.
+//
+// Test binaries using it must run softhsmtest.Main from TestMain.
+package mptest
+
+import (
+	"crypto"
+	"crypto/x509"
+	"io"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/portvakt/portvakt/devca"
+	"github.com/portvakt/portvakt/eseal"
+	"github.com/portvakt/portvakt/hsm"
+	"github.com/portvakt/portvakt/mpsim"
+	"github.com/portvakt/portvakt/orgno"
+	"github.com/portvakt/portvakt/signer"
+	"github.com/portvakt/portvakt/softhsm/softhsmtest"
+)
+
+// The simulator's registrations.
+const (
+	ClientID    = "portvakt-test"
+	OwnOrg      = softhsmtest.TestOrgNumber // 991825827, the eSeal's
+	ConsumerOrg = "974760673"               // has delegated ScopeDelegated to ClientID
+	StrangerOrg = "971032081"               // has delegated nothing
+	OtherClient = "other-supplier"
+
+	ScopeOwn        = "svv:kjoretoy/ecoc"
+	ScopeDelegated  = "svv:kjoretoy/ecoc.delegert"
+	ScopeElsewhere  = "svv:kjoretoy/leasingtaker.delegert" // delegated by ConsumerOrg to OtherClient only
+	ScopeNotGranted = "svv:kjoretoy/forstegangsregistrering"
+)
+
+// CountingSigner counts signatures: each is one use of the HSM key.
+type CountingSigner struct {
+	*signer.Signer
+	signs atomic.Int64
+}
+
+// Sign counts and signs.
+func (c *CountingSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	c.signs.Add(1)
+	return c.Signer.Sign(r, digest, opts)
+}
+
+// Signs is how many signatures were made.
+func (c *CountingSigner) Signs() int64 { return c.signs.Load() }
+
+// World is the token, the signer and the simulator.
+type World struct {
+	CA       *devca.CA
+	Token    softhsmtest.Token
+	Signer   *CountingSigner
+	Sim      *mpsim.Server
+	Issuer   string
+	Endpoint string
+}
+
+// Options change the simulator's configuration.
+type Options struct {
+	TokenLifetime time.Duration
+}
+
+// New builds a world; everything is closed when the test ends.
+func New(t testing.TB, opts Options) *World {
+	t.Helper()
+	ca, err := devca.New("Simulator Test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := softhsmtest.NewToken(t)
+	tok.NewCertifiedKey(t, "eseal", ca)
+	s := OpenSigner(t, tok, "eseal")
+
+	srv := httptest.NewUnstartedServer(nil)
+	issuer := "http://" + srv.Listener.Addr().String() + "/"
+	sim, err := mpsim.New(mpsim.Config{
+		Issuer:        issuer,
+		TokenLifetime: opts.TokenLifetime,
+		TrustRoots:    []*x509.Certificate{ca.Root},
+		Clients: []mpsim.Client{
+			{ID: ClientID, OrgNumber: OwnOrg, Scopes: []string{ScopeOwn, ScopeDelegated, ScopeElsewhere}},
+			{ID: OtherClient, OrgNumber: "971526920", Scopes: []string{ScopeElsewhere}},
+		},
+		Delegations: []mpsim.Delegation{
+			{ConsumerOrg: ConsumerOrg, SupplierClientID: ClientID, Scopes: []string{ScopeDelegated}},
+			{ConsumerOrg: ConsumerOrg, SupplierClientID: OtherClient, Scopes: []string{ScopeElsewhere}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = sim.Handler()
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return &World{CA: ca, Token: tok, Signer: &CountingSigner{Signer: s}, Sim: sim, Issuer: issuer, Endpoint: issuer + "token"}
+}
+
+// OpenSigner opens a key of the token; it is closed when the test ends.
+func OpenSigner(t testing.TB, tok softhsmtest.Token, label string) *signer.Signer {
+	t.Helper()
+	s, err := signer.Open(signer.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN, KeyLabel: label})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// CertifiedKeyFor adds a key to the token certified by the world's CA for
+// another organisation, and opens it.
+func (w *World) CertifiedKeyFor(t testing.TB, label, org string) *signer.Signer {
+	t.Helper()
+	w.Token.NewKey(t, label)
+	subject := eseal.Subject{OrgNumber: orgno.Number(org), Organization: "Foreign AS"}
+	der, err := hsm.CreateCSR(w.Token.Token, hsm.KeySelector{Label: label}, subject.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := w.CA.IssueFromCSR(csr, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := append([]*x509.Certificate{cert}, w.CA.Chain()...)
+	if _, err := hsm.ImportCertificates(w.Token.Token, hsm.KeySelector{Label: label}, chain, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return OpenSigner(t, w.Token, label)
+}

@@ -1,0 +1,264 @@
+package maskinporten
+
+import (
+	"encoding/base64"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+
+	"github.com/portvakt/portvakt/devca"
+	"github.com/portvakt/portvakt/internal/mptest"
+)
+
+// These tests send grants made by the real GrantBuilder, signed in a
+// SoftHSM2 token, over real HTTP to the Maskinporten simulator.
+
+// world adds the grant builder to mptest's world.
+type world struct{ *mptest.World }
+
+func newWorld(t testing.TB) world { return world{mptest.New(t, mptest.Options{})} }
+
+func (w world) builder(t testing.TB, opts GrantOptions) *GrantBuilder {
+	t.Helper()
+	b, err := NewGrantBuilder(w.Signer, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (w world) request(scopes ...string) GrantRequest {
+	return GrantRequest{Issuer: w.Issuer, ClientID: mptest.ClientID, Scopes: scopes}
+}
+
+func fastRetries() ClientOptions {
+	return ClientOptions{Retry: RetryPolicy{MaxAttempts: 3, Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond, Deadline: 10 * time.Second}}
+}
+
+// accessClaims decodes the simulator's access token (the test trusts it;
+// clients treat it as opaque).
+func accessClaims(t *testing.T, tok Token) map[string]any {
+	t.Helper()
+	parts := strings.Split(tok.AccessToken.Reveal(), ".")
+	if len(parts) != 3 {
+		t.Fatalf("access token is not a JWT")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := decodeJSON(raw, &claims); err != nil {
+		t.Fatal(err)
+	}
+	return claims
+}
+
+func TestTokensFromTheSimulator(t *testing.T) {
+	w := newWorld(t)
+	c := NewClient(fastRetries())
+	b := w.builder(t, GrantOptions{})
+
+	t.Run("consumer", func(t *testing.T) {
+		tok, err := c.Token(t.Context(), Exchange{Endpoint: w.Endpoint, Builder: b, Request: w.request(mptest.ScopeOwn)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims := accessClaims(t, tok)
+		if claims["client_id"] != mptest.ClientID || claims["scope"] != mptest.ScopeOwn || claims["client_amr"] != "virksomhetssertifikat" {
+			t.Errorf("access token claims = %v", claims)
+		}
+		if consumer := claims["consumer"].(map[string]any); consumer["ID"] != "0192:"+mptest.OwnOrg {
+			t.Errorf("consumer = %v, want our own organisation", consumer)
+		}
+		if tok.ExpiresIn != 120*time.Second || !tok.ExpiresAt.Equal(tok.IssuedAt.Add(tok.ExpiresIn)) {
+			t.Errorf("expiry: in %v, at %v from %v", tok.ExpiresIn, tok.ExpiresAt, tok.IssuedAt)
+		}
+	})
+	t.Run("delegated", func(t *testing.T) {
+		req := w.request(mptest.ScopeDelegated)
+		req.ConsumerOrg = mptest.ConsumerOrg
+		req.Resource = "https://www.utv.vegvesen.no"
+		tok, err := c.Token(t.Context(), Exchange{Endpoint: w.Endpoint, Builder: b, Request: req})
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims := accessClaims(t, tok)
+		consumer, _ := claims["consumer"].(map[string]any)
+		supplier, _ := claims["supplier"].(map[string]any)
+		if consumer["ID"] != "0192:"+mptest.ConsumerOrg || supplier["ID"] != "0192:"+mptest.OwnOrg || claims["aud"] != req.Resource {
+			t.Errorf("delegated token claims = %v", claims)
+		}
+	})
+}
+
+// TestSimulatorRefusals drives every refusal the issue names with grants
+// signed in the HSM, and checks Maskinporten's status, error and MP code
+// reach the caller in a typed *Error.
+func TestSimulatorRefusals(t *testing.T) {
+	w := newWorld(t)
+	c := NewClient(fastRetries())
+	now := time.Now()
+
+	// A second key on the token, certified for another organisation.
+	foreignSigner := w.CertifiedKeyFor(t, "foreign", "974760673")
+
+	tests := []struct {
+		name   string
+		status int
+		code   string
+		mp     string
+		// grant returns the assertion to post, or nil to use the client.
+		exchange func(t *testing.T) (Exchange, string)
+	}{
+		{"wrong aud", 400, "invalid_grant", "MP-110", func(t *testing.T) (Exchange, string) {
+			req := w.request(mptest.ScopeOwn)
+			req.Issuer = "https://maskinporten.no/"
+			return Exchange{Endpoint: w.Endpoint, Builder: w.builder(t, GrantOptions{}), Request: req}, ""
+		}},
+		{"clock skew", 400, "invalid_grant", "MP-130", func(t *testing.T) (Exchange, string) {
+			b := w.builder(t, GrantOptions{Now: func() time.Time { return now.Add(-30 * time.Second) }})
+			return Exchange{Endpoint: w.Endpoint, Builder: b, Request: w.request(mptest.ScopeOwn)}, ""
+		}},
+		{"too long a lifetime", 400, "invalid_grant", "MP-130", func(t *testing.T) (Exchange, string) {
+			return Exchange{}, signClaims(t, w.builder(t, GrantOptions{}), grantClaims{
+				Audience: w.Issuer, Issuer: mptest.ClientID, Scope: mptest.ScopeOwn, IssuedAt: now.Unix(), ExpiresAt: now.Unix() + 121, ID: newJTI(t),
+			})
+		}},
+		{"unknown claim", 400, "invalid_request", "MP-011", func(t *testing.T) (Exchange, string) {
+			return Exchange{}, signClaims(t, w.builder(t, GrantOptions{}), extraClaim{grantClaims{
+				Audience: w.Issuer, Issuer: mptest.ClientID, Scope: mptest.ScopeOwn, IssuedAt: now.Unix(), ExpiresAt: now.Unix() + 60, ID: newJTI(t),
+			}, "portvakt"})
+		}},
+		{"wrong organisation", 400, "invalid_grant", "MP-122", func(t *testing.T) (Exchange, string) {
+			b, err := NewGrantBuilder(foreignSigner, GrantOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return Exchange{Endpoint: w.Endpoint, Builder: b, Request: w.request(mptest.ScopeOwn)}, ""
+		}},
+		{"unregistered scope", 400, "invalid_scope", "MP-200", func(t *testing.T) (Exchange, string) {
+			return Exchange{Endpoint: w.Endpoint, Builder: w.builder(t, GrantOptions{}), Request: w.request(mptest.ScopeNotGranted)}, ""
+		}},
+		{"delegated to another supplier only", 403, "forbidden", "MP-251", func(t *testing.T) (Exchange, string) {
+			req := w.request(mptest.ScopeElsewhere)
+			req.ConsumerOrg = mptest.ConsumerOrg
+			return Exchange{Endpoint: w.Endpoint, Builder: w.builder(t, GrantOptions{}), Request: req}, ""
+		}},
+		{"no delegation at all", 403, "forbidden", "MP-250", func(t *testing.T) (Exchange, string) {
+			req := w.request(mptest.ScopeDelegated)
+			req.ConsumerOrg = mptest.StrangerOrg
+			return Exchange{Endpoint: w.Endpoint, Builder: w.builder(t, GrantOptions{}), Request: req}, ""
+		}},
+		{"bad signature", 400, "invalid_grant", "MP-124", func(t *testing.T) (Exchange, string) {
+			g, err := w.builder(t, GrantOptions{}).Build(w.request(mptest.ScopeOwn))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return Exchange{}, tamperSignature(g.Assertion.Reveal())
+		}},
+		{"broken chain", 400, "invalid_grant", "MP-123", func(t *testing.T) (Exchange, string) {
+			b := w.builder(t, GrantOptions{})
+			other, err := devca.New("Unrelated")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The leaf, then a CA that did not issue it.
+			b.x5c = []string{b.x5c[0], base64.StdEncoding.EncodeToString(other.Issuing.Raw)}
+			return Exchange{Endpoint: w.Endpoint, Builder: b, Request: w.request(mptest.ScopeOwn)}, ""
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := w.Sim.Stats().TokenRequests
+			x, assertion := tt.exchange(t)
+			var err error
+			if assertion != "" {
+				err = postRaw(t, w.Endpoint, assertion)
+			} else {
+				_, err = c.Token(t.Context(), x)
+			}
+			mpErr, ok := err.(*Error)
+			if !ok {
+				t.Fatalf("error = %v (%T), want *Error", err, err)
+			}
+			if mpErr.Status != tt.status || mpErr.Code != tt.code || mpErr.MPCode != tt.mp || mpErr.TraceID == "" {
+				t.Fatalf("got HTTP %d %s %s trace %q (%s), want HTTP %d %s %s with a trace id",
+					mpErr.Status, mpErr.Code, mpErr.MPCode, mpErr.TraceID, mpErr.Description, tt.status, tt.code, tt.mp)
+			}
+			if n := w.Sim.Stats().TokenRequests - before; n != 1 {
+				t.Fatalf("%d requests for a 4xx refusal, want 1: refusals are not retried", n)
+			}
+		})
+	}
+
+	t.Run("reused jti", func(t *testing.T) {
+		g, err := w.builder(t, GrantOptions{}).Build(w.request(mptest.ScopeOwn))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := postRaw(t, w.Endpoint, g.Assertion.Reveal()); err != nil {
+			t.Fatalf("first use: %v", err)
+		}
+		err = postRaw(t, w.Endpoint, g.Assertion.Reveal())
+		if mpErr, ok := err.(*Error); !ok || mpErr.MPCode != "MP-012" || mpErr.Code != "invalid_grant" {
+			t.Fatalf("second use: %v, want invalid_grant MP-012", err)
+		}
+	})
+}
+
+// extraClaim adds a claim Maskinporten does not document.
+type extraClaim struct {
+	grantClaims
+	Subject string `json:"sub"`
+}
+
+// signClaims signs arbitrary claims with the builder's header and key:
+// grants the builder itself would refuse to make.
+func signClaims(t *testing.T, b *GrantBuilder, claims jwt.Claims) string {
+	t.Helper()
+	v, err := b.sign(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.Reveal()
+}
+
+func newJTI(t *testing.T) string {
+	t.Helper()
+	return uuid.NewString()
+}
+
+func tamperSignature(assertion string) string {
+	parts := strings.Split(assertion, ".")
+	sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
+	sig[len(sig)/2] ^= 0xff
+	parts[2] = base64.RawURLEncoding.EncodeToString(sig)
+	return strings.Join(parts, ".")
+}
+
+// postRaw posts an assertion once, as the client does, and returns the
+// refusal as an *Error (nil on 200).
+func postRaw(t *testing.T, endpoint, assertion string) error {
+	t.Helper()
+	form := url.Values{"grant_type": {grantType}, "assertion": {assertion}}
+	resp, err := http.PostForm(endpoint, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusOK {
+		if _, err := ParseTokenResponse(body); err != nil {
+			t.Fatal(err)
+		}
+		return nil
+	}
+	return ParseError(resp.StatusCode, resp.Header, body)
+}

@@ -1,0 +1,84 @@
+// Package mpsim is a strict local simulator of Maskinporten's token
+// endpoint, for development and tests. It is an http.Handler, so tests can
+// run it in-process behind httptest.NewServer (real HTTP), and
+// cmd/maskinporten-sim serves it on a loopback port.
+//
+// Strict means it refuses what Maskinporten refuses, with the same HTTP
+// status, OAuth error and MP code, and sometimes more: a client that works
+// against it should work against Maskinporten. It serves, below the path
+// of the issuer (or of Config.BaseURL, if set):
+//
+//	POST token                                 JWT bearer grant → access token
+//	GET  .well-known/oauth-authorization-server metadata (RFC 8414)
+//	GET  jwk                                   the access-token signing key
+//
+// # Token request checks
+//
+// A token request is checked in this order, and the first failure is the
+// answer (status, error, MP code):
+//
+//  1. POST (else 405), application/x-www-form-urlencoded, body ≤ 64 KiB,
+//     no URL query, no repeated parameter, grant_type
+//     urn:ietf:params:oauth:grant-type:jwt-bearer, a non-empty assertion:
+//     400 invalid_request MP-011.
+//  2. The assertion's jti is recorded (Stats.JTIs); then faults are
+//     injected (see Faults): latency, dropped connection, 503 server_error,
+//     429 too_many_requests with Retry-After: 1.
+//  3. A compact JWS with alg RS256, RS384 or RS512, no crit, and exactly one
+//     of x5c and kid: 400 invalid_grant MP-011.
+//  4. x5c: standard-base64 DER certificates, leaf first, each signed by the
+//     next (MP-123), leading to a trust root (MP-120), all valid now
+//     (MP-121). kid: registered for the client named by iss (MP-100).
+//  5. The signature verifies with that key and the declared alg: MP-124.
+//  6. Only aud, iss, scope, resource, iat, exp, jti and consumer_org, with
+//     aud, iss, scope, iat, exp and jti present and of the right type: 400
+//     invalid_request MP-011 (an aud array: MP-110).
+//  7. aud equals the issuer exactly: 400 invalid_grant MP-110.
+//  8. |iat - now| ≤ clock skew, exp - iat ≤ 120 s, exp > iat, exp > now:
+//     400 invalid_grant MP-130.
+//  9. iss is a registered client: 400 invalid_grant MP-100.
+//  10. With x5c, the certificate's organisation number is the client's:
+//     MP-122.
+//  11. The jti was never accepted before: 400 invalid_grant MP-012. From
+//     here on the jti is burned, even if a later check fails.
+//  12. Every scope is registered for the client: 400 invalid_scope MP-200.
+//  13. With consumer_org: a valid organisation number (MP-011) that has
+//     delegated every scope, to someone (else 403 forbidden MP-250) and to
+//     this client (else 403 forbidden MP-251).
+//
+// Refusals are JSON {"error", "error_description"}, the description in
+// DescriptionFormat: "<message> (MP-xxx) [trace_id: <16 hex digits>]". Every
+// response carries the trace id in X-Trace-Id.
+//
+// A successful answer is {"access_token", "token_type": "Bearer",
+// "expires_in", "scope"} with Cache-Control: no-store. The access token is
+// an RS256 JWT signed with the key at /jwk (header kid), with claims iss,
+// client_id, scope, token_type, iat, exp, jti, client_amr
+// ("virksomhetssertifikat" or "private_key_jwt") and consumer; a delegated
+// token also has supplier and delegation_source; aud is the grant's
+// resource, if it had one.
+//
+// # Configuration file
+//
+// LoadConfig reads YAML like this (testdata/example.yaml). Unknown keys are
+// errors; relative paths are resolved against the file's directory.
+//
+//	issuer: http://127.0.0.1:8089/         # must end with "/"; optional for cmd/maskinporten-sim
+//	token_lifetime: 120s                   # expires_in of access tokens; default 120s
+//	clock_skew: 10s                        # allowed |iat - now|; default 10s
+//	trust_roots: [ca/root.pem]             # PEM files of CA certificates x5c chains must lead to
+//	clients:
+//	  - client_id: portvakt-demo           # the grant's iss
+//	    org_number: "991825827"            # quote it: it is a string of nine digits
+//	    scopes: [svv:kjoretoy/ecoc, svv:kjoretoy/ecoc.delegert]
+//	    keys:                              # optional: keys for grants with kid instead of x5c
+//	      - {kid: my-key, public_key: keys/my-key.pub.pem}  # PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE PEM
+//	delegations:                           # optional: consumer_org → supplier client
+//	  - consumer_org: "974760673"
+//	    supplier_client_id: portvakt-demo
+//	    scopes: [svv:kjoretoy/ecoc.delegert]  # each must be one of the supplier's scopes
+//	faults: {latency: 0s, server_error_rate: 0, too_many_requests_rate: 0, drop_rate: 0}
+//
+// The simulator is not Maskinporten and proves nothing about access to
+// real APIs; its tokens are signed with a key of its own.
+package mpsim

@@ -1,0 +1,170 @@
+package mpsim
+
+import (
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"math/big"
+	"net/http"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+
+	"github.com/portvakt/portvakt/orgno"
+)
+
+// Values of access-token claims, as Maskinporten sets them.
+const (
+	// AMRCertificate is client_amr for a grant authenticated by x5c.
+	AMRCertificate = "virksomhetssertifikat"
+	// AMRPrivateKeyJWT is client_amr for a grant with a registered kid.
+	AMRPrivateKeyJWT = "private_key_jwt"
+	// DelegationSource is the delegation_source of a delegated token.
+	DelegationSource = "https://www.altinn.no"
+	// orgAuthority is the ISO 6523 authority of consumer and supplier ids;
+	// 0192 is the ICD of Norwegian organisation numbers.
+	orgAuthority = "iso6523-actorid-upis"
+	orgICD       = "0192:"
+)
+
+// TokenResponse is the JSON of a successful token response.
+type TokenResponse struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int64  `json:"expires_in"`
+	Scope       string `json:"scope"`
+}
+
+// OrgID is the shape of the consumer and supplier claims of an access token.
+type OrgID struct {
+	Authority string `json:"authority"`
+	ID        string `json:"ID"`
+}
+
+func orgID(n orgno.Number) OrgID { return OrgID{Authority: orgAuthority, ID: orgICD + n.String()} }
+
+// issue signs an access token for g and answers with it.
+func (s *Server) issue(w http.ResponseWriter, g *grant, now time.Time) {
+	lifetime := int64(s.cfg.TokenLifetime / time.Second)
+	iat := now.Unix()
+	claims := jwt.MapClaims{
+		"iss":        s.cfg.Issuer,
+		"client_id":  g.client.ID,
+		"scope":      g.scope,
+		"token_type": "Bearer",
+		"iat":        iat,
+		"exp":        iat + lifetime,
+		"jti":        uuid.NewString(),
+		"client_amr": AMRPrivateKeyJWT,
+		"consumer":   orgID(g.consumer),
+	}
+	if g.certAuth {
+		claims["client_amr"] = AMRCertificate
+	}
+	if g.delegated {
+		claims["supplier"] = orgID(g.client.OrgNumber)
+		claims["delegation_source"] = DelegationSource
+	}
+	if g.resource != "" {
+		claims["aud"] = g.resource
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
+	tok.Header["kid"] = s.kid
+	signed, err := tok.SignedString(s.key)
+	if err != nil {
+		// Signing with an in-memory RSA key does not fail; if it does,
+		// the client should treat it like any server error.
+		writeJSON(w, http.StatusInternalServerError, errorBody{Error: "server_error", ErrorDescription: "signing the access token failed"})
+		return
+	}
+	s.countIssued()
+	writeJSON(w, http.StatusOK, TokenResponse{
+		AccessToken: signed,
+		TokenType:   "Bearer",
+		ExpiresIn:   lifetime,
+		Scope:       g.scope,
+	})
+}
+
+// Metadata is the authorization server metadata (RFC 8414) the simulator
+// publishes, the subset of Maskinporten's that clients use.
+type Metadata struct {
+	Issuer                            string   `json:"issuer"`
+	TokenEndpoint                     string   `json:"token_endpoint"`
+	JWKSURI                           string   `json:"jwks_uri"`
+	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
+	GrantTypesSupported               []string `json:"grant_types_supported"`
+	TokenEndpointAuthSigningAlgs      []string `json:"token_endpoint_auth_signing_alg_values_supported"`
+}
+
+func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) {
+	if !allowRead(w, r) {
+		return
+	}
+	writeJSON(w, http.StatusOK, Metadata{
+		Issuer:                            s.cfg.Issuer,
+		TokenEndpoint:                     s.BaseURL() + "token",
+		JWKSURI:                           s.BaseURL() + "jwk",
+		TokenEndpointAuthMethodsSupported: []string{"private_key_jwt"},
+		GrantTypesSupported:               []string{GrantType},
+		TokenEndpointAuthSigningAlgs:      supportedAlgs,
+	})
+}
+
+// JWK is one RSA key of the /jwk key set.
+type JWK struct {
+	Kty string `json:"kty"`
+	Kid string `json:"kid"`
+	Use string `json:"use"`
+	Alg string `json:"alg"`
+	N   string `json:"n"`
+	E   string `json:"e"`
+}
+
+// JWKS is the /jwk document.
+type JWKS struct {
+	Keys []JWK `json:"keys"`
+}
+
+func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {
+	if !allowRead(w, r) {
+		return
+	}
+	n, e := rsaParams(&s.key.PublicKey)
+	writeJSON(w, http.StatusOK, JWKS{Keys: []JWK{{Kty: "RSA", Kid: s.kid, Use: "sig", Alg: "RS256", N: n, E: e}}})
+}
+
+// allowRead answers anything but GET and HEAD with 405 and reports whether
+// the request may proceed.
+func allowRead(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	writeJSON(w, http.StatusMethodNotAllowed, errorBody{
+		Error:            "invalid_request",
+		ErrorDescription: tracedDescription("Method "+r.Method+" is not allowed; use GET", infoFrom(r.Context()).trace),
+	})
+	return false
+}
+
+// rsaParams returns n and e base64url-encoded without padding (RFC 7518
+// section 6.3.1).
+func rsaParams(pub *rsa.PublicKey) (n, e string) {
+	enc := base64.RawURLEncoding
+	return enc.EncodeToString(pub.N.Bytes()), enc.EncodeToString(big.NewInt(int64(pub.E)).Bytes())
+}
+
+// thumbprint is the RFC 7638 JWK thumbprint of pub, used as its kid: stable
+// for a given key, so a configured SigningKey keeps its kid across
+// restarts.
+func thumbprint(pub *rsa.PublicKey) string {
+	n, e := rsaParams(pub)
+	// RFC 7638 wants the required members in lexicographic order without
+	// whitespace; json.Marshal of a map sorts keys and adds none.
+	canonical, _ := json.Marshal(map[string]string{"e": e, "kty": "RSA", "n": n})
+	sum := sha256.Sum256(canonical)
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
