@@ -5,7 +5,7 @@ GO      ?= go
 BIN     := bin
 STATE   := .state
 
-.PHONY: all build test bench fuzz demo generate lint deps clean
+.PHONY: all build test bench fuzz demo generate check-generated lint deps clean
 
 all: build
 
@@ -30,14 +30,19 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./orgno
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTokenResponse$$' -fuzztime 30s ./maskinporten
 	$(GO) test -run '^$$' -fuzz '^FuzzParseError$$' -fuzztime 30s ./maskinporten
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./policy
 
 ## demo: provision a SoftHSM2 token, a development CA and an eSeal, and sign in the HSM.
 demo: deps build
 	@scripts/demo.sh $(STATE)/demo
 
-## generate: generated code (the gRPC API arrives with the daemon).
+## generate: the gRPC API's Go code (proto/**/*.pb.go, checked in), with the tools pinned in tools/go.mod.
 generate:
-	@echo "nothing to generate yet"
+	@GO="$(GO)" scripts/generate.sh
+
+## check-generated: fail when the checked-in generated code is stale (CI runs it).
+check-generated:
+	@GO="$(GO)" scripts/check-generated.sh
 
 ## lint: formatting, vet and a tidy go.mod.
 lint:
