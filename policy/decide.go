@@ -1,0 +1,160 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Request is what a caller asks for.
+type Request struct {
+	// Identities are the caller's identities in the order to try them:
+	// for a Unix peer UnixPeerIdentities (uid first), for an mTLS client
+	// the one identity the daemon takes from its certificate.
+	Identities []string
+	// Environment is the daemon's name for the Maskinporten environment.
+	Environment string
+	// Scopes are the scopes asked for; every one must be allowed.
+	Scopes []string
+	// ConsumerOrg is the organisation asked on behalf of (delegation), or
+	// "" when the client asks for its own organisation.
+	ConsumerOrg string
+}
+
+// Decision is the policy's answer to a Request.
+type Decision struct {
+	Allowed bool
+	// Client is the client the caller was recognised as, "" if none.
+	Client string
+	// Identity is the caller's identity that the client claims.
+	Identity string
+	// Rules are the rules that allowed the request, as FILE:LINE, one per
+	// rule in the order of the scopes they allowed; empty on a denial.
+	Rules []string
+	// Reason is one line for logs, the audit and `policy explain`. For a
+	// denial it says what was missing. Values from the request are quoted
+	// when they hold anything but printable ASCII, so that a caller cannot
+	// write lines of its own into a log.
+	Reason string
+}
+
+// Decide answers a request. Anything not allowed by a rule is denied.
+func (p *Policy) Decide(r Request) Decision {
+	c, id := p.clientOf(r.Identities)
+	if c == nil {
+		return Decision{Reason: noClientReason(r.Identities)}
+	}
+	d := Decision{Client: c.name, Identity: id}
+	switch {
+	case r.Environment == "":
+		d.Reason = fmt.Sprintf("client %q asked without naming an environment", c.name)
+		return d
+	case len(r.Scopes) == 0:
+		d.Reason = fmt.Sprintf("client %q asked for no scope", c.name)
+		return d
+	}
+	var rules []string
+	for _, s := range r.Scopes {
+		rl := c.ruleFor(s, r.Environment, r.ConsumerOrg)
+		if rl == nil {
+			d.Reason = c.denial(s, r.Environment, r.ConsumerOrg)
+			return d
+		}
+		if !slices.Contains(rules, rl.pos) {
+			rules = append(rules, rl.pos)
+		}
+	}
+	d.Allowed, d.Rules = true, rules
+	what := "scope"
+	if len(r.Scopes) > 1 {
+		what = "scopes"
+	}
+	shown := make([]string, len(r.Scopes))
+	for i, s := range r.Scopes {
+		shown[i] = show(s)
+	}
+	d.Reason = fmt.Sprintf("client %q (identity %s) may have %s %s in environment %s%s",
+		c.name, show(id), what, strings.Join(shown, ", "), show(r.Environment), onBehalfOf(r.ConsumerOrg))
+	return d
+}
+
+// ruleFor returns the first rule, in the order of the file, that allows
+// the scope; nil when none does.
+func (c *client) ruleFor(scope, env, consumerOrg string) *rule {
+	for _, r := range c.rules {
+		if r.allows(scope, env, consumerOrg) {
+			return r
+		}
+	}
+	return nil
+}
+
+// denial says why no rule of c allows the scope, with a hint where one
+// helps whoever reads the log to fix either the caller or the policy.
+func (c *client) denial(scope, env, consumerOrg string) string {
+	msg := fmt.Sprintf("client %q has no rule allowing scope %s in environment %s%s", c.name, show(scope), show(env), onBehalfOf(consumerOrg))
+	switch {
+	case consumerOrg != "" && !isDelegated(scope):
+		return msg + "; consumer_org is only for delegated (" + delegatedSuffix + ") scopes"
+	case consumerOrg == "" && isDelegated(scope):
+		return msg + "; a delegated scope is asked for on behalf of an organisation (consumer_org)"
+	}
+	var envs []string
+	for _, r := range c.rules {
+		for _, e := range r.environments {
+			if e != env && !slices.Contains(envs, e) && r.allows(scope, e, consumerOrg) {
+				envs = append(envs, e)
+			}
+		}
+	}
+	if len(envs) > 0 {
+		slices.Sort(envs)
+		msg += "; it is allowed in " + strings.Join(envs, ", ")
+	}
+	return msg
+}
+
+func onBehalfOf(consumerOrg string) string {
+	if consumerOrg == "" {
+		return ""
+	}
+	return " on behalf of " + show(consumerOrg)
+}
+
+// maxIdentitiesShown bounds a denial's length whatever a caller sends.
+const maxIdentitiesShown = 4
+
+func noClientReason(identities []string) string {
+	if len(identities) == 0 {
+		return "the caller presented no identity"
+	}
+	shown := make([]string, 0, maxIdentitiesShown)
+	for _, id := range identities[:min(len(identities), maxIdentitiesShown)] {
+		shown = append(shown, show(id))
+	}
+	msg := "no client claims identity " + strings.Join(shown, " or ")
+	if more := len(identities) - len(shown); more > 0 {
+		msg += fmt.Sprintf(" (or %d more)", more)
+	}
+	return msg
+}
+
+// maxShown bounds each request value in a reason.
+const maxShown = 200
+
+// show prints a value from a request as is when it is plain printable
+// ASCII, and quoted otherwise (and when empty), cut to maxShown bytes.
+func show(s string) string {
+	plain := s != "" && len(s) <= maxShown
+	for i := 0; plain && i < len(s); i++ {
+		plain = s[i] > ' ' && s[i] < 0x7f && s[i] != '"'
+	}
+	if plain {
+		return s
+	}
+	if len(s) > maxShown {
+		return strconv.Quote(s[:maxShown]) + "…"
+	}
+	return strconv.Quote(s)
+}

@@ -1,0 +1,34 @@
+// Package policy decides which internal client may ask Portvakt for which
+// Maskinporten scopes, in which environment and on whose behalf.
+//
+// The policy is a YAML file:
+//
+//	clients:
+//	  - name: billing                  # unique, [a-z0-9-]+
+//	    identities:                    # who the client is; an identity belongs to one client
+//	      - spiffe://portvakt.test/ns/billing/sa/api   # an mTLS client's URI SAN
+//	      - dns:billing.internal                       # an mTLS client's DNS SAN
+//	      - cn:billing-service                         # an mTLS client's subject CN
+//	      - uid:1000                                   # a Unix-socket peer's uid
+//	      - gid:2000                                   # a Unix-socket peer's primary gid
+//	    rules:
+//	      - environments: [test, prod]
+//	        scopes: [svv:kjoretoy/ecoc]
+//	      - environments: [test]
+//	        scopes: [svv:kjoretoy/ecoc.delegert]
+//	        consumer_orgs: ["974760673"]
+//	    rate_limit: {per_second: 5, burst: 10}     # optional token bucket
+//
+// Everything not allowed is denied. A request is allowed when a client
+// claims one of the caller's identities (tried in the caller's order) and
+// every scope asked for is allowed by one of that client's rules in the
+// request's environment. A rule with consumer_orgs allows only requests on
+// behalf of one of those organisations, and only for delegated (.delegert)
+// scopes; a rule without consumer_orgs allows only requests on the
+// client's own behalf. Scopes and identities match exactly; DNS names are
+// compared in lower case, as DNS compares them.
+//
+// Load and Parse check the whole file and report every problem at once,
+// each as FILE:LINE: what is wrong and what to do. Store keeps the policy in
+// force, replaces it only with a valid one, and follows the file.
+package policy

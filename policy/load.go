@@ -1,0 +1,160 @@
+package policy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// noClients is refused rather than loaded as "deny everything": a daemon
+// started with an empty policy is a mistake in its deployment, and one
+// that would otherwise show only as every client being refused.
+const noClients = "the policy has no clients; every request would be denied"
+
+// Load reads and checks the policy file at path. Its problems name the
+// file as path was given.
+func Load(path string) (*Policy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the policy: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse checks a policy and returns it, or every problem in it joined with
+// errors.Join, each a *Problem printed as NAME:LINE: what is wrong and what
+// to do. name is the file name the problems give.
+func Parse(name string, data []byte) (*Policy, error) {
+	ps := &problems{file: name}
+	root := ps.document(data)
+	if root == nil {
+		return nil, ps.err()
+	}
+	b := &builder{
+		ps:     ps,
+		names:  map[string]int{},
+		owners: map[string]owner{},
+		p:      &Policy{source: name, byName: map[string]*client{}, byIdentity: map[string]*client{}},
+	}
+	b.policy(root)
+	if len(ps.found) > 0 {
+		return nil, ps.err()
+	}
+	return b.p, nil
+}
+
+// document parses the YAML and returns its root node, or nil when there is
+// nothing to read further.
+func (ps *problems) document(data []byte) *yaml.Node {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			ps.addf(1, "%s", noClients)
+		} else {
+			ps.syntax(err)
+		}
+		return nil
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		ps.syntax(err)
+		return nil
+	default:
+		ps.addf(next.Line, "a second YAML document: the policy is one document, so remove the --- and merge them")
+		return nil
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		ps.addf(1, "%s", noClients)
+		return nil
+	}
+	return doc.Content[0]
+}
+
+// yamlSyntaxLine picks the line out of the YAML package's messages, which
+// carry it only in their text.
+var yamlSyntaxLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// syntaxError is a YAML syntax error, reworded to fit FILE:LINE.
+type syntaxError struct {
+	msg string
+	err error
+}
+
+func (e *syntaxError) Error() string { return e.msg }
+func (e *syntaxError) Unwrap() error { return e.err }
+
+func (ps *problems) syntax(err error) {
+	line, msg := 0, err.Error()
+	if m := yamlSyntaxLine.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	}
+	ps.add(line, &syntaxError{msg: "not valid YAML: " + msg, err: err})
+}
+
+// builder turns the checked nodes into a Policy, remembering what must be
+// unique across clients.
+type builder struct {
+	ps     *problems
+	p      *Policy
+	names  map[string]int   // client name → its line
+	owners map[string]owner // canonical identity → who claimed it first
+}
+
+type owner struct {
+	label string // client "billing", or the client at line N
+	c     *client
+	line  int
+}
+
+func (b *builder) policy(root *yaml.Node) {
+	top, ok := b.ps.mapping(root, "the policy", "clients")
+	if !ok {
+		return
+	}
+	f, ok := top["clients"]
+	if !ok {
+		b.ps.addf(root.Line, "%s: add clients: with at least one client", noClients)
+		return
+	}
+	if n := f.value; n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" || n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
+		b.ps.addf(f.key.Line, "%s", noClients)
+		return
+	}
+	items, ok := b.ps.list(f, "clients", "[{name: billing, identities: [uid:1000], rules: [...]}]")
+	if !ok {
+		return
+	}
+	envs := map[string]bool{}
+	for _, item := range items {
+		c := b.client(item)
+		if c == nil {
+			continue
+		}
+		b.p.clients = append(b.p.clients, c)
+		b.p.byName[c.name] = c
+		for _, id := range c.identities {
+			b.p.byIdentity[id] = c
+		}
+		for _, r := range c.rules {
+			b.p.rules++
+			for _, e := range r.environments {
+				envs[e] = true
+			}
+		}
+	}
+	for e := range envs {
+		b.p.environments = append(b.p.environments, e)
+	}
+	slices.Sort(b.p.environments)
+}

@@ -1,0 +1,121 @@
+package policy
+
+import (
+	"slices"
+
+	"golang.org/x/time/rate"
+)
+
+// Policy is a loaded, valid policy. It is never changed once loaded (its
+// rate limiters aside, which are meant to change), so any number of
+// goroutines may use it, and a reload replaces it as a whole.
+type Policy struct {
+	source       string
+	clients      []*client          // in file order
+	byName       map[string]*client // name → client
+	byIdentity   map[string]*client // identity (canonical) → client
+	environments []string           // sorted, without repeats
+	rules        int
+}
+
+// client is one entry of clients: in the file.
+type client struct {
+	name       string
+	identities []string
+	rules      []*rule
+	limit      RateLimit     // zero: no limit
+	limiter    *rate.Limiter // nil when there is no limit
+}
+
+// rule is one entry of a client's rules:.
+type rule struct {
+	pos          string // FILE:LINE, for decisions and Grants
+	environments []string
+	scopes       []string
+	consumerOrgs []string // empty: the client asks on its own behalf
+}
+
+func (r *rule) allows(scope, env, consumerOrg string) bool {
+	if !slices.Contains(r.environments, env) || !slices.Contains(r.scopes, scope) {
+		return false
+	}
+	if consumerOrg == "" {
+		return len(r.consumerOrgs) == 0
+	}
+	return slices.Contains(r.consumerOrgs, consumerOrg)
+}
+
+// Grant is one rule of a client: what it may ask for, for WhoAmI and for
+// people reading the policy through the daemon.
+type Grant struct {
+	Environments []string
+	Scopes       []string
+	// ConsumerOrgs are the organisations the client may ask on behalf of,
+	// for the (delegated) scopes of this rule; empty when it asks for
+	// itself.
+	ConsumerOrgs []string
+	// Rule is where the rule is, as FILE:LINE.
+	Rule string
+}
+
+// Source is the file name the policy was loaded from, as used in its
+// FILE:LINE positions.
+func (p *Policy) Source() string { return p.source }
+
+// Clients returns the clients' names in the order of the file.
+func (p *Policy) Clients() []string {
+	names := make([]string, len(p.clients))
+	for i, c := range p.clients {
+		names[i] = c.name
+	}
+	return names
+}
+
+// RuleCount is the number of rules of all clients together.
+func (p *Policy) RuleCount() int { return p.rules }
+
+// Grants returns what the named client may ask for, one Grant per rule in
+// the order of the file; nil for a client the policy does not know. The
+// slices are copies: the caller may keep and change them.
+func (p *Policy) Grants(clientName string) []Grant {
+	c := p.byName[clientName]
+	if c == nil {
+		return nil
+	}
+	grants := make([]Grant, len(c.rules))
+	for i, r := range c.rules {
+		grants[i] = Grant{
+			Environments: slices.Clone(r.environments),
+			Scopes:       slices.Clone(r.scopes),
+			ConsumerOrgs: slices.Clone(r.consumerOrgs),
+			Rule:         r.pos,
+		}
+	}
+	return grants
+}
+
+// Environments returns every environment any rule names, sorted, so the
+// daemon can check at start-up that it has each of them configured: a rule
+// for an environment the daemon does not know is most likely a typo.
+func (p *Policy) Environments() []string { return slices.Clone(p.environments) }
+
+// ClientOf tells which client the caller is: the first of the caller's
+// identities, in the caller's order, that a client claims. A Unix peer's
+// identities come uid first (see UnixPeerIdentities) because a uid is one
+// account while a primary gid may be shared by many.
+func (p *Policy) ClientOf(identities []string) (clientName string, identity string, ok bool) {
+	c, id := p.clientOf(identities)
+	if c == nil {
+		return "", "", false
+	}
+	return c.name, id, true
+}
+
+func (p *Policy) clientOf(identities []string) (*client, string) {
+	for _, id := range identities {
+		if c := p.byIdentity[canonicalIdentity(id)]; c != nil {
+			return c, id
+		}
+	}
+	return nil, ""
+}
