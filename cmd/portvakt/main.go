@@ -13,6 +13,10 @@ import (
 
 func main() {
 	if err := newRootCommand().Execute(); err != nil {
+		var deny denied
+		if errors.As(err, &deny) {
+			os.Exit(3) // `policy explain` has printed the DENY line
+		}
 		// One line, what went wrong and what to do: operators read this.
 		fmt.Fprintln(os.Stderr, "portvakt:", err)
 		var usage usageError
@@ -33,7 +37,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newHSMCommand(), newDevCACommand())
+	root.AddCommand(newServeCommand(), newTokenCommand(), newPolicyCommand(), newHSMCommand(), newDevCACommand())
 	return root
 }
 

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portvakt/portvakt/config"
+	"github.com/portvakt/portvakt/daemon"
+)
+
+func newServeCommand() *cobra.Command {
+	var (
+		configFile string
+		checkOnly  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve Maskinporten tokens over gRPC (Unix socket and mutual TLS)",
+		Long: `Serve Maskinporten tokens over gRPC.
+
+At start the configuration, the HSM key, the key's certificate and the policy
+are all checked; any problem stops the start with one line saying what to
+fix. SIGHUP (or a change to the policy file) reloads the policy; SIGTERM
+stops taking calls and lets those in flight finish.`,
+		Example: `  portvakt serve --config /etc/portvakt/portvakt.yaml
+  portvakt serve --config portvakt.yaml --check`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configFile == "" {
+				return usageError{fmt.Errorf("--config FILE is required")}
+			}
+			cfg, err := config.Load(configFile)
+			if err != nil {
+				return err
+			}
+			logger := newLogger(cmd.ErrOrStderr(), cfg.Log)
+			d, err := daemon.New(cfg, daemon.Options{Logger: logger})
+			if err != nil {
+				return err
+			}
+			if checkOnly {
+				fmt.Fprintf(cmd.OutOrStdout(), "ok: configuration, HSM keys, certificates and policy checked (%d environments)\n", len(cfg.Environments))
+				return d.Close()
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			logger.Info("portvakt started", "addresses", d.Addresses())
+			return d.Serve(ctx)
+		},
+	}
+	cmd.Flags().StringVar(&configFile, "config", "", "the configuration file (YAML)")
+	cmd.Flags().BoolVar(&checkOnly, "check", false, "check everything as at start, then exit")
+	return cmd
+}
+
+func newLogger(w io.Writer, cfg config.Log) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level)) // validated by config
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

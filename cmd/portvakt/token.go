@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/status"
+
+	"github.com/portvakt/portvakt/client"
+)
+
+// defaultSocket is where the daemon listens unless told otherwise.
+const defaultSocket = "/run/portvakt/portvakt.sock"
+
+func newTokenCommand() *cobra.Command {
+	var (
+		conn      client.Options
+		req       client.Request
+		asJSON    bool
+		showToken bool
+		timeout   time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Ask the daemon for a Maskinporten token and show it with its claims",
+		Example: `  portvakt token --socket /run/portvakt/portvakt.sock --env test --scope svv:kjoretoy/ecoc
+  portvakt token --env test --scope svv:kjoretoy/ecoc.delegert --consumer-org 974760673 --json
+  portvakt token --addr portvakt.internal:8443 --cert me.pem --key me-key.pem --ca ca.pem --scope svv:kjoretoy/ecoc`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(req.Scopes) == 0 {
+				return usageError{fmt.Errorf("--scope is required")}
+			}
+			if conn.Address == "" && conn.Socket == "" {
+				conn.Socket = os.Getenv("PORTVAKT_SOCKET")
+				if conn.Socket == "" {
+					conn.Socket = defaultSocket
+				}
+			}
+			c, err := client.Dial(conn)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			tok, err := c.Token(ctx, req)
+			if err != nil {
+				st := status.Convert(err)
+				return fmt.Errorf("%s: %s", st.Code(), st.Message())
+			}
+			claims := decodeClaims(tok.AccessToken)
+			out := cmd.OutOrStdout()
+			if asJSON {
+				return writeTokenJSON(out, tok.AccessToken, tok.TokenType, tok.Expiry, claims)
+			}
+			if showToken {
+				fmt.Fprintln(out, tok.AccessToken)
+				return nil
+			}
+			fmt.Fprintf(out, "%s token, expires %s (in %s)\n", tok.TokenType, tok.Expiry.Local().Format(time.RFC3339), time.Until(tok.Expiry).Round(time.Second))
+			fmt.Fprintf(out, "access_token: %s\n", tok.AccessToken)
+			if claims != nil {
+				pretty, _ := json.MarshalIndent(claims, "", "  ")
+				fmt.Fprintf(out, "claims (decoded, not verified):\n%s\n", pretty)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&req.Scopes, "scope", nil, "scope to ask for (repeatable), such as svv:kjoretoy/ecoc")
+	f.StringVar(&req.Environment, "env", "", "environment (may be left out when the daemon serves one)")
+	f.StringVar(&req.ConsumerOrg, "consumer-org", "", "organisation number to ask on behalf of (delegated scopes)")
+	f.StringVar(&req.Resource, "resource", "", "audience of the token (default: the environment's)")
+	f.DurationVar(&req.MinValidity, "min-validity", 0, "how long the token must stay valid at least")
+	f.StringVar(&conn.Socket, "socket", "", "the daemon's Unix socket (default $PORTVAKT_SOCKET or "+defaultSocket+")")
+	f.StringVar(&conn.Address, "addr", "", "host:port of the daemon's mutual-TLS listener")
+	f.StringVar(&conn.CertFile, "cert", "", "client certificate (with --addr)")
+	f.StringVar(&conn.KeyFile, "key", "", "client key (with --addr)")
+	f.StringVar(&conn.CAFile, "ca", "", "CA of the daemon's server certificate (with --addr)")
+	f.StringVar(&conn.ServerName, "server-name", "", "name to check in the daemon's certificate")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.BoolVar(&showToken, "raw", false, "print only the access token (for scripts)")
+	f.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long")
+	return cmd
+}
+
+// decodeClaims shows a JWT access token's payload. Maskinporten's tokens
+// are opaque to clients; this is for people looking at them.
+func decodeClaims(token string) map[string]any {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil
+	}
+	var claims map[string]any
+	if json.Unmarshal(payload, &claims) != nil {
+		return nil
+	}
+	return claims
+}
+
+func writeTokenJSON(w io.Writer, token, tokenType string, expiry time.Time, claims map[string]any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(map[string]any{
+		"access_token": token, "token_type": tokenType, "expires_at": expiry.UTC().Format(time.RFC3339), "claims": claims,
+	})
+}

@@ -1,0 +1,156 @@
+// Package config reads the daemon's configuration: one YAML file, decoded
+// strictly (an unknown key is an error naming its line), with every value
+// checked before the daemon starts, so that a mistake is reported at start
+// in one line rather than found by the first caller.
+package config
+
+import (
+	"time"
+
+	"github.com/portvakt/portvakt/secret"
+)
+
+// Config is the daemon's configuration.
+type Config struct {
+	Listen       Listen           `yaml:"listen"`
+	HSM          HSM              `yaml:"hsm"`
+	Environments []Environment    `yaml:"environments"`
+	Policy       string           `yaml:"policy"`
+	Cache        Cache            `yaml:"cache"`
+	Maskinporten Maskinporten     `yaml:"maskinporten"`
+	GRPC         GRPC             `yaml:"grpc"`
+	Log          Log              `yaml:"log"`
+	Audit        Audit            `yaml:"audit"`
+	Metrics      Metrics          `yaml:"metrics"`
+	Certificates CertificateWatch `yaml:"certificates"`
+}
+
+// Listen says where callers reach the daemon. At least one of Unix and
+// TCP must be set.
+type Listen struct {
+	Unix *UnixListener `yaml:"unix"`
+	TCP  *TCPListener  `yaml:"tcp"`
+}
+
+// UnixListener is a Unix socket; callers are identified by SO_PEERCRED.
+type UnixListener struct {
+	Path string `yaml:"path"`
+	// Mode is the socket file's permission, octal. Default "0660": the
+	// owner and the group may connect.
+	Mode string `yaml:"mode"`
+}
+
+// TCPListener is a TCP port; callers are identified by their client
+// certificate (mutual TLS), unless Insecure.
+type TCPListener struct {
+	Address string `yaml:"address"`
+	// CertFile and KeyFile are the daemon's server certificate and key.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile holds the CAs whose client certificates are accepted.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// Insecure serves plaintext without client identity, for local
+	// debugging only; it is refused on anything but a loopback address.
+	Insecure bool `yaml:"insecure"`
+}
+
+// HSM says which PKCS#11 module and token hold the key.
+type HSM struct {
+	// Module is the PKCS#11 library. Default: the installed SoftHSM2.
+	Module string `yaml:"module"`
+	// SoftHSMDir, for SoftHSM2 only, is a directory made by
+	// `portvakt hsm init`; it sets SOFTHSM2_CONF.
+	SoftHSMDir string `yaml:"softhsm_dir"`
+	// Token is the token's label.
+	Token string `yaml:"token"`
+	// PIN is where the user PIN is read from: a file or an environment
+	// variable, never the configuration itself.
+	PIN secret.Source `yaml:"pin"`
+	// MaxSessions bounds the PKCS#11 sessions per key. Default 4.
+	MaxSessions int `yaml:"max_sessions"`
+}
+
+// Environment is a Maskinporten environment the daemon serves tokens for.
+type Environment struct {
+	// Name is what callers ask for ("test", "prod").
+	Name string `yaml:"name"`
+	// Preset is prod, test or ver2; or leave it out and give Issuer and
+	// TokenEndpoint.
+	Preset        string `yaml:"preset"`
+	Issuer        string `yaml:"issuer"`
+	TokenEndpoint string `yaml:"token_endpoint"`
+	// Discovery reads the token endpoint from the issuer's metadata; the
+	// configured or preset endpoint stands in when it cannot be fetched.
+	Discovery bool `yaml:"discovery"`
+	// ClientID is the Maskinporten integration's id.
+	ClientID string `yaml:"client_id"`
+	// KeyLabel and KeyID (hex) select the key on the token.
+	KeyLabel string `yaml:"key_label"`
+	KeyID    string `yaml:"key_id"`
+	// CertificateFile is a PEM chain; default: the token's certificates.
+	CertificateFile string `yaml:"certificate_file"`
+	// DefaultResource is asked for when a request names none. Default: the
+	// preset's SVV resource; "none" asks for no resource.
+	DefaultResource string `yaml:"default_resource"`
+	// GrantAlg is RS256 (default), RS384 or RS512.
+	GrantAlg string `yaml:"grant_alg"`
+	// KeyIDHeader, when set, sends this kid instead of x5c (a key
+	// pre-registered on the integration).
+	KeyIDHeader string `yaml:"kid"`
+}
+
+// Cache tunes the token cache.
+type Cache struct {
+	RefreshMargin time.Duration `yaml:"refresh_margin"`
+	ErrorBackoff  time.Duration `yaml:"error_backoff"`
+	MaxEntries    int           `yaml:"max_entries"`
+}
+
+// Maskinporten tunes the token client.
+type Maskinporten struct {
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	MaxAttempts    int           `yaml:"max_attempts"`
+	RetryDeadline  time.Duration `yaml:"retry_deadline"`
+}
+
+// GRPC tunes the server.
+type GRPC struct {
+	// MaxRecvBytes bounds a request message. Default 64 KiB: requests are
+	// a few scopes.
+	MaxRecvBytes int `yaml:"max_recv_bytes"`
+	// ShutdownGrace is how long calls in flight may finish after SIGTERM.
+	// Default 15 s.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+}
+
+// Log configures structured logs.
+type Log struct {
+	// Format is "json" (default) or "text".
+	Format string `yaml:"format"`
+	// Level is debug, info (default), warn or error.
+	Level string `yaml:"level"`
+}
+
+// Audit configures the audit log (every policy decision and key use).
+type Audit struct {
+	File string `yaml:"file"`
+	// NoSync skips fsync after each record: faster, and a crash may lose
+	// the last records. Default false.
+	NoSync bool `yaml:"no_sync"`
+	// MaxBytes and MaxAge rotate the file; the hash chain continues.
+	MaxBytes int64         `yaml:"max_bytes"`
+	MaxAge   time.Duration `yaml:"max_age"`
+}
+
+// Metrics configures the Prometheus listener.
+type Metrics struct {
+	// Address, such as 127.0.0.1:9464; empty for no metrics listener.
+	Address string `yaml:"address"`
+}
+
+// CertificateWatch warns before the certificates expire.
+type CertificateWatch struct {
+	// WarnBefore is the window before not-after in which the daemon warns.
+	// Default 30 days.
+	WarnBefore time.Duration `yaml:"warn_before"`
+}

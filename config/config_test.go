@@ -1,0 +1,127 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// writeConfig writes a configuration and the files it names into a
+// temporary directory.
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"policy.yaml", "user.pin", "server.pem", "server-key.pem", "clients-ca.pem"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "portvakt.yaml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+const validConfig = `
+listen:
+  unix: {path: portvakt.sock}
+  tcp:
+    address: 0.0.0.0:8443
+    cert_file: server.pem
+    key_file: server-key.pem
+    client_ca_file: clients-ca.pem
+hsm:
+  token: portvakt
+  pin: {file: user.pin}
+environments:
+  - name: test
+    preset: test
+    client_id: 0b1c5c0f-test
+    key_label: eseal
+  - name: local
+    issuer: http://127.0.0.1:8089/
+    token_endpoint: http://127.0.0.1:8089/token
+    client_id: local-client
+    key_label: eseal
+    default_resource: none
+policy: policy.yaml
+cache: {refresh_margin: 45s}
+`
+
+func TestLoadValid(t *testing.T) {
+	path := writeConfig(t, validConfig)
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(path)
+	if cfg.Listen.Unix.Path != filepath.Join(dir, "portvakt.sock") || cfg.Policy != filepath.Join(dir, "policy.yaml") || cfg.HSM.PIN.File != filepath.Join(dir, "user.pin") {
+		t.Errorf("relative paths not resolved against the file's directory: %+v", cfg)
+	}
+	if cfg.Listen.Unix.Mode != "0660" || cfg.HSM.MaxSessions != 4 || cfg.Log.Format != "json" || cfg.Environments[0].GrantAlg != "RS256" {
+		t.Errorf("defaults not applied: %+v", cfg)
+	}
+	if cfg.Cache.RefreshMargin.Seconds() != 45 {
+		t.Errorf("refresh margin = %v", cfg.Cache.RefreshMargin)
+	}
+	test, err := cfg.Environments[0].Resolve()
+	if err != nil || test.Issuer != "https://test.maskinporten.no/" || test.Resource != "https://www.utv.vegvesen.no" {
+		t.Errorf("test preset resolved to %+v, %v", test, err)
+	}
+	local, err := cfg.Environments[1].Resolve()
+	if err != nil || local.Resource != "" || local.TokenEndpoint != "http://127.0.0.1:8089/token" {
+		t.Errorf("custom environment resolved to %+v, %v", local, err)
+	}
+}
+
+func TestLoadErrorsSayWhatToFix(t *testing.T) {
+	tests := []struct {
+		name    string
+		replace [2]string // in validConfig
+		want    string
+	}{
+		{"unknown key names its line", [2]string{"cache: {refresh_margin: 45s}", "cache: {refresh_margn: 45s}"}, "line 24: field refresh_margn not found"},
+		{"unknown preset", [2]string{"preset: test", "preset: staging"}, `unknown Maskinporten environment "staging"`},
+		{"issuer without slash", [2]string{"issuer: http://127.0.0.1:8089/", "issuer: http://127.0.0.1:8089"}, `must end with "/"`},
+		{"plain http elsewhere", [2]string{"issuer: http://127.0.0.1:8089/", "issuer: http://maskinporten.example/"}, "must use https"},
+		{"no client id", [2]string{"client_id: local-client", "client_id: \"\""}, "client_id: give the Maskinporten integration's client id"},
+		{"duplicate environment", [2]string{"name: local", "name: test"}, `"test" is configured twice`},
+		{"missing pin file", [2]string{"pin: {file: user.pin}", "pin: {file: nope.pin}"}, "no such file"},
+		{"pin from two places", [2]string{"pin: {file: user.pin}", "pin: {file: user.pin, env: PIN}"}, "not both"},
+		{"mTLS files missing", [2]string{"    client_ca_file: clients-ca.pem\n", ""}, "client_ca_file is required"},
+		{"insecure off loopback", [2]string{"    cert_file: server.pem", "    insecure: true"}, "only on a loopback address"},
+		{"world-writable socket", [2]string{"unix: {path: portvakt.sock}", "unix: {path: portvakt.sock, mode: \"0666\"}"}, "every user of the machine"},
+		{"bad alg", [2]string{"key_label: eseal\n  - name: local", "key_label: eseal\n    grant_alg: HS256\n  - name: local"}, `grant_alg "HS256"`},
+		{"bad key id", [2]string{"key_label: eseal\n  - name: local", "key_id: xyz\n  - name: local"}, `key_id "xyz" is not hex`},
+		{"no endpoint", [2]string{"    token_endpoint: http://127.0.0.1:8089/token\n", ""}, "give a token_endpoint, or discovery: true"},
+		{"two documents", [2]string{"policy: policy.yaml", "policy: policy.yaml\n---\nlisten: {}"}, "more than one YAML document"},
+		{"bad duration", [2]string{"45s", "45 sekunder"}, "cannot unmarshal"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !strings.Contains(validConfig, tt.replace[0]) {
+				t.Fatalf("test is stale: %q not in the valid config", tt.replace[0])
+			}
+			_, err := Load(writeConfig(t, strings.Replace(validConfig, tt.replace[0], tt.replace[1], 1)))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Load() error = %v\nwant it to say %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestAllProblemsReportedTogether(t *testing.T) {
+	body := strings.NewReplacer("client_id: local-client", "client_id: \"\"", "preset: test", "preset: staging").Replace(validConfig)
+	_, err := Load(writeConfig(t, body))
+	if err == nil || !strings.Contains(err.Error(), "client_id") || !strings.Contains(err.Error(), "staging") {
+		t.Fatalf("want both problems in one error, got %v", err)
+	}
+}
+
+func TestEmptyConfig(t *testing.T) {
+	if _, err := Load(writeConfig(t, "")); err == nil || !strings.Contains(err.Error(), "is empty") {
+		t.Fatalf("empty configuration: %v", err)
+	}
+}

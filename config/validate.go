@@ -1,0 +1,183 @@
+package config
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+
+	"github.com/portvakt/portvakt/maskinporten"
+)
+
+var environmentName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+
+// Validate reports every problem at once, each naming its field.
+func (c *Config) Validate() error {
+	var v validator
+	c.validateListen(&v)
+	c.validateHSM(&v)
+	c.validateEnvironments(&v)
+	v.require(c.Policy != "", "policy: give the path of the policy file")
+	if c.Policy != "" {
+		v.fileExists("policy", c.Policy)
+	}
+	v.require(c.Cache.RefreshMargin >= 0 && c.Cache.ErrorBackoff >= 0 && c.Cache.MaxEntries >= 0, "cache: values must not be negative")
+	v.require(c.Maskinporten.RequestTimeout >= 0 && c.Maskinporten.MaxAttempts >= 0 && c.Maskinporten.RetryDeadline >= 0, "maskinporten: values must not be negative")
+	v.require(c.GRPC.MaxRecvBytes > 0 && c.GRPC.ShutdownGrace > 0, "grpc: values must be positive")
+	v.require(c.Log.Format == "json" || c.Log.Format == "text", fmt.Sprintf("log.format %q: use json or text", c.Log.Format))
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.add(fmt.Sprintf("log.level %q: use debug, info, warn or error", c.Log.Level))
+	}
+	v.require(c.Audit.MaxBytes >= 0 && c.Audit.MaxAge >= 0, "audit: rotation limits must not be negative")
+	if c.Metrics.Address != "" {
+		_, _, err := net.SplitHostPort(c.Metrics.Address)
+		v.require(err == nil, fmt.Sprintf("metrics.address %q: use host:port", c.Metrics.Address))
+	}
+	v.require(c.Certificates.WarnBefore > 0, "certificates.warn_before must be positive")
+	return v.err()
+}
+
+func (c *Config) validateListen(v *validator) {
+	if c.Listen.Unix == nil && c.Listen.TCP == nil {
+		v.add("listen: give a unix socket, a tcp address, or both")
+	}
+	if u := c.Listen.Unix; u != nil {
+		v.require(u.Path != "", "listen.unix.path is empty")
+		mode, err := strconv.ParseUint(u.Mode, 8, 32)
+		v.require(err == nil && mode <= 0o777, fmt.Sprintf("listen.unix.mode %q: give an octal permission such as 0660", u.Mode))
+		v.require(mode&0o007 == 0, fmt.Sprintf("listen.unix.mode %s lets every user of the machine connect; use 0660 and a group", u.Mode))
+	}
+	if t := c.Listen.TCP; t != nil {
+		host, _, err := net.SplitHostPort(t.Address)
+		if err != nil {
+			v.add(fmt.Sprintf("listen.tcp.address %q: use host:port", t.Address))
+		}
+		if t.Insecure {
+			ip := net.ParseIP(host)
+			v.require(host == "localhost" || (ip != nil && ip.IsLoopback()),
+				fmt.Sprintf("listen.tcp.insecure is allowed only on a loopback address, not %q", t.Address))
+			return
+		}
+		for field, path := range map[string]string{"cert_file": t.CertFile, "key_file": t.KeyFile, "client_ca_file": t.ClientCAFile} {
+			if path == "" {
+				v.add("listen.tcp." + field + " is required for mutual TLS (or set insecure: true on a loopback address)")
+				continue
+			}
+			v.fileExists("listen.tcp."+field, path)
+		}
+	}
+}
+
+func (c *Config) validateHSM(v *validator) {
+	v.require(c.HSM.Token != "", "hsm.token: give the token label")
+	v.require(!c.HSM.PIN.IsZero(), "hsm.pin: give {file: PATH} or {env: VARIABLE}")
+	v.require(c.HSM.PIN.File == "" || c.HSM.PIN.Env == "", "hsm.pin: give a file or an environment variable, not both")
+	if c.HSM.PIN.File != "" {
+		v.fileExists("hsm.pin.file", c.HSM.PIN.File)
+	}
+	if c.HSM.Module != "" {
+		v.fileExists("hsm.module", c.HSM.Module)
+	}
+	if c.HSM.SoftHSMDir != "" {
+		v.fileExists("hsm.softhsm_dir", c.HSM.SoftHSMDir)
+	}
+	v.require(c.HSM.MaxSessions >= 2, "hsm.max_sessions must be at least 2")
+}
+
+func (c *Config) validateEnvironments(v *validator) {
+	if len(c.Environments) == 0 {
+		v.add("environments: configure at least one Maskinporten environment")
+	}
+	seen := map[string]bool{}
+	for i, e := range c.Environments {
+		at := fmt.Sprintf("environments[%d]", i)
+		if e.Name != "" {
+			at = fmt.Sprintf("environments[%d] (%s)", i, e.Name)
+		}
+		switch {
+		case !environmentName.MatchString(e.Name):
+			v.add(fmt.Sprintf("%s.name %q: use lower-case letters, digits and dashes", at, e.Name))
+		case seen[e.Name]:
+			v.add(fmt.Sprintf("%s.name: %q is configured twice", at, e.Name))
+		}
+		seen[e.Name] = true
+		if _, err := e.Resolve(); err != nil {
+			v.add(fmt.Sprintf("%s: %v", at, err))
+		}
+		v.require(e.ClientID != "", at+".client_id: give the Maskinporten integration's client id")
+		v.require(e.KeyLabel != "" || e.KeyID != "", at+": give key_label or key_id")
+		if e.KeyID != "" {
+			_, err := hex.DecodeString(e.KeyID)
+			v.require(err == nil, fmt.Sprintf("%s.key_id %q is not hex", at, e.KeyID))
+		}
+		switch e.GrantAlg {
+		case "RS256", "RS384", "RS512":
+		default:
+			v.add(fmt.Sprintf("%s.grant_alg %q: use RS256, RS384 or RS512", at, e.GrantAlg))
+		}
+		if e.CertificateFile != "" {
+			v.fileExists(at+".certificate_file", e.CertificateFile)
+		}
+	}
+}
+
+// Resolve turns the configured environment into the protocol's.
+func (e Environment) Resolve() (maskinporten.Environment, error) {
+	var env maskinporten.Environment
+	if e.Preset != "" {
+		p, err := maskinporten.Preset(e.Preset)
+		if err != nil {
+			return env, err
+		}
+		env = p
+	} else if e.Issuer == "" {
+		return env, errors.New("give a preset (prod, test, ver2) or an issuer")
+	}
+	env.Name = e.Name
+	if e.Issuer != "" {
+		env.Issuer = e.Issuer
+	}
+	if e.TokenEndpoint != "" {
+		env.TokenEndpoint = e.TokenEndpoint
+	}
+	if env.TokenEndpoint == "" && !e.Discovery {
+		return env, errors.New("give a token_endpoint, or discovery: true to read it from the issuer's metadata")
+	}
+	switch e.DefaultResource {
+	case "":
+	case "none":
+		env.Resource = ""
+	default:
+		env.Resource = e.DefaultResource
+	}
+	return env, env.Validate()
+}
+
+// KeyIDBytes is the configured key id, decoded.
+func (e Environment) KeyIDBytes() []byte {
+	id, _ := hex.DecodeString(e.KeyID)
+	return id
+}
+
+type validator struct{ problems []error }
+
+func (v *validator) add(problem string) { v.problems = append(v.problems, errors.New(problem)) }
+
+func (v *validator) require(ok bool, problem string) {
+	if !ok {
+		v.add(problem)
+	}
+}
+
+func (v *validator) fileExists(field, path string) {
+	if _, err := os.Stat(path); err != nil {
+		v.add(fmt.Sprintf("%s: %v", field, err))
+	}
+}
+
+func (v *validator) err() error { return errors.Join(v.problems...) }

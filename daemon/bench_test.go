@@ -1,0 +1,70 @@
+package daemon_test
+
+import (
+	"context"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/portvakt/portvakt/client"
+	"github.com/portvakt/portvakt/internal/mptest"
+	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
+)
+
+// BenchmarkCachedGetToken measures a cached GetToken against the health
+// check, a unary RPC that does nothing, on the same server and transport:
+// the ratio is the cost of identity, policy and cache on top of gRPC.
+// Read it as a ratio from one run:
+//
+//	go test -run '^$' -bench CachedGetToken -count 6 ./daemon | benchstat -col /rpc -
+func BenchmarkCachedGetToken(b *testing.B) {
+	w := mptest.New(b, mptest.Options{})
+	e := startDaemon(b, w)
+	conns := map[string]*client.Client{"unix": e.unix, "mtls": e.mtls}
+	req := &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim"}
+	for _, transport := range []string{"unix", "mtls"} {
+		c := conns[transport]
+		if _, err := c.API().GetToken(context.Background(), req); err != nil { // warm the cache
+			b.Fatal(err)
+		}
+		health := healthpb.NewHealthClient(connFor(b, e, transport))
+		b.Run("transport="+transport+"/rpc=noop", func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				if _, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("transport="+transport+"/rpc=gettoken", func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				if _, err := c.API().GetToken(context.Background(), req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	if n := w.Sim.Stats().TokenRequests; n != 1 {
+		b.Fatalf("%d token requests: the benchmark was meant to measure the cache", n)
+	}
+}
+
+// connFor is a raw connection over the same transport as the client.
+func connFor(b *testing.B, e *env, transport string) *grpc.ClientConn {
+	if transport == "unix" {
+		return connOf(b, e)
+	}
+	tlsConfig, err := client.TLSConfig(e.tlsOpts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn, err := grpc.NewClient(e.tlsOpts.Address, grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = conn.Close() })
+	return conn
+}

@@ -1,0 +1,222 @@
+// Package daemon assembles Portvakt from its configuration and serves it:
+// it checks everything at start (configuration, HSM key, certificate,
+// policy), listens on the Unix socket and the mutual-TLS port, and shuts
+// down gracefully.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/portvakt/portvakt/config"
+	"github.com/portvakt/portvakt/policy"
+	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
+	"github.com/portvakt/portvakt/signer"
+	"github.com/portvakt/portvakt/tokenservice"
+)
+
+// Daemon is a configured, checked Portvakt, ready to serve.
+type Daemon struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	service  *tokenservice.Service
+	policies *policy.Store
+	signers  []*signer.Signer
+	health   *health.Server
+	servers  []*server
+}
+
+// server is one gRPC server on one listener.
+type server struct {
+	name     string
+	grpc     *grpc.Server
+	listener net.Listener
+}
+
+// Options add what the configuration does not hold.
+type Options struct {
+	Logger *slog.Logger
+	// Recorder receives audit events; default none.
+	Recorder tokenservice.Recorder
+}
+
+// New checks the configuration against the world (the HSM key, its
+// certificate, the policy) and opens the listeners. Its error is one line
+// saying what to fix.
+func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	d := &Daemon{cfg: cfg, log: opts.Logger, health: health.NewServer()}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	if d.policies, err = policy.NewStore(cfg.Policy, d.log); err != nil {
+		return nil, err
+	}
+	envs, err := d.openEnvironments()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPolicyEnvironments(d.policies.Current(), envs); err != nil {
+		return nil, err
+	}
+	d.service, err = tokenservice.New(tokenservice.Options{
+		Environments: envs,
+		Policies:     d.policies,
+		Client:       newMaskinportenClient(cfg),
+		Cache:        cacheOptions(cfg),
+		Recorder:     opts.Recorder,
+		Logger:       d.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := d.listen(); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Addresses are where the daemon listens, by listener name ("unix", "tcp").
+func (d *Daemon) Addresses() map[string]string {
+	addrs := map[string]string{}
+	for _, s := range d.servers {
+		addrs[s.name] = s.listener.Addr().String()
+	}
+	return addrs
+}
+
+// Service is the token service, for metrics and tests.
+func (d *Daemon) Service() *tokenservice.Service { return d.service }
+
+// Policies is the policy store, for metrics and tests.
+func (d *Daemon) Policies() *policy.Store { return d.policies }
+
+// Serve answers calls until ctx ends, then stops taking new calls, lets
+// those in flight finish for the configured grace, and closes everything.
+// SIGHUP reloads the policy; changes to the policy file do too.
+func (d *Daemon) Serve(ctx context.Context) error {
+	defer d.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	errc := make(chan error, len(d.servers))
+	for _, s := range d.servers {
+		go func() {
+			if err := s.grpc.Serve(s.listener); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				errc <- fmt.Errorf("%s listener: %w", s.name, err)
+			}
+		}()
+		d.log.Info("listening", "listener", s.name, "address", s.listener.Addr().String())
+	}
+	go func() { _ = d.policies.Watch(ctx) }()
+	go d.reloadOnSIGHUP(ctx)
+	go d.watchHealth(ctx)
+	d.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	d.health.SetServingStatus(portvaktv1.TokenService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	d.shutdown()
+	return err
+}
+
+// shutdown stops every server gracefully within the grace period.
+func (d *Daemon) shutdown() {
+	d.health.Shutdown()
+	done := make(chan struct{})
+	go func() {
+		for _, s := range d.servers {
+			s.grpc.GracefulStop()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d.cfg.GRPC.ShutdownGrace):
+		d.log.Warn("calls still running after the shutdown grace; stopping them", "grace", d.cfg.GRPC.ShutdownGrace.String())
+		for _, s := range d.servers {
+			s.grpc.Stop()
+		}
+	}
+}
+
+func (d *Daemon) close() {
+	for _, s := range d.servers {
+		s.grpc.Stop()
+		if s.name == "unix" {
+			_ = os.Remove(s.listener.Addr().String())
+		}
+	}
+	for _, s := range d.signers {
+		_ = s.Close()
+	}
+}
+
+func (d *Daemon) reloadOnSIGHUP(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			_ = d.policies.Reload() // logs its own outcome
+		}
+	}
+}
+
+// watchHealth reports NOT_SERVING while an HSM key is unreachable, so that
+// load balancers and orchestrators route around the daemon.
+func (d *Daemon) watchHealth(ctx context.Context) {
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			state := healthpb.HealthCheckResponse_SERVING
+			for _, s := range d.signers {
+				if s.Health() != nil {
+					state = healthpb.HealthCheckResponse_NOT_SERVING
+				}
+			}
+			d.health.SetServingStatus("", state)
+			d.health.SetServingStatus(portvaktv1.TokenService_ServiceDesc.ServiceName, state)
+		}
+	}
+}
+
+// registerServices puts the API, health and reflection on a server.
+func (d *Daemon) registerServices(g *grpc.Server) {
+	portvaktv1.RegisterTokenServiceServer(g, d.service)
+	healthpb.RegisterHealthServer(g, d.health)
+	reflection.Register(g)
+}
+
+// Close releases the listeners and the HSM sessions of a daemon that will
+// not Serve (after a check, say).
+func (d *Daemon) Close() error {
+	d.close()
+	return nil
+}

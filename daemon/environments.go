@@ -1,0 +1,136 @@
+package daemon
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/portvakt/portvakt/config"
+	"github.com/portvakt/portvakt/maskinporten"
+	"github.com/portvakt/portvakt/policy"
+	"github.com/portvakt/portvakt/secret"
+	"github.com/portvakt/portvakt/signer"
+	"github.com/portvakt/portvakt/softhsm"
+	"github.com/portvakt/portvakt/tokencache"
+	"github.com/portvakt/portvakt/tokenservice"
+)
+
+// openEnvironments opens each environment's key (once per distinct key:
+// environments may share one) and makes its grant builder.
+func (d *Daemon) openEnvironments() ([]*tokenservice.Environment, error) {
+	module, pin, err := d.hsmAccess()
+	if err != nil {
+		return nil, err
+	}
+	signers := map[string]*signer.Signer{}
+	var envs []*tokenservice.Environment
+	for _, e := range d.cfg.Environments {
+		mpEnv, err := e.Resolve()
+		if err != nil {
+			return nil, fmt.Errorf("environment %s: %w", e.Name, err)
+		}
+		keyRef := e.KeyLabel + "\x00" + e.KeyID + "\x00" + e.CertificateFile
+		s, ok := signers[keyRef]
+		if !ok {
+			s, err = signer.Open(signer.Config{
+				Module: module, TokenLabel: d.cfg.HSM.Token, PIN: pin,
+				KeyLabel: e.KeyLabel, KeyID: e.KeyIDBytes(), CertificateFile: e.CertificateFile,
+				MaxSessions: d.cfg.HSM.MaxSessions, Logger: d.log,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("environment %s: %w", e.Name, err)
+			}
+			signers[keyRef] = s
+			d.signers = append(d.signers, s)
+		}
+		if err := checkCertificate(s, e.Name, time.Now()); err != nil {
+			return nil, err
+		}
+		builder, err := maskinporten.NewGrantBuilder(s, maskinporten.GrantOptions{Alg: e.GrantAlg, KeyID: e.KeyIDHeader})
+		if err != nil {
+			return nil, fmt.Errorf("environment %s: %w", e.Name, err)
+		}
+		envs = append(envs, &tokenservice.Environment{
+			Config: mpEnv, ClientID: e.ClientID, Builder: builder, Signer: s, Discovery: e.Discovery,
+		})
+	}
+	return envs, nil
+}
+
+// hsmAccess resolves the module and reads the PIN.
+func (d *Daemon) hsmAccess() (string, secret.Value, error) {
+	h := d.cfg.HSM
+	if h.SoftHSMDir != "" {
+		if err := softhsm.Dir(h.SoftHSMDir).Activate(); err != nil {
+			return "", secret.Value{}, fmt.Errorf("hsm.softhsm_dir: %w", err)
+		}
+	}
+	module := h.Module
+	if module == "" {
+		var err error
+		if module, err = softhsm.FindModule(); err != nil {
+			return "", secret.Value{}, fmt.Errorf("hsm.module is not set and %w", err)
+		}
+	}
+	pin, err := h.PIN.Load()
+	if err != nil {
+		return "", secret.Value{}, fmt.Errorf("hsm.pin: %w", err)
+	}
+	return module, pin, nil
+}
+
+// checkCertificate refuses to start with a certificate that is not valid
+// now: every grant signed with it would be refused (MP-121).
+func checkCertificate(s *signer.Signer, env string, now time.Time) error {
+	cert := s.Certificate()
+	switch {
+	case now.After(cert.NotAfter):
+		return fmt.Errorf("environment %s: the certificate %q expired on %s; import a renewed one (`portvakt hsm import-cert`)",
+			env, cert.Subject.CommonName, cert.NotAfter.UTC().Format(time.DateOnly))
+	case now.Before(cert.NotBefore):
+		return fmt.Errorf("environment %s: the certificate %q is not valid before %s (is the clock right?)",
+			env, cert.Subject.CommonName, cert.NotBefore.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// checkPolicyEnvironments refuses a policy that names environments the
+// daemon does not serve: most likely a typo that would deny silently.
+func checkPolicyEnvironments(p *policy.Policy, envs []*tokenservice.Environment) error {
+	served := map[string]bool{}
+	var names []string
+	for _, e := range envs {
+		served[e.Config.Name] = true
+		names = append(names, e.Config.Name)
+	}
+	var unknown []string
+	for _, name := range p.Environments() {
+		if !served[name] {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) > 0 {
+		return fmt.Errorf("the policy names environments this daemon does not serve: %s (configured: %s)",
+			strings.Join(unknown, ", "), strings.Join(names, ", "))
+	}
+	return nil
+}
+
+func newMaskinportenClient(cfg *config.Config) *maskinporten.Client {
+	return maskinporten.NewClient(maskinporten.ClientOptions{
+		RequestTimeout: cfg.Maskinporten.RequestTimeout,
+		Retry: maskinporten.RetryPolicy{
+			MaxAttempts: cfg.Maskinporten.MaxAttempts,
+			Deadline:    cfg.Maskinporten.RetryDeadline,
+		},
+		UserAgent: "portvakt",
+	})
+}
+
+func cacheOptions(cfg *config.Config) tokencache.Options {
+	return tokencache.Options{
+		RefreshMargin: cfg.Cache.RefreshMargin,
+		ErrorBackoff:  cfg.Cache.ErrorBackoff,
+		MaxEntries:    cfg.Cache.MaxEntries,
+	}
+}

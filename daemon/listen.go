@@ -1,0 +1,145 @@
+package daemon
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/portvakt/portvakt/identity"
+)
+
+// listen opens the configured listeners and a gRPC server on each.
+func (d *Daemon) listen() error {
+	if u := d.cfg.Listen.Unix; u != nil {
+		lis, err := listenUnix(u.Path, u.Mode)
+		if err != nil {
+			return err
+		}
+		d.addServer("unix", lis, identity.UnixCredentials())
+	}
+	if t := d.cfg.Listen.TCP; t != nil {
+		creds := insecure.NewCredentials()
+		if !t.Insecure {
+			tlsConfig, err := serverTLS(t.CertFile, t.KeyFile, t.ClientCAFile)
+			if err != nil {
+				return err
+			}
+			creds = credentials.NewTLS(tlsConfig)
+		}
+		lis, err := net.Listen("tcp", t.Address)
+		if err != nil {
+			return fmt.Errorf("listen.tcp.address: %w", err)
+		}
+		d.addServer("tcp", lis, creds)
+	}
+	return nil
+}
+
+func (d *Daemon) addServer(name string, lis net.Listener, creds credentials.TransportCredentials) {
+	g := grpc.NewServer(
+		grpc.Creds(creds),
+		grpc.MaxRecvMsgSize(d.cfg.GRPC.MaxRecvBytes),
+		grpc.ConnectionTimeout(10*time.Second),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.ChainUnaryInterceptor(d.requestInterceptor(name)),
+	)
+	d.registerServices(g)
+	d.servers = append(d.servers, &server{name: name, grpc: g, listener: lis})
+}
+
+// listenUnix opens the socket with its permission set before anyone can
+// connect: the socket is made in a private temporary name, chmod-ed, then
+// renamed into place.
+func listenUnix(path, modeText string) (net.Listener, error) {
+	mode, err := strconv.ParseUint(modeText, 8, 32)
+	if err != nil {
+		return nil, fmt.Errorf("listen.unix.mode %q: %w", modeText, err)
+	}
+	if err := removeStaleSocket(path); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("listen.unix.path: %w", err)
+	}
+	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.%d", filepath.Base(path), os.Getpid()))
+	_ = os.Remove(tmp)
+	lis, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, fmt.Errorf("listen.unix.path: %w", err)
+	}
+	ul := lis.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false) // the socket is renamed; Close must not unlink the old name
+	if err := os.Chmod(tmp, fs.FileMode(mode)); err != nil {
+		_ = lis.Close()
+		_ = os.Remove(tmp)
+		return nil, fmt.Errorf("listen.unix.mode: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = lis.Close()
+		_ = os.Remove(tmp)
+		return nil, fmt.Errorf("listen.unix.path: %w", err)
+	}
+	return &renamedUnixListener{Listener: lis, path: path}, nil
+}
+
+// renamedUnixListener reports the socket's final path as its address.
+type renamedUnixListener struct {
+	net.Listener
+	path string
+}
+
+func (l *renamedUnixListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
+
+// removeStaleSocket removes a socket left by a daemon that died, and
+// refuses to remove anything else, or a socket someone still serves.
+func removeStaleSocket(path string) error {
+	info, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("listen.unix.path: %w", err)
+	}
+	if info.Mode()&fs.ModeSocket == 0 {
+		return fmt.Errorf("listen.unix.path %s exists and is not a socket; remove it or choose another path", path)
+	}
+	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		_ = conn.Close()
+		return fmt.Errorf("listen.unix.path %s is in use by another process (is Portvakt already running?)", path)
+	}
+	return os.Remove(path)
+}
+
+// serverTLS requires and verifies a client certificate from the CAs.
+func serverTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("listen.tcp: server certificate and key: %w", err)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("listen.tcp.client_ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("listen.tcp.client_ca_file %s holds no PEM certificate", caFile)
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientCAs:    pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS12,
+	}, nil
+}

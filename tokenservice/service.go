@@ -1,0 +1,122 @@
+// Package tokenservice is the gRPC TokenService: it answers who may have
+// which Maskinporten token, and gets it. One request flows one way, and
+// gettoken.go reads as that flow: identity, policy decision, cache, and on
+// a miss the grant, the HSM signature, its audit record and the token
+// endpoint.
+package tokenservice
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+
+	"github.com/portvakt/portvakt/maskinporten"
+	"github.com/portvakt/portvakt/policy"
+	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
+	"github.com/portvakt/portvakt/signer"
+	"github.com/portvakt/portvakt/tokencache"
+)
+
+// Environment is one Maskinporten environment the service serves tokens
+// for: where to ask, as which integration, with which key.
+type Environment struct {
+	Config    maskinporten.Environment
+	ClientID  string
+	Builder   *maskinporten.GrantBuilder
+	Signer    *signer.Signer
+	Discovery bool
+}
+
+// Policies gives the policy in force; *policy.Store is one.
+type Policies interface {
+	Current() *policy.Policy
+}
+
+// Options assemble a Service.
+type Options struct {
+	Environments []*Environment
+	Policies     Policies
+	Client       *maskinporten.Client
+	// Discovery finds token endpoints for environments that use it.
+	Discovery *maskinporten.Discovery
+	Cache     tokencache.Options
+	// Recorder receives the decisions and key uses for the audit; a
+	// failure to record fails the request (no token without a record).
+	Recorder Recorder
+	Logger   *slog.Logger
+}
+
+// Service implements portvaktv1.TokenServiceServer.
+type Service struct {
+	portvaktv1.UnimplementedTokenServiceServer
+
+	envs      map[string]*Environment
+	envNames  []string
+	policies  Policies
+	client    *maskinporten.Client
+	discovery *maskinporten.Discovery
+	cache     *tokencache.Cache
+	recorder  Recorder
+	log       *slog.Logger
+}
+
+// New assembles the service.
+func New(opts Options) (*Service, error) {
+	if len(opts.Environments) == 0 {
+		return nil, fmt.Errorf("no environment to serve")
+	}
+	if opts.Recorder == nil {
+		opts.Recorder = NopRecorder{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Discovery == nil {
+		opts.Discovery = maskinporten.NewDiscovery(nil, 0)
+	}
+	s := &Service{
+		envs: map[string]*Environment{}, policies: opts.Policies, client: opts.Client,
+		discovery: opts.Discovery, recorder: opts.Recorder, log: opts.Logger,
+	}
+	for _, e := range opts.Environments {
+		if _, dup := s.envs[e.Config.Name]; dup {
+			return nil, fmt.Errorf("environment %q configured twice", e.Config.Name)
+		}
+		s.envs[e.Config.Name] = e
+		s.envNames = append(s.envNames, e.Config.Name)
+	}
+	sort.Strings(s.envNames)
+	s.cache = tokencache.New(s.fetch, opts.Cache)
+	return s, nil
+}
+
+// CacheStats reports the token cache's counters, for metrics.
+func (s *Service) CacheStats() tokencache.Stats { return s.cache.Stats() }
+
+// fetch is the cache's way to a new token: a grant signed in the HSM,
+// recorded before it is sent, posted to the environment's token endpoint.
+func (s *Service) fetch(ctx context.Context, key tokencache.Key) (maskinporten.Token, error) {
+	env := s.envs[key.Environment]
+	endpoint := env.Config.TokenEndpoint
+	if env.Discovery {
+		var err error
+		if endpoint, err = s.discovery.TokenEndpoint(ctx, env.Config); err != nil {
+			return maskinporten.Token{}, err
+		}
+	}
+	return s.client.Token(ctx, maskinporten.Exchange{
+		Endpoint: endpoint,
+		Builder:  env.Builder,
+		Request: maskinporten.GrantRequest{
+			Issuer:      env.Config.Issuer,
+			ClientID:    env.ClientID,
+			Scopes:      key.ScopeList(),
+			Resource:    key.Resource,
+			ConsumerOrg: key.ConsumerOrg,
+		},
+		BeforePost: func(ctx context.Context, g maskinporten.Grant) error {
+			return s.recorder.KeyUse(ctx, KeyUse{Environment: env, Key: key, Grant: g})
+		},
+	})
+}

@@ -1,0 +1,65 @@
+package tokenservice
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/portvakt/portvakt/eseal"
+	"github.com/portvakt/portvakt/identity"
+	"github.com/portvakt/portvakt/orgno"
+	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
+)
+
+// WhoAmI tells a caller how the daemon sees it and what it may ask for.
+func (s *Service) WhoAmI(ctx context.Context, _ *portvaktv1.WhoAmIRequest) (*portvaktv1.WhoAmIResponse, error) {
+	caller, err := identity.FromContext(ctx)
+	resp := &portvaktv1.WhoAmIResponse{Transport: caller.Transport, Identities: caller.Identities}
+	if err != nil {
+		return resp, nil // an unidentified caller may still learn that it is one
+	}
+	pol := s.policies.Current()
+	client, _, ok := pol.ClientOf(caller.Identities)
+	if !ok {
+		return resp, nil
+	}
+	resp.Client = client
+	for _, g := range pol.Grants(client) {
+		resp.Grants = append(resp.Grants, &portvaktv1.Grant{
+			Environments: g.Environments, Scopes: g.Scopes, ConsumerOrgs: g.ConsumerOrgs, Rule: g.Rule,
+		})
+	}
+	return resp, nil
+}
+
+// ListEnvironments is the operator's view of what the daemon serves: no
+// secrets, only what identifies the integration and the certificate.
+func (s *Service) ListEnvironments(ctx context.Context, _ *portvaktv1.ListEnvironmentsRequest) (*portvaktv1.ListEnvironmentsResponse, error) {
+	if _, err := identity.FromContext(ctx); err != nil {
+		return nil, status.Error(codes.Unauthenticated, err.Error())
+	}
+	resp := &portvaktv1.ListEnvironmentsResponse{}
+	for _, name := range s.envNames {
+		env := s.envs[name]
+		cert := env.Signer.Certificate()
+		sum := sha256.Sum256(cert.Raw)
+		number, _ := orgno.FromCertificate(cert)
+		resp.Environments = append(resp.Environments, &portvaktv1.Environment{
+			Name:                name,
+			Issuer:              env.Config.Issuer,
+			TokenEndpoint:       env.Config.TokenEndpoint,
+			ClientId:            env.ClientID,
+			DefaultResource:     env.Config.Resource,
+			CertificateSubject:  eseal.Describe(cert.Subject),
+			OrgNumber:           number.String(),
+			CertificateNotAfter: timestamppb.New(cert.NotAfter),
+			CertificateSha256:   hex.EncodeToString(sum[:]),
+			KeyLabel:            env.Signer.KeyLabel(),
+		})
+	}
+	return resp, nil
+}
