@@ -140,6 +140,12 @@ if run "$bin/portvakt" token --env demo --scope svv:kjoretoy/leasingtaker; then
 fi
 run "$bin/portvakt" policy explain --policy "$state/policy.yaml" --identity "uid:$(id -u)" --env demo --scope svv:kjoretoy/leasingtaker || true
 
+if command -v grpcurl >/dev/null; then
+	step "grpcurl, through server reflection, with the client certificate"
+	run grpcurl -cacert "$state/mtls-ca.pem" -cert "$state/billing.pem" -key "$state/billing-key.pem" "$addr" list
+	run grpcurl -cacert "$state/mtls-ca.pem" -cert "$state/billing.pem" -key "$state/billing-key.pem" "$addr" portvakt.v1.TokenService/WhoAmI
+fi
+
 step "10. Stopping the daemon and the local Maskinporten"
 cleanup
 pids=()

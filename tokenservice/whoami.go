@@ -48,10 +48,17 @@ func (s *Service) ListEnvironments(ctx context.Context, _ *portvaktv1.ListEnviro
 		cert := env.Signer.Certificate()
 		sum := sha256.Sum256(cert.Raw)
 		number, _ := orgno.FromCertificate(cert)
+		endpoint := env.Config.TokenEndpoint
+		if env.Discovery {
+			// The endpoint in use; discovery falls back to the configured one.
+			if found, err := s.discovery.TokenEndpoint(ctx, env.Config); err == nil {
+				endpoint = found
+			}
+		}
 		resp.Environments = append(resp.Environments, &portvaktv1.Environment{
 			Name:                name,
 			Issuer:              env.Config.Issuer,
-			TokenEndpoint:       env.Config.TokenEndpoint,
+			TokenEndpoint:       endpoint,
 			ClientId:            env.ClientID,
 			DefaultResource:     env.Config.Resource,
 			CertificateSubject:  eseal.Describe(cert.Subject),
