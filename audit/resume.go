@@ -1,0 +1,156 @@
+package audit
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// resume finds where the chain stands: the last record of the active file,
+// or of the newest rotated file when the active file is empty or missing.
+func (w *Writer) resume() error {
+	newest, err := newestRotated(w.path)
+	if err != nil {
+		return fmt.Errorf("opening the audit log: %w", err)
+	}
+	st, err := os.Stat(w.path)
+	switch {
+	case err == nil && !st.Mode().IsRegular():
+		return fmt.Errorf("opening the audit log %s: not a regular file", w.path)
+	case err == nil && st.Size() > 0:
+		last, err := lastRecord(w.path)
+		if err != nil {
+			return err
+		}
+		first, err := firstRecord(w.path)
+		if err != nil {
+			return err
+		}
+		if newest != nil && newest.last >= first.Seq {
+			return fmt.Errorf("%w: %s starts at record %d, but the rotated file %s already holds records up to %d; run `portvakt audit verify %s`",
+				ErrCannotContinue, w.path, first.Seq, filepath.Base(newest.path), newest.last, w.dir)
+		}
+		w.seq, w.hash = last.Seq, last.Hash
+		w.fileFirst, w.fileStart = first.Seq, first.Time
+		return nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("opening the audit log: %w", err)
+	}
+	if newest == nil {
+		return nil // a new log: record 1 comes next
+	}
+	last, err := lastRecord(newest.path)
+	if err != nil {
+		return err
+	}
+	if last.Seq != newest.last {
+		return fmt.Errorf("%w: the rotated file %s ends at record %d, not at %d as its name says; run `portvakt audit verify %s`",
+			ErrCannotContinue, newest.path, last.Seq, newest.last, w.dir)
+	}
+	w.seq, w.hash = last.Seq, last.Hash
+	return nil
+}
+
+// lastRecord reads and checks the last line of a non-empty file, reading
+// no more than one line's worth from its end.
+func lastRecord(path string) (Record, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Record{}, fmt.Errorf("opening the audit log: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return Record{}, fmt.Errorf("opening the audit log: %w", err)
+	}
+	size := st.Size()
+	// One byte more than a line may have, for the newline before it.
+	buf := make([]byte, min(size, MaxLineBytes+1))
+	if _, err := f.ReadAt(buf, size-int64(len(buf))); err != nil {
+		return Record{}, fmt.Errorf("opening the audit log: reading the end of %s: %w", path, err)
+	}
+	complete := len(buf) > 0 && buf[len(buf)-1] == '\n'
+	body := buf
+	if complete {
+		body = buf[:len(buf)-1]
+	}
+	start := bytes.LastIndexByte(body, '\n') + 1
+	if start == 0 && int64(len(buf)) < size {
+		return Record{}, cannotContinue(f, path, complete, "the last line is longer than a record may be")
+	}
+	if !complete {
+		return Record{}, cannotContinue(f, path, complete, "the last record is cut short (the file does not end in a newline): a write was interrupted, or the file was cut")
+	}
+	r, err := parseLine(body[start:])
+	if err != nil {
+		return Record{}, cannotContinue(f, path, complete, "the last record "+describe(err))
+	}
+	return r, nil
+}
+
+// firstRecord reads and checks the first line of a non-empty file, for
+// the name and age of the file when it is rotated.
+func firstRecord(path string) (Record, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Record{}, fmt.Errorf("opening the audit log: %w", err)
+	}
+	defer f.Close()
+	line, _, err := newLineReader(f).next()
+	if err != nil {
+		return Record{}, fmt.Errorf("%w: %s:1: %v; run `portvakt audit verify %s`", ErrCannotContinue, path, err, filepath.Dir(path))
+	}
+	r, err := parseLine(line)
+	if err != nil {
+		return Record{}, fmt.Errorf("%w: %s:1: the first record %s; run `portvakt audit verify %s`", ErrCannotContinue, path, describe(err), filepath.Dir(path))
+	}
+	return r, nil
+}
+
+// describe words a line error after "the last record".
+func describe(err error) string {
+	var le *lineError
+	if errors.As(err, &le) && le.kind == ProblemEdited {
+		return "was edited: " + le.detail
+	}
+	return "is unreadable: " + err.Error()
+}
+
+// cannotContinue is Open's refusal, naming the line, which is counted only
+// now: a healthy start reads one line, not the whole file.
+func cannotContinue(f *os.File, path string, complete bool, what string) error {
+	line := 0
+	if _, err := f.Seek(0, io.SeekStart); err == nil {
+		if n, err := countLines(f); err == nil {
+			line = n
+			if !complete {
+				line++
+			}
+		}
+	}
+	loc := path
+	if line > 0 {
+		loc = fmt.Sprintf("%s:%d", path, line)
+	}
+	return fmt.Errorf("%w: %s: %s; run `portvakt audit verify %s` to check the whole log, and keep the damaged file for the investigation",
+		ErrCannotContinue, loc, what, filepath.Dir(path))
+}
+
+func countLines(r io.Reader) (int, error) {
+	buf := make([]byte, 64<<10)
+	n := 0
+	for {
+		k, err := r.Read(buf)
+		n += bytes.Count(buf[:k], []byte{'\n'})
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portvakt/portvakt/audit"
+)
+
+func newAuditCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Verify and search the audit log of decisions and key uses",
+		Long: `The daemon records every policy decision, every signature by the HSM key
+and every outcome in the audit log: JSON lines, each holding the SHA-256 of
+the one before it. verify checks that chain; query searches the records.
+
+Give the log's files (the active file and its rotated files, in any order)
+or its directory, which stands for all of them.`,
+	}
+	cmd.AddCommand(newAuditVerifyCommand(), newAuditQueryCommand())
+	return cmd
+}
+
+// needLog is the Args check of the audit commands.
+func needLog(use string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return usageError{fmt.Errorf("give the audit log's files or its directory: portvakt audit %s", use)}
+		}
+		return nil
+	}
+}
+
+func newAuditVerifyCommand() *cobra.Command {
+	var (
+		opts       audit.VerifyOptions
+		expectHash string
+	)
+	cmd := &cobra.Command{
+		Use:   "verify FILE|DIR...",
+		Short: "Check the audit log's hash chain: nothing edited, deleted, reordered or cut",
+		Long: `Check the audit log's hash chain. A good log prints
+  ok, N records (seq A-B, F files), last hash H
+and exits 0. Otherwise the first problem is printed as FILE:LINE: what is
+wrong, and the exit status is 1 (2 for a mistake in the command line).
+
+Records deleted from the end of the newest file leave a valid, shorter
+chain, which cannot be told from the files alone. Keep the last seq and
+hash that verify prints somewhere the daemon cannot write, and give them
+back later: --expect-last-hash H fails when the record with hash H is no
+longer in the log (the log may have grown since), --expect-min-seq N when
+the log no longer reaches record N.`,
+		Example: `  portvakt audit verify /var/log/portvakt
+  portvakt audit verify /var/log/portvakt --expect-last-hash 3a7bd3e2… --expect-min-seq 4211
+  portvakt audit verify --from-middle /var/log/portvakt/audit.log`,
+		Args: needLog("verify FILE|DIR..."),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if expectHash != "" {
+				expectHash = strings.ToLower(expectHash)
+				if b, err := hex.DecodeString(expectHash); err != nil || len(b) != 32 {
+					return usageError{fmt.Errorf("--expect-last-hash %q: give a hash as verify prints it, 64 hex digits", expectHash)}
+				}
+				opts.ExpectHash = expectHash
+			}
+			res, err := audit.VerifyWith(opts, args...)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if res.Records == 0 {
+				fmt.Fprintf(out, "ok, 0 records (%s)\n", plural(res.Files, "file"))
+			} else {
+				fmt.Fprintf(out, "ok, %s (seq %d-%d, %s), last hash %s\n",
+					plural(res.Records, "record"), res.FirstSeq, res.LastSeq, plural(res.Files, "file"), res.LastHash)
+			}
+			if opts.ExpectHash != "" {
+				fmt.Fprintf(out, "the log still holds the record with hash %s\n", opts.ExpectHash)
+			}
+			if opts.ExpectMinSeq > 0 {
+				fmt.Fprintf(out, "the log still reaches record %d\n", opts.ExpectMinSeq)
+			}
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	fs.BoolVar(&opts.FromMiddle, "from-middle", false, "accept a log that starts after record 1 (older rotated files archived elsewhere)")
+	fs.StringVar(&expectHash, "expect-last-hash", "", "a last `hash` printed by an earlier verify: the log must still hold that record")
+	fs.Uint64Var(&opts.ExpectMinSeq, "expect-min-seq", 0, "a last `seq` printed by an earlier verify: the log must still reach it")
+	return cmd
+}
+
+func newAuditQueryCommand() *cobra.Command {
+	var (
+		f            audit.Filter
+		since, until string
+		asJSON       bool
+		verify       bool
+		fromMiddle   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "query FILE|DIR...",
+		Short: "Search the audit log: who used the key, when, and for what",
+		Long: `List the records that match every filter given, oldest first, as a table
+or, with --json, as the log's own lines (which can still be checked
+against their hashes).
+
+--since and --until take a time in RFC 3339 (2026-11-24T15:04:05Z) or a
+duration before now (30m, 24h, 7d). --since is inclusive, --until not.
+
+query reads what the records say without checking their hashes, so that a
+damaged log can still be searched. --verify checks the whole chain first
+and prints nothing unless it holds.`,
+		Example: `  portvakt audit query /var/log/portvakt --since 24h --kind signature
+  portvakt audit query /var/log/portvakt --client billing --env prod --scope svv:kjoretoy/ecoc --verify
+  portvakt audit query /var/log/portvakt --jti 7f0c2a… --json`,
+		Args: needLog("query FILE|DIR..."),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			now := time.Now()
+			var err error
+			if f.Since, err = parseWhen("--since", since, now); err != nil {
+				return err
+			}
+			if f.Until, err = parseWhen("--until", until, now); err != nil {
+				return err
+			}
+			if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
+				return usageError{fmt.Errorf("--since %s is not before --until %s", f.Since.Format(time.RFC3339), f.Until.Format(time.RFC3339))}
+			}
+			if fromMiddle && !verify {
+				return usageError{fmt.Errorf("--from-middle goes with --verify")}
+			}
+			// Expanded once, so that verify and query read the same files.
+			files, err := audit.Expand(args...)
+			if err != nil {
+				return err
+			}
+			lastSeq := ^uint64(0)
+			if verify {
+				res, err := audit.VerifyWith(audit.VerifyOptions{FromMiddle: fromMiddle}, files...)
+				if err != nil {
+					return err
+				}
+				// Records appended since the check are not shown as checked.
+				lastSeq = res.LastSeq
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				return audit.Query(files, f, func(r audit.Record) error {
+					if r.Seq > lastSeq {
+						return nil
+					}
+					_, err := out.Write(r.Line())
+					return err
+				})
+			}
+			return printTable(out, files, f, lastSeq)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&since, "since", "", "records at or after this `time` (RFC 3339) or this long ago (24h, 7d)")
+	fs.StringVar(&until, "until", "", "records before this `time` (RFC 3339) or this long ago")
+	fs.StringVar(&f.Client, "client", "", "records of this policy client")
+	fs.StringVar(&f.Scope, "scope", "", "records that name this scope")
+	fs.StringVar(&f.Environment, "env", "", "records in this environment")
+	fs.StringVar(&f.RequestID, "request-id", "", "records of this request")
+	fs.StringVar(&f.Kind, "kind", "", "records of this kind: decision, signature, outcome or start")
+	fs.StringVar(&f.GrantJTI, "jti", "", "records of the grant with this jti")
+	fs.BoolVar(&asJSON, "json", false, "print the matching lines of the log as they are")
+	fs.BoolVar(&verify, "verify", false, "verify the log first, and print nothing unless it holds")
+	fs.BoolVar(&fromMiddle, "from-middle", false, "with --verify: accept a log that starts after record 1")
+	return cmd
+}
+
+func printTable(out io.Writer, files []string, f audit.Filter, lastSeq uint64) error {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tTIME\tKIND\tREQUEST\tCLIENT\tENV\tSCOPES\tRESULT\tJTI")
+	err := audit.Query(files, f, func(r audit.Record) error {
+		if r.Seq > lastSeq {
+			return nil
+		}
+		result := r.Decision + r.Outcome // a record has one or the other
+		if r.MPCode != "" {
+			result += " " + r.MPCode
+		}
+		_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Seq, r.Time.UTC().Format("2006-01-02T15:04:05.000Z"),
+			r.Kind, dash(r.RequestID), dash(r.Client), dash(r.Environment), dash(strings.Join(r.Scopes, ",")), dash(result), dash(r.GrantJTI))
+		return err
+	})
+	if ferr := tw.Flush(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// parseWhen reads a time flag: RFC 3339, or a duration before now, in Go's
+// notation or in whole days (7d), which time.ParseDuration lacks.
+func parseWhen(flag, s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	d, err := time.ParseDuration(s)
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, nerr := strconv.Atoi(days)
+		if nerr == nil && n > 100*366 {
+			nerr = fmt.Errorf("more than a century")
+		}
+		d, err = time.Duration(n)*24*time.Hour, nerr
+	}
+	if err != nil || d <= 0 {
+		return time.Time{}, usageError{fmt.Errorf("%s %q: give a time in RFC 3339 (2026-11-24T15:04:05Z) or how long ago (30m, 24h, 7d)", flag, s)}
+	}
+	return now.Add(-d), nil
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
