@@ -31,8 +31,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTokenResponse$$' -fuzztime 30s ./maskinporten
 	$(GO) test -run '^$$' -fuzz '^FuzzParseError$$' -fuzztime 30s ./maskinporten
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./policy
+	$(GO) test -run '^$$' -fuzz '^FuzzVerifyLine$$' -fuzztime 30s ./audit
 
-## demo: provision a SoftHSM2 token, a development CA and an eSeal, and sign in the HSM.
+## demo: the whole flow: an HSM-held eSeal, a local Maskinporten, the daemon, tokens, the audit.
 demo: deps build
 	@scripts/demo.sh $(STATE)/demo
 

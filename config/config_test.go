@@ -47,6 +47,7 @@ environments:
     key_label: eseal
     default_resource: none
 policy: policy.yaml
+audit: {file: audit/audit.log}
 cache: {refresh_margin: 45s}
 `
 
@@ -82,7 +83,7 @@ func TestLoadErrorsSayWhatToFix(t *testing.T) {
 		replace [2]string // in validConfig
 		want    string
 	}{
-		{"unknown key names its line", [2]string{"cache: {refresh_margin: 45s}", "cache: {refresh_margn: 45s}"}, "line 24: field refresh_margn not found"},
+		{"unknown key names its line", [2]string{"cache: {refresh_margin: 45s}", "cache: {refresh_margn: 45s}"}, "line 25: field refresh_margn not found"},
 		{"unknown preset", [2]string{"preset: test", "preset: staging"}, `unknown Maskinporten environment "staging"`},
 		{"issuer without slash", [2]string{"issuer: http://127.0.0.1:8089/", "issuer: http://127.0.0.1:8089"}, `must end with "/"`},
 		{"plain http elsewhere", [2]string{"issuer: http://127.0.0.1:8089/", "issuer: http://maskinporten.example/"}, "must use https"},
@@ -96,6 +97,7 @@ func TestLoadErrorsSayWhatToFix(t *testing.T) {
 		{"bad alg", [2]string{"key_label: eseal\n  - name: local", "key_label: eseal\n    grant_alg: HS256\n  - name: local"}, `grant_alg "HS256"`},
 		{"bad key id", [2]string{"key_label: eseal\n  - name: local", "key_id: xyz\n  - name: local"}, `key_id "xyz" is not hex`},
 		{"no endpoint", [2]string{"    token_endpoint: http://127.0.0.1:8089/token\n", ""}, "give a token_endpoint, or discovery: true"},
+		{"no audit", [2]string{"audit: {file: audit/audit.log}\n", ""}, "does not run without an audit log"},
 		{"two documents", [2]string{"policy: policy.yaml", "policy: policy.yaml\n---\nlisten: {}"}, "more than one YAML document"},
 		{"bad duration", [2]string{"45s", "45 sekunder"}, "cannot unmarshal"},
 	}

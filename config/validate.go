@@ -33,6 +33,7 @@ func (c *Config) Validate() error {
 	default:
 		v.add(fmt.Sprintf("log.level %q: use debug, info, warn or error", c.Log.Level))
 	}
+	v.require(c.Audit.File != "", "audit.file: give the audit log's path: Portvakt records every use of the key and does not run without an audit log")
 	v.require(c.Audit.MaxBytes >= 0 && c.Audit.MaxAge >= 0, "audit: rotation limits must not be negative")
 	if c.Metrics.Address != "" {
 		_, _, err := net.SplitHostPort(c.Metrics.Address)

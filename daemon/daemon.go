@@ -20,7 +20,9 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/portvakt/portvakt/audit"
 	"github.com/portvakt/portvakt/config"
+	"github.com/portvakt/portvakt/metrics"
 	"github.com/portvakt/portvakt/policy"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
 	"github.com/portvakt/portvakt/signer"
@@ -36,6 +38,9 @@ type Daemon struct {
 	signers  []*signer.Signer
 	health   *health.Server
 	servers  []*server
+	metrics  *metrics.Metrics
+	audit    *audit.Writer
+	scrape   *metrics.Listener
 }
 
 // server is one gRPC server on one listener.
@@ -48,8 +53,6 @@ type server struct {
 // Options add what the configuration does not hold.
 type Options struct {
 	Logger *slog.Logger
-	// Recorder receives audit events; default none.
-	Recorder tokenservice.Recorder
 }
 
 // New checks the configuration against the world (the HSM key, its
@@ -59,7 +62,7 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	d := &Daemon{cfg: cfg, log: opts.Logger, health: health.NewServer()}
+	d := &Daemon{cfg: cfg, log: opts.Logger, health: health.NewServer(), metrics: metrics.New()}
 	defer func() {
 		if err != nil {
 			d.close()
@@ -67,6 +70,16 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 	}()
 	if d.policies, err = policy.NewStore(cfg.Policy, d.log); err != nil {
 		return nil, err
+	}
+	d.policies.OnReload(func(ev policy.ReloadEvent) {
+		result := "ok"
+		if !ev.OK {
+			result = "failed"
+		}
+		d.metrics.PolicyReloads.WithLabelValues(result).Inc()
+	})
+	if d.audit, err = audit.Open(audit.Options{Path: cfg.Audit.File, NoSync: cfg.Audit.NoSync, MaxBytes: cfg.Audit.MaxBytes, MaxAge: cfg.Audit.MaxAge}); err != nil {
+		return nil, fmt.Errorf("audit.file: %w", err)
 	}
 	envs, err := d.openEnvironments()
 	if err != nil {
@@ -80,11 +93,19 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 		Policies:     d.policies,
 		Client:       newMaskinportenClient(cfg),
 		Cache:        cacheOptions(cfg),
-		Recorder:     opts.Recorder,
+		Recorder:     &recorder{audit: d.audit, m: d.metrics, log: d.log},
 		Logger:       d.log,
+
+		ObserveMaskinporten: observeMaskinporten(d.metrics),
 	})
 	if err != nil {
 		return nil, err
+	}
+	d.registerStateMetrics()
+	if cfg.Metrics.Address != "" {
+		if d.scrape, err = d.metrics.Listen(cfg.Metrics.Address); err != nil {
+			return nil, err
+		}
 	}
 	if err := d.listen(); err != nil {
 		return nil, err
@@ -92,11 +113,15 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 	return d, nil
 }
 
-// Addresses are where the daemon listens, by listener name ("unix", "tcp").
+// Addresses are where the daemon listens, by listener name ("unix",
+// "tcp", "metrics").
 func (d *Daemon) Addresses() map[string]string {
 	addrs := map[string]string{}
 	for _, s := range d.servers {
 		addrs[s.name] = s.listener.Addr().String()
+	}
+	if d.scrape != nil {
+		addrs["metrics"] = d.scrape.Addr()
 	}
 	return addrs
 }
@@ -125,6 +150,15 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		d.log.Info("listening", "listener", s.name, "address", s.listener.Addr().String())
 	}
 	go func() { _ = d.policies.Watch(ctx) }()
+	if d.scrape != nil {
+		go func() {
+			if err := d.scrape.Serve(ctx); err != nil {
+				errc <- fmt.Errorf("metrics listener: %w", err)
+			}
+		}()
+		d.log.Info("listening", "listener", "metrics", "address", d.scrape.Addr())
+	}
+	go d.watchCertificates(ctx)
 	go d.reloadOnSIGHUP(ctx)
 	go d.watchHealth(ctx)
 	d.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -168,6 +202,13 @@ func (d *Daemon) close() {
 	}
 	for _, s := range d.signers {
 		_ = s.Close()
+	}
+	if d.audit != nil {
+		st := d.audit.Stats()
+		_ = d.audit.Close()
+		// An anchor for `portvakt audit verify --expect-last-hash`: a copy
+		// kept elsewhere shows records cut from the end of the log.
+		d.log.Info("audit log closed", "last_seq", st.LastSeq, "last_hash", st.LastHash)
 	}
 }
 

@@ -46,7 +46,7 @@ func (d *Daemon) openEnvironments() ([]*tokenservice.Environment, error) {
 		if err := checkCertificate(s, e.Name, time.Now()); err != nil {
 			return nil, err
 		}
-		builder, err := maskinporten.NewGrantBuilder(s, maskinporten.GrantOptions{Alg: e.GrantAlg, KeyID: e.KeyIDHeader})
+		builder, err := maskinporten.NewGrantBuilder(d.metrics.InstrumentSigner(s), maskinporten.GrantOptions{Alg: e.GrantAlg, KeyID: e.KeyIDHeader})
 		if err != nil {
 			return nil, fmt.Errorf("environment %s: %w", e.Name, err)
 		}

@@ -17,12 +17,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/portvakt/portvakt/client"
 	"github.com/portvakt/portvakt/config"
@@ -100,6 +102,10 @@ type env struct {
 	untrusted  client.Options
 	cancel     context.CancelFunc
 	done       chan error
+
+	cfgFile               string
+	clientCert, clientKey string
+	rogueCert, rogueKey   string
 }
 
 const policyTemplate = `clients:
@@ -128,8 +134,9 @@ func defaultPolicy() string {
 	return fmt.Sprintf(policyTemplate, billingID, os.Getuid(), mptest.ScopeOwn, mptest.ScopeNotGranted, mptest.ScopeDelegated, mptest.ConsumerOrg)
 }
 
-// startDaemon writes a configuration for the world and serves it.
-func startDaemon(t testing.TB, w *mptest.World) *env {
+// prepare writes a configuration for the world (policy, mTLS material,
+// daemon configuration) into a fresh directory.
+func prepare(t testing.TB, w *mptest.World) *env {
 	t.Helper()
 	// Unix socket paths are limited to about 100 bytes: keep it short.
 	dir, err := os.MkdirTemp("", "pv")
@@ -137,22 +144,22 @@ func startDaemon(t testing.TB, w *mptest.World) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	e := &env{world: w, dir: dir, policyFile: filepath.Join(dir, "policy.yaml")}
+	e := &env{world: w, dir: dir, policyFile: filepath.Join(dir, "policy.yaml"), cfgFile: filepath.Join(dir, "portvakt.yaml")}
 	e.writePolicy(t, defaultPolicy())
 
 	ca := newTLSCA(t, "Portvakt Test mTLS CA")
 	writePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", ca.cert.Raw)
-	serverCert, serverKey := ca.issue(t, dir, "server", &x509.Certificate{
+	ca.issue(t, dir, "server", &x509.Certificate{
 		Subject: pkix.Name{CommonName: "portvakt"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	})
 	spiffe, _ := url.Parse(billingID)
-	clientCert, clientKey := ca.issue(t, dir, "billing", &x509.Certificate{
+	e.clientCert, e.clientKey = ca.issue(t, dir, "billing", &x509.Certificate{
 		Subject: pkix.Name{CommonName: "billing"}, URIs: []*url.URL{spiffe},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
 	rogue := newTLSCA(t, "Rogue CA")
-	rogueCert, rogueKey := rogue.issue(t, dir, "rogue", &x509.Certificate{
+	e.rogueCert, e.rogueKey = rogue.issue(t, dir, "rogue", &x509.Certificate{
 		Subject: pkix.Name{CommonName: "billing"}, URIs: []*url.URL{spiffe},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
@@ -169,12 +176,33 @@ policy: policy.yaml
 cache: {error_backoff: 1ms}
 grpc: {shutdown_grace: 10s}
 log: {level: debug}
+audit: {file: audit/audit.log}
+metrics: {address: "127.0.0.1:0"}
 `, w.Token.Module, w.Token.Label, w.Issuer, w.Endpoint, mptest.ClientID)
-	cfgFile := filepath.Join(dir, "portvakt.yaml")
-	if err := os.WriteFile(cfgFile, []byte(cfgText), 0o600); err != nil {
+	if err := os.WriteFile(e.cfgFile, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(cfgFile)
+	return e
+}
+
+// startDaemon prepares a configuration, applies the edits to its text, and
+// serves it in this process.
+func startDaemon(t testing.TB, w *mptest.World, edits ...func(config string) string) *env {
+	t.Helper()
+	e := prepare(t, w)
+	if len(edits) > 0 {
+		text, err := os.ReadFile(e.cfgFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, edit := range edits {
+			text = []byte(edit(string(text)))
+		}
+		if err := os.WriteFile(e.cfgFile, text, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := config.Load(e.cfgFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,10 +218,9 @@ log: {level: debug}
 	t.Cleanup(e.stop)
 
 	addrs := d.Addresses()
-	e.tlsOpts = client.Options{Address: addrs["tcp"], CertFile: clientCert, KeyFile: clientKey, CAFile: filepath.Join(dir, "ca.pem")}
-	e.untrusted = client.Options{Address: addrs["tcp"], CertFile: rogueCert, KeyFile: rogueKey, CAFile: filepath.Join(dir, "ca.pem")}
-	_ = serverCert
-	_ = serverKey
+	ca := filepath.Join(e.dir, "ca.pem")
+	e.tlsOpts = client.Options{Address: addrs["tcp"], CertFile: e.clientCert, KeyFile: e.clientKey, CAFile: ca}
+	e.untrusted = client.Options{Address: addrs["tcp"], CertFile: e.rogueCert, KeyFile: e.rogueKey, CAFile: ca}
 	e.unix = dial(t, client.Options{Socket: addrs["unix"]})
 	e.mtls = dial(t, e.tlsOpts)
 	return e
@@ -246,3 +273,14 @@ func connOf(t testing.TB, e *env) *grpc.ClientConn {
 }
 
 func mpsimLatency(d time.Duration) mpsim.Faults { return mpsim.Faults{Latency: d} }
+
+func statusOf(err error) (*status.Status, bool) { return status.FromError(err) }
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}

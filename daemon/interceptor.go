@@ -21,7 +21,8 @@ import (
 func (d *Daemon) requestInterceptor(listener string) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		start := time.Now()
-		ctx, id := requestid.New(ctx)
+		ctx, call := requestid.New(ctx)
+		id := call.ID
 		_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", id))
 		defer func() {
 			if p := recover(); p != nil {
@@ -34,8 +35,11 @@ func (d *Daemon) requestInterceptor(listener string) grpc.UnaryServerInterceptor
 			if code != codes.OK {
 				level = slog.LevelWarn
 			}
+			if d.metrics != nil {
+				d.metrics.Requests.WithLabelValues(info.FullMethod, call.Client, code.String()).Inc()
+			}
 			attrs := []any{"request_id", id, "method", info.FullMethod, "listener", listener,
-				"caller", caller.Identities, "code", code.String(), "duration", time.Since(start).String()}
+				"caller", caller.Identities, "client", call.Client, "code", code.String(), "duration", time.Since(start).String()}
 			if err != nil {
 				// Status messages name fields and MP codes, never secrets.
 				attrs = append(attrs, "error", status.Convert(err).Message())

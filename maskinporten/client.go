@@ -104,6 +104,19 @@ type Exchange struct {
 	// sent; an error stops the exchange and the grant is never used. The
 	// audit log records the signature here.
 	BeforePost func(ctx context.Context, g Grant) error
+	// Observe, when set, is told of every attempt that reached the point
+	// of posting: for latency and error metrics.
+	Observe func(Attempt)
+}
+
+// Attempt is one posted grant and how it ended.
+type Attempt struct {
+	Duration time.Duration
+	// Status is the HTTP status, 0 when no answer came.
+	Status int
+	// MPCode is Maskinporten's MP code of a refusal, if it gave one.
+	MPCode string
+	Err    error
 }
 
 // Token obtains an access token. Each attempt signs a new grant with a new
@@ -153,13 +166,28 @@ func (c *Client) attempt(ctx context.Context, x Exchange) (Token, error) {
 	}
 	start := time.Now()
 	status, header, body, err := c.post(ctx, x.Endpoint, grant.Assertion)
+	observe := func(err error) {
+		if x.Observe != nil {
+			a := Attempt{Duration: time.Since(start), Status: status, Err: err}
+			var mpErr *Error
+			if errors.As(err, &mpErr) {
+				a.MPCode = mpErr.MPCode
+			}
+			x.Observe(a)
+		}
+	}
 	if err != nil {
-		return Token{}, &networkError{err: err}
+		err = &networkError{err: err}
+		observe(err)
+		return Token{}, err
 	}
 	if status != http.StatusOK {
-		return Token{}, ParseError(status, header, body)
+		mpErr := ParseError(status, header, body)
+		observe(mpErr)
+		return Token{}, mpErr
 	}
 	resp, err := ParseTokenResponse(body)
+	observe(err)
 	if err != nil {
 		return Token{}, err
 	}

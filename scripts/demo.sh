@@ -115,6 +115,8 @@ environments:
     key_label: eseal
     default_resource: https://www.utv.vegvesen.no
 policy: policy.yaml
+audit: {file: audit/audit.log}
+metrics: {address: "127.0.0.1:0"}
 log: {format: text}
 YAML
 cat "$state/portvakt.yaml"
@@ -146,7 +148,14 @@ if command -v grpcurl >/dev/null; then
 	run grpcurl -cacert "$state/mtls-ca.pem" -cert "$state/billing.pem" -key "$state/billing-key.pem" "$addr" portvakt.v1.TokenService/WhoAmI
 fi
 
-step "10. Stopping the daemon and the local Maskinporten"
+step "10. The audit: every decision and every use of the key, hash-chained"
+run "$bin/portvakt" audit query "$state/audit" --kind signature
+run "$bin/portvakt" audit verify "$state/audit"
+metrics=$(sed -n 's/.*msg=listening listener=metrics address=\([^ ]*\).*/\1/p' "$state/portvakt.log")
+echo "metrics on http://$metrics/metrics, for example:"
+curl -s "http://$metrics/metrics" | grep -E '^portvakt_(requests_total|policy_denials_total|hsm_sign_seconds_count|certificate_not_after)' | sed 's/^/  /' || true
+
+step "11. Stopping the daemon and the local Maskinporten"
 cleanup
 pids=()
 echo "the daemon's log: $state/portvakt.log"

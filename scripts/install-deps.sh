@@ -12,6 +12,7 @@ done
 $have_softhsm || missing+=(softhsm2)
 command -v pkcs11-tool >/dev/null || missing+=(opensc)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v curl >/dev/null || missing+=(curl)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/portvakt/portvakt/identity"
+	"github.com/portvakt/portvakt/internal/requestid"
 	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/policy"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
@@ -38,6 +39,7 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 		Scopes:      r.key.ScopeList(),
 		ConsumerOrg: r.key.ConsumerOrg,
 	})
+	requestid.SetClient(ctx, decision.Client)
 	if err := s.recorder.Decision(ctx, Decision{Caller: caller, Request: r.key, Decision: decision}); err != nil {
 		return nil, s.unrecorded(ctx, err)
 	}
@@ -49,7 +51,10 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 	}
 
 	tok, err := s.cache.Get(ctx, r.key, r.minValidity)
-	s.recorder.Outcome(ctx, Outcome{Caller: caller, Request: r.key, Token: tokenOrNil(tok, err), Err: err})
+	outcome := Outcome{Caller: caller, Request: r.key, Decision: decision, Token: tokenOrNil(tok, err), Err: err}
+	if recErr := s.recorder.Outcome(ctx, outcome); recErr != nil && err == nil {
+		return nil, s.unrecorded(ctx, recErr)
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -2,6 +2,7 @@ package tokenservice
 
 import (
 	"context"
+	"errors"
 
 	"github.com/portvakt/portvakt/identity"
 	"github.com/portvakt/portvakt/maskinporten"
@@ -17,10 +18,10 @@ type Recorder interface {
 	Decision(ctx context.Context, d Decision) error
 	// KeyUse is called after each grant is signed and before it is sent.
 	KeyUse(ctx context.Context, k KeyUse) error
-	// Outcome is called when a GetToken ends, with the token's expiry or
-	// the error. Its own failure is logged, not returned: the key use it
-	// concerns is already on record.
-	Outcome(ctx context.Context, o Outcome)
+	// Outcome is called when a GetToken ends, before the reply, with the
+	// token or the error. When a token was obtained and its outcome cannot
+	// be recorded, the caller does not get the token.
+	Outcome(ctx context.Context, o Outcome) error
 }
 
 // Decision is a policy decision on a request.
@@ -39,15 +40,22 @@ type KeyUse struct {
 
 // Outcome is how a GetToken ended.
 type Outcome struct {
-	Caller  identity.Caller
-	Request tokencache.Key
-	Token   *maskinporten.Token // nil on error
-	Err     error
+	Caller   identity.Caller
+	Request  tokencache.Key
+	Decision policy.Decision
+	// Token is nil on error. Its GrantJTI links the outcome to the
+	// signature that obtained it, whether for this request or an earlier one.
+	Token *maskinporten.Token
+	Err   error
 }
+
+// ErrNotRecorded means the audit could not record a key use or outcome:
+// the request is failed rather than leave a use of the key unaccounted for.
+var ErrNotRecorded = errors.New("the audit log could not record the request")
 
 // NopRecorder records nothing.
 type NopRecorder struct{}
 
 func (NopRecorder) Decision(context.Context, Decision) error { return nil }
 func (NopRecorder) KeyUse(context.Context, KeyUse) error     { return nil }
-func (NopRecorder) Outcome(context.Context, Outcome)         {}
+func (NopRecorder) Outcome(context.Context, Outcome) error   { return nil }

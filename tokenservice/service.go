@@ -44,7 +44,10 @@ type Options struct {
 	// Recorder receives the decisions and key uses for the audit; a
 	// failure to record fails the request (no token without a record).
 	Recorder Recorder
-	Logger   *slog.Logger
+	// ObserveMaskinporten, when set, is told of every token request sent,
+	// for metrics.
+	ObserveMaskinporten func(env string, a maskinporten.Attempt)
+	Logger              *slog.Logger
 }
 
 // Service implements portvaktv1.TokenServiceServer.
@@ -58,7 +61,16 @@ type Service struct {
 	discovery *maskinporten.Discovery
 	cache     *tokencache.Cache
 	recorder  Recorder
+	observer  func(env string, a maskinporten.Attempt)
 	log       *slog.Logger
+}
+
+// observe passes the environment's Maskinporten attempts to the observer.
+func (s *Service) observe(env *Environment) func(maskinporten.Attempt) {
+	if s.observer == nil {
+		return nil
+	}
+	return func(a maskinporten.Attempt) { s.observer(env.Config.Name, a) }
 }
 
 // New assembles the service.
@@ -77,7 +89,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s := &Service{
 		envs: map[string]*Environment{}, policies: opts.Policies, client: opts.Client,
-		discovery: opts.Discovery, recorder: opts.Recorder, log: opts.Logger,
+		discovery: opts.Discovery, recorder: opts.Recorder, observer: opts.ObserveMaskinporten, log: opts.Logger,
 	}
 	for _, e := range opts.Environments {
 		if _, dup := s.envs[e.Config.Name]; dup {
@@ -116,7 +128,20 @@ func (s *Service) fetch(ctx context.Context, key tokencache.Key) (maskinporten.T
 			ConsumerOrg: key.ConsumerOrg,
 		},
 		BeforePost: func(ctx context.Context, g maskinporten.Grant) error {
-			return s.recorder.KeyUse(ctx, KeyUse{Environment: env, Key: key, Grant: g})
+			if err := s.recorder.KeyUse(ctx, KeyUse{Environment: env, Key: key, Grant: g}); err != nil {
+				return fmt.Errorf("%w: %w", ErrNotRecorded, err)
+			}
+			return nil
 		},
+		Observe: s.observe(env),
 	})
+}
+
+// Environments are the environments served, by name.
+func (s *Service) Environments() []*Environment {
+	envs := make([]*Environment, 0, len(s.envNames))
+	for _, name := range s.envNames {
+		envs = append(envs, s.envs[name])
+	}
+	return envs
 }

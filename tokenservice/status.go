@@ -29,6 +29,8 @@ func toStatus(err error) error {
 		return status.Error(codes.InvalidArgument, field.Error())
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return status.FromContextError(err).Err()
+	case errors.Is(err, ErrNotRecorded):
+		return status.Error(codes.Unavailable, "no token was issued because the request could not be recorded in the audit log: "+err.Error())
 	case errors.Is(err, signer.ErrUnavailable), errors.Is(err, signer.ErrBusy):
 		return status.Error(codes.Unavailable, "the HSM is unavailable; retry with back-off: "+err.Error())
 	case maskinporten.IsTemporary(err):

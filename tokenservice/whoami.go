@@ -11,6 +11,7 @@ import (
 
 	"github.com/portvakt/portvakt/eseal"
 	"github.com/portvakt/portvakt/identity"
+	"github.com/portvakt/portvakt/internal/requestid"
 	"github.com/portvakt/portvakt/orgno"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
 )
@@ -28,6 +29,7 @@ func (s *Service) WhoAmI(ctx context.Context, _ *portvaktv1.WhoAmIRequest) (*por
 		return resp, nil
 	}
 	resp.Client = client
+	requestid.SetClient(ctx, client)
 	for _, g := range pol.Grants(client) {
 		resp.Grants = append(resp.Grants, &portvaktv1.Grant{
 			Environments: g.Environments, Scopes: g.Scopes, ConsumerOrgs: g.ConsumerOrgs, Rule: g.Rule,

@@ -37,7 +37,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServeCommand(), newTokenCommand(), newPolicyCommand(), newHSMCommand(), newDevCACommand())
+	root.AddCommand(newServeCommand(), newTokenCommand(), newPolicyCommand(), newAuditCommand(), newHSMCommand(), newDevCACommand())
 	return root
 }
 

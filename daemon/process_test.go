@@ -1,0 +1,254 @@
+package daemon_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/portvakt/portvakt/audit"
+	"github.com/portvakt/portvakt/client"
+	"github.com/portvakt/portvakt/internal/mptest"
+	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
+)
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+// portvaktBinary builds cmd/portvakt once per test binary.
+func portvaktBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "portvakt-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "portvakt")
+		out, err := exec.Command("go", "build", "-race", "-o", binary, "../cmd/portvakt").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("building portvakt: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+// process is `portvakt serve` running as its own process.
+type process struct {
+	cmd    *exec.Cmd
+	socket string
+	api    portvaktv1.TokenServiceClient
+}
+
+// startProcess runs the daemon on e's configuration, with a shell limit on
+// the size of the files it writes when fileLimitKiB > 0 (ulimit -f: writes
+// past it fail with EFBIG, as on a full disk, even for root).
+func startProcess(t *testing.T, e *env, fileLimitKiB int) *process {
+	t.Helper()
+	limit := "unlimited"
+	if fileLimitKiB > 0 {
+		limit = fmt.Sprint(fileLimitKiB)
+	}
+	cmd := exec.Command("bash", "-c", `ulimit -f "$1"; exec "$2" serve --config "$3"`, "sh", limit, portvaktBinary(t), e.cfgFile)
+	logFile, err := os.Create(filepath.Join(e.dir, fmt.Sprintf("portvakt-%d.log", time.Now().UnixNano())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, socket: filepath.Join(e.dir, "portvakt.sock")}
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+		logFile.Close()
+	})
+	waitFor(t, "the daemon's socket", func() bool {
+		c, err := client.Dial(client.Options{Socket: p.socket})
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_, err = c.API().WhoAmI(t.Context(), &portvaktv1.WhoAmIRequest{})
+		return err == nil
+	})
+	c := dial(t, client.Options{Socket: p.socket})
+	p.api = c.API()
+	return p
+}
+
+// received is a token a client got, and the request id it came with.
+type received struct {
+	requestID, token string
+}
+
+// fetchLoop asks for tokens that each need a new signature (a new
+// resource each time) until stop, and reports what it received.
+func fetchLoop(ctx context.Context, api portvaktv1.TokenServiceClient, worker int, got chan<- received, failed chan<- error) {
+	for i := 0; ctx.Err() == nil; i++ {
+		var header metadata.MD
+		resp, err := api.GetToken(ctx, &portvaktv1.GetTokenRequest{
+			Scopes: []string{mptest.ScopeOwn}, Environment: "sim",
+			Resource: fmt.Sprintf("https://api.example/%d/%d", worker, i),
+		}, grpc.Header(&header))
+		if err != nil {
+			failed <- err
+			return
+		}
+		got <- received{requestID: header.Get("x-request-id")[0], token: resp.GetAccessToken()}
+	}
+}
+
+// auditFiles is the active audit file and any rotated ones.
+func auditFiles(t *testing.T, e *env) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(e.dir, "audit", "audit*.log"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no audit files: %v", err)
+	}
+	return files
+}
+
+// issuedByRequest indexes the audit's outcome records of issued tokens.
+func issuedByRequest(t *testing.T, files []string) (issued map[string]audit.Record, signed map[string]bool) {
+	t.Helper()
+	issued, signed = map[string]audit.Record{}, map[string]bool{}
+	if err := audit.Query(files, audit.Filter{}, func(r audit.Record) error {
+		switch {
+		case r.Kind == "outcome" && r.Outcome == "issued":
+			issued[r.RequestID] = r
+		case r.Kind == "signature":
+			signed[r.GrantJTI] = true
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return issued, signed
+}
+
+// TestKillNineUnderLoad kills the daemon with SIGKILL while four clients
+// keep it signing, then checks that the audit verifies and that every
+// token a client received has its outcome and signature records; then
+// that a restarted daemon continues the chain.
+func TestKillNineUnderLoad(t *testing.T) {
+	w := mptest.New(t, mptest.Options{})
+	e := prepare(t, w)
+	p := startProcess(t, e, 0)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	got, failed := make(chan received, 10000), make(chan error, 4)
+	for worker := range 4 {
+		go fetchLoop(ctx, p.api, worker, got, failed)
+	}
+	var tokens []received
+	for len(tokens) < 40 {
+		tokens = append(tokens, <-got)
+	}
+	if err := p.cmd.Process.Kill(); err != nil { // SIGKILL, mid-load
+		t.Fatal(err)
+	}
+	_ = p.cmd.Wait()
+	for range 4 {
+		<-failed // every client notices
+	}
+	cancel()
+	close(got)
+	for r := range got {
+		tokens = append(tokens, r)
+	}
+
+	files := auditFiles(t, e)
+	res, err := audit.Verify(files...)
+	if err != nil {
+		t.Fatalf("after kill -9 the audit does not verify: %v", err)
+	}
+	issued, signed := issuedByRequest(t, files)
+	for _, r := range tokens {
+		rec, ok := issued[r.requestID]
+		if !ok {
+			t.Fatalf("request %s got a token with no outcome record (%d records in the audit)", r.requestID, res.Records)
+		}
+		if !signed[rec.GrantJTI] {
+			t.Fatalf("request %s's token came from grant %s, which has no signature record", r.requestID, rec.GrantJTI)
+		}
+	}
+	t.Logf("%d tokens received before the kill, all on record; %d records verified", len(tokens), res.Records)
+
+	// A restart continues the same chain.
+	p = startProcess(t, e, 0)
+	if _, err := p.api.GetToken(t.Context(), &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim"}); err != nil {
+		t.Fatal(err)
+	}
+	after, err := audit.Verify(auditFiles(t, e)...)
+	if err != nil || after.Records <= res.Records {
+		t.Fatalf("after a restart: %+v, %v", after, err)
+	}
+}
+
+// TestUnwritableAuditFailsClosed: when the audit log can no longer be
+// written (here: the file may not grow, as on a full disk), GetToken fails
+// with a clear error and hands out no token, and the log stays verifiable.
+func TestUnwritableAuditFailsClosed(t *testing.T) {
+	w := mptest.New(t, mptest.Options{})
+	e := prepare(t, w)
+	p := startProcess(t, e, 24) // room for a few dozen records
+
+	var tokens []received
+	var failure error
+	for i := 0; failure == nil && i < 1000; i++ {
+		var header metadata.MD
+		resp, err := p.api.GetToken(t.Context(), &portvaktv1.GetTokenRequest{
+			Scopes: []string{mptest.ScopeOwn}, Environment: "sim", Resource: fmt.Sprintf("https://api.example/%d", i),
+		}, grpc.Header(&header))
+		if err != nil {
+			failure = err
+			break
+		}
+		tokens = append(tokens, received{requestID: header.Get("x-request-id")[0], token: resp.GetAccessToken()})
+	}
+	if failure == nil {
+		t.Fatal("the audit log never filled up")
+	}
+	assertAuditFailure(t, failure)
+	t.Logf("%d tokens before the audit log filled up; then: %v", len(tokens), failure)
+	// And it stays closed: the next request gets no token either.
+	if resp, err := p.api.GetToken(t.Context(), &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim", Resource: "https://api.example/after"}); err == nil {
+		t.Fatalf("a token (%d bytes) was issued while the audit log is unwritable", len(resp.GetAccessToken()))
+	} else {
+		assertAuditFailure(t, err)
+	}
+	files := auditFiles(t, e)
+	if _, err := audit.Verify(files...); err != nil {
+		t.Fatalf("the audit log does not verify after the failures: %v", err)
+	}
+	issued, _ := issuedByRequest(t, files)
+	for _, r := range tokens {
+		if _, ok := issued[r.requestID]; !ok {
+			t.Fatalf("request %s got a token with no outcome record", r.requestID)
+		}
+	}
+}
+
+func assertAuditFailure(t *testing.T, err error) {
+	t.Helper()
+	st, _ := statusOf(err)
+	if st.Code().String() != "Unavailable" || !containsAny(st.Message(), "audit") {
+		t.Fatalf("error = %v, want Unavailable saying the audit log failed", err)
+	}
+}

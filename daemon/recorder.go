@@ -1,0 +1,142 @@
+package daemon
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/portvakt/portvakt/audit"
+	"github.com/portvakt/portvakt/identity"
+	"github.com/portvakt/portvakt/internal/requestid"
+	"github.com/portvakt/portvakt/maskinporten"
+	"github.com/portvakt/portvakt/metrics"
+	"github.com/portvakt/portvakt/signer"
+	"github.com/portvakt/portvakt/tokencache"
+	"github.com/portvakt/portvakt/tokenservice"
+)
+
+// recorder puts every decision, key use and outcome on the audit log, and
+// counts them. The audit record carries the same request id as the log
+// line of the call.
+type recorder struct {
+	audit *audit.Writer
+	m     *metrics.Metrics
+	log   *slog.Logger
+}
+
+func (r *recorder) Decision(ctx context.Context, d tokenservice.Decision) error {
+	decision := "deny"
+	if d.Decision.Allowed {
+		decision = "allow"
+	} else {
+		r.m.PolicyDenials.WithLabelValues(d.Decision.Client).Inc()
+	}
+	rec := r.base(ctx, audit.KindDecision, d.Caller, d.Request)
+	rec.Client = d.Decision.Client
+	rec.Decision = decision
+	rec.Rule = strings.Join(d.Decision.Rules, ",")
+	rec.Reason = d.Decision.Reason
+	return r.append(rec)
+}
+
+func (r *recorder) KeyUse(ctx context.Context, k tokenservice.KeyUse) error {
+	caller, _ := identity.FromContext(ctx) // the caller whose miss caused the fetch
+	rec := r.base(ctx, audit.KindSignature, caller, k.Key)
+	rec.Client = requestid.ClientFrom(ctx)
+	rec.GrantJTI = k.Grant.JTI
+	rec.KeyLabel = k.Environment.Signer.KeyLabel()
+	rec.CertSHA256 = fingerprint(k.Environment.Signer)
+	return r.append(rec)
+}
+
+func (r *recorder) Outcome(ctx context.Context, o tokenservice.Outcome) error {
+	rec := r.base(ctx, audit.KindOutcome, o.Caller, o.Request)
+	rec.Client = o.Decision.Client
+	if o.Token != nil {
+		rec.Outcome = "issued"
+		rec.GrantJTI = o.Token.GrantJTI
+		expiry := o.Token.ExpiresAt.UTC()
+		rec.TokenExpiry = &expiry
+	} else {
+		rec.Outcome, rec.MPCode = classify(o.Err)
+		// Errors name fields, MP codes and causes; never a grant or token.
+		rec.Error = o.Err.Error()
+	}
+	err := r.append(rec)
+	if err != nil && o.Token == nil {
+		// The failure itself is already answered; say it could not be kept.
+		r.log.ErrorContext(ctx, "audit record of a failed request could not be written", "request_id", rec.RequestID, "error", err.Error())
+	}
+	return err
+}
+
+// base fills what every record of a request has.
+func (r *recorder) base(ctx context.Context, kind string, caller identity.Caller, key tokencache.Key) audit.Record {
+	method, _ := grpc.Method(ctx)
+	return audit.Record{
+		Kind:        kind,
+		RequestID:   requestid.From(ctx),
+		Transport:   caller.Transport,
+		Identities:  caller.Identities,
+		Method:      method,
+		Environment: key.Environment,
+		Scopes:      key.ScopeList(),
+		ConsumerOrg: key.ConsumerOrg,
+		Resource:    key.Resource,
+	}
+}
+
+// append writes a record, timing it. Its error fails the request.
+func (r *recorder) append(rec audit.Record) error {
+	start := time.Now()
+	_, err := r.audit.Append(rec)
+	r.m.AuditWriteSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		r.m.AuditWriteFailures.Inc()
+		return fmt.Errorf("writing the audit record: %w", err)
+	}
+	return nil
+}
+
+func classify(err error) (outcome, mpCode string) {
+	var mpErr *maskinporten.Error
+	switch {
+	case errors.As(err, &mpErr):
+		return "maskinporten_error", mpErr.MPCode
+	case errors.Is(err, signer.ErrUnavailable), errors.Is(err, signer.ErrBusy):
+		return "hsm_error", ""
+	default:
+		return "error", ""
+	}
+}
+
+func fingerprint(s *signer.Signer) string {
+	sum := sha256.Sum256(s.Certificate().Raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// observeMaskinporten turns token request attempts into metrics.
+func observeMaskinporten(m *metrics.Metrics) func(env string, a maskinporten.Attempt) {
+	return func(env string, a maskinporten.Attempt) {
+		m.MaskinportenSecs.WithLabelValues(env).Observe(a.Duration.Seconds())
+		if a.Err == nil {
+			return
+		}
+		code := a.MPCode
+		switch {
+		case code != "":
+		case a.Status == 0:
+			code = "network"
+		default:
+			code = fmt.Sprintf("http_%d", a.Status)
+		}
+		m.MaskinportenErrors.WithLabelValues(env, code).Inc()
+	}
+}

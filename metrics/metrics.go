@@ -1,0 +1,101 @@
+// Package metrics exposes Portvakt's Prometheus metrics on a listener of
+// their own, apart from the gRPC API: requests, policy denials, the token
+// cache, the HSM, Maskinporten, the certificates, policy reloads and the
+// audit log.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+const namespace = "portvakt"
+
+// Metrics are the daemon's metrics, in a registry of their own.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Requests           *prometheus.CounterVec   // method, client, code
+	PolicyDenials      *prometheus.CounterVec   // client
+	HSMSignSeconds     prometheus.Histogram     //
+	HSMErrors          prometheus.Counter       //
+	MaskinportenSecs   *prometheus.HistogramVec // environment
+	MaskinportenErrors *prometheus.CounterVec   // environment, mp_code
+	CertNotAfter       *prometheus.GaugeVec     // environment
+	CertExpiringSoon   *prometheus.GaugeVec     // environment
+	PolicyReloads      *prometheus.CounterVec   // result
+	AuditWriteSeconds  prometheus.Histogram     //
+	AuditWriteFailures prometheus.Counter       //
+}
+
+// New makes and registers the metrics, and the Go runtime's and process's.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f := factory{r}
+	return &Metrics{
+		Registry: r,
+		Requests: f.counterVec("requests_total",
+			"gRPC calls by method, policy client (empty when not recognised) and status code.", "method", "client", "code"),
+		PolicyDenials: f.counterVec("policy_denials_total",
+			"Requests the policy denied, by client (empty when the caller matched no client).", "client"),
+		HSMSignSeconds: f.histogram("hsm_sign_seconds",
+			"Time the HSM took to sign a grant.", []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}),
+		HSMErrors: f.counter("hsm_errors_total", "Failed HSM signatures."),
+		MaskinportenSecs: f.histogramVec("maskinporten_request_seconds",
+			"Time a token request to Maskinporten took, each attempt counted.", prometheus.DefBuckets, "environment"),
+		MaskinportenErrors: f.counterVec("maskinporten_errors_total",
+			"Failed token requests, by environment and MP code (\"network\" when Maskinporten was not reached, \"http_<status>\" without a code).", "environment", "mp_code"),
+		CertNotAfter: f.gaugeVec("certificate_not_after_timestamp_seconds",
+			"When each environment's enterprise certificate expires (Unix time).", "environment"),
+		CertExpiringSoon: f.gaugeVec("certificate_expiring_soon",
+			"1 when the environment's certificate expires within the warning window, else 0.", "environment"),
+		PolicyReloads: f.counterVec("policy_reloads_total", "Policy reloads by result (ok or failed).", "result"),
+		AuditWriteSeconds: f.histogram("audit_write_seconds",
+			"Time to append (and sync) one audit record.", []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25}),
+		AuditWriteFailures: f.counter("audit_write_failures_total", "Audit records that could not be written (each failed a request)."),
+	}
+}
+
+// CounterFunc registers a counter read at scrape time from state kept
+// elsewhere (the token cache, the signers), so nothing counts twice.
+func (m *Metrics) CounterFunc(name, help string, read func() float64) {
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, read))
+}
+
+// GaugeFunc registers a gauge read at scrape time.
+func (m *Metrics) GaugeFunc(name, help string, read func() float64) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, read))
+}
+
+type factory struct{ r *prometheus.Registry }
+
+func (f factory) counter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help})
+	f.r.MustRegister(c)
+	return c
+}
+
+func (f factory) counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
+	f.r.MustRegister(c)
+	return c
+}
+
+func (f factory) gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, labels)
+	f.r.MustRegister(g)
+	return g
+}
+
+func (f factory) histogram(name, help string, buckets []float64) prometheus.Histogram {
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets})
+	f.r.MustRegister(h)
+	return h
+}
+
+func (f factory) histogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets}, labels)
+	f.r.MustRegister(h)
+	return h
+}
