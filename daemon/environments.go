@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"crypto/x509"
 	"fmt"
 	"strings"
 	"time"
@@ -43,7 +44,7 @@ func (d *Daemon) openEnvironments() ([]*tokenservice.Environment, error) {
 			signers[keyRef] = s
 			d.signers = append(d.signers, s)
 		}
-		if err := checkCertificate(s, e.Name, time.Now()); err != nil {
+		if err := checkCertificate(s.Certificate(), e.Name, time.Now()); err != nil {
 			return nil, err
 		}
 		builder, err := maskinporten.NewGrantBuilder(d.metrics.InstrumentSigner(s), maskinporten.GrantOptions{Alg: e.GrantAlg, KeyID: e.KeyIDHeader})
@@ -81,8 +82,7 @@ func (d *Daemon) hsmAccess() (string, secret.Value, error) {
 
 // checkCertificate refuses to start with a certificate that is not valid
 // now: every grant signed with it would be refused (MP-121).
-func checkCertificate(s *signer.Signer, env string, now time.Time) error {
-	cert := s.Certificate()
+func checkCertificate(cert *x509.Certificate, env string, now time.Time) error {
 	switch {
 	case now.After(cert.NotAfter):
 		return fmt.Errorf("environment %s: the certificate %q expired on %s; import a renewed one (`portvakt hsm import-cert`)",

@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -10,7 +11,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,6 +104,7 @@ type env struct {
 	cancel     context.CancelFunc
 	done       chan error
 
+	logs                  *syncBuffer
 	cfgFile               string
 	clientCert, clientKey string
 	rogueCert, rogueKey   string
@@ -206,9 +208,10 @@ func startDaemon(t testing.TB, w *mptest.World, edits ...func(config string) str
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Logged as in production (every call), to nowhere: the cost stays in
-	// the benchmark, the noise out of the test output.
-	d, err := daemon.New(cfg, daemon.Options{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	// Logged as in production (every call), to a buffer the test can read:
+	// the cost stays in the benchmarks, the noise out of the test output.
+	e.logs = &syncBuffer{}
+	d, err := daemon.New(cfg, daemon.Options{Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,4 +286,22 @@ func containsAny(s string, subs ...string) bool {
 		}
 	}
 	return false
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

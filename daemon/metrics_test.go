@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -115,4 +116,19 @@ series:
 		}
 	}
 	return sum, found
+}
+
+// TestCertificateExpiringSoon: a certificate inside the warning window is
+// flagged in the metrics (the test's eSeal lives a year; the window is
+// made longer than that).
+func TestCertificateExpiringSoon(t *testing.T) {
+	w := mptest.New(t, mptest.Options{})
+	e := startDaemon(t, w, func(cfg string) string { return cfg + "certificates: {warn_before: 9000h}\n" })
+	waitFor(t, "the certificate check", func() bool {
+		got, ok := value(scrape(t, "http://"+e.daemon.Addresses()["metrics"]+"/metrics"), "portvakt_certificate_expiring_soon", map[string]string{"environment": "sim"})
+		return ok && got == 1
+	})
+	if logs := e.logs.String(); !strings.Contains(logs, "certificate expires soon") || !strings.Contains(logs, `"environment":"sim"`) {
+		t.Fatalf("no expiry warning in the log:\n%s", logs)
+	}
 }
