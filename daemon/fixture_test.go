@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -18,9 +17,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/portvakt/portvakt/internal/logbuffer"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -104,7 +104,7 @@ type env struct {
 	cancel     context.CancelFunc
 	done       chan error
 
-	logs                  *syncBuffer
+	logs                  *logbuffer.Buffer
 	cfgFile               string
 	clientCert, clientKey string
 	rogueCert, rogueKey   string
@@ -210,7 +210,7 @@ func startDaemon(t testing.TB, w *mptest.World, edits ...func(config string) str
 	}
 	// Logged as in production (every call), to a buffer the test can read:
 	// the cost stays in the benchmarks, the noise out of the test output.
-	e.logs = &syncBuffer{}
+	e.logs = &logbuffer.Buffer{}
 	d, err := daemon.New(cfg, daemon.Options{Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -286,22 +286,4 @@ func containsAny(s string, subs ...string) bool {
 		}
 	}
 	return false
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

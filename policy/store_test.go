@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portvakt/portvakt/internal/logbuffer"
 )
 
 // policyFor writes a policy in which uid:1000 (client billing) may have
@@ -67,27 +68,16 @@ func (e *events) last() ReloadEvent {
 	return e.list[len(e.list)-1]
 }
 
-func newTestStore(t *testing.T, content string) (*Store, string, *bytes.Buffer) {
+func newTestStore(t *testing.T, content string) (*Store, string, *logbuffer.Buffer) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	writeFile(t, path, content)
-	var log syncBuffer
-	s, err := NewStore(path, slog.New(slog.NewTextHandler(&log, nil)))
+	log := &logbuffer.Buffer{}
+	s, err := NewStore(path, slog.New(slog.NewTextHandler(log, nil)))
 	if err != nil {
 		t.Fatalf("NewStore: %v", err)
 	}
-	return s, path, &log.buf
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
+	return s, path, log
 }
 
 func TestNewStoreRefusesInvalid(t *testing.T) {

@@ -1,13 +1,14 @@
 package signer
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/rsa"
 	"crypto/x509"
 	"log/slog"
 	"sync"
 	"testing"
+
+	"github.com/portvakt/portvakt/internal/logbuffer"
 
 	"github.com/portvakt/portvakt/devca"
 	"github.com/portvakt/portvakt/softhsm/softhsmtest"
@@ -34,14 +35,14 @@ func sharedCA(t testing.TB) *devca.CA {
 type fixture struct {
 	tok   softhsmtest.Token
 	chain []*x509.Certificate
-	logs  *syncBuffer
+	logs  *logbuffer.Buffer
 }
 
 func newFixture(t testing.TB) fixture {
 	t.Helper()
 	tok := softhsmtest.NewToken(t)
 	chain := tok.NewCertifiedKey(t, "eseal", sharedCA(t))
-	return fixture{tok: tok, chain: chain, logs: &syncBuffer{}}
+	return fixture{tok: tok, chain: chain, logs: &logbuffer.Buffer{}}
 }
 
 func (f fixture) config() Config {
@@ -76,24 +77,6 @@ func digestOf(hash crypto.Hash, data []byte) []byte {
 	h := hash.New()
 	h.Write(data)
 	return h.Sum(nil)
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func verifyQuiet(f fixture, digest, sig []byte) error {
