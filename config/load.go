@@ -1,15 +1,12 @@
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/portvakt/portvakt/internal/strictyaml"
 )
 
 // Load reads, completes and checks the configuration. Relative paths in it
@@ -35,17 +32,8 @@ func Load(path string) (*Config, error) {
 // used in messages. It does not check the values: Validate does.
 func Parse(name string, data []byte) (*Config, error) {
 	var cfg Config
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("configuration %s is empty", name)
-		}
-		return nil, fmt.Errorf("configuration %s: %w", name, err)
-	}
-	var extra any
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("configuration %s holds more than one YAML document; put everything in one", name)
+	if err := strictyaml.Decode("configuration "+name, data, &cfg); err != nil {
+		return nil, err
 	}
 	cfg.setDefaults()
 	return &cfg, nil

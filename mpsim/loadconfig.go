@@ -1,19 +1,16 @@
 package mpsim
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
+	"github.com/portvakt/portvakt/internal/strictyaml"
 	"github.com/portvakt/portvakt/orgno"
 )
 
@@ -60,17 +57,8 @@ func LoadConfig(path string) (Config, error) {
 		return Config{}, fmt.Errorf("mpsim: reading config: %w", err)
 	}
 	var fc fileConfig
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&fc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return Config{}, fmt.Errorf("mpsim: config %s is empty", path)
-		}
-		return Config{}, fmt.Errorf("mpsim: config %s: %w", path, err)
-	}
-	var extra any
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("mpsim: config %s holds more than one YAML document; put everything in one", path)
+	if err := strictyaml.Decode("mpsim: config "+path, data, &fc); err != nil {
+		return Config{}, err
 	}
 
 	cfg, err := fc.resolve(filepath.Dir(path))
