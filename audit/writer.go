@@ -184,9 +184,23 @@ func (w *Writer) openActive(mustBeEmpty bool) error {
 // every later Append fails until the daemon is restarted and the log has
 // been checked.
 func (w *Writer) Append(r Record) (Record, error) {
+	return w.appendRecord(r, !w.opts.NoSync)
+}
+
+// AppendUnsynced writes r like Append but does not wait for the disk: the
+// record is in the kernel when it returns, so it survives the daemon being
+// killed, and it reaches the disk with the next synced record (an fsync
+// flushes the whole file) or when the kernel writes it back. It is for
+// records whose loss in a power cut is tolerable; a key use must go
+// through Append.
+func (w *Writer) AppendUnsynced(r Record) (Record, error) {
+	return w.appendRecord(r, false)
+}
+
+func (w *Writer) appendRecord(r Record, sync bool) (Record, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	r, err := w.append(r)
+	r, err := w.append(r, sync)
 	if err != nil {
 		w.stats.Failures++
 		return Record{}, err
@@ -195,7 +209,7 @@ func (w *Writer) Append(r Record) (Record, error) {
 	return r, nil
 }
 
-func (w *Writer) append(r Record) (Record, error) {
+func (w *Writer) append(r Record, sync bool) (Record, error) {
 	switch {
 	case w.closed:
 		return Record{}, ErrClosed
@@ -226,7 +240,7 @@ func (w *Writer) append(r Record) (Record, error) {
 			return Record{}, err
 		}
 	}
-	if err := w.write(line); err != nil {
+	if err := w.write(line, sync); err != nil {
 		return Record{}, fmt.Errorf("writing audit record %d to %s: %w", r.Seq, w.path, err)
 	}
 	if w.fileFirst == 0 {
@@ -236,13 +250,13 @@ func (w *Writer) append(r Record) (Record, error) {
 	return r, nil
 }
 
-// write appends line and syncs it, or leaves the file as it was.
-func (w *Writer) write(line []byte) error {
+// write appends line (and syncs it when sync), or leaves the file as it was.
+func (w *Writer) write(line []byte, sync bool) error {
 	n, err := w.f.Write(line)
 	if err == nil && n != len(line) {
 		err = io.ErrShortWrite
 	}
-	if err == nil && !w.opts.NoSync {
+	if err == nil && sync {
 		err = w.f.Sync()
 		if err != nil {
 			err = fmt.Errorf("fsync: %w", err)

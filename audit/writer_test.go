@@ -335,3 +335,24 @@ func BenchmarkAppend(b *testing.B) {
 		})
 	}
 }
+
+// TestAppendUnsyncedDoesNotWaitForTheDisk: with fsync failing, a record
+// appended unsynced is written and in the chain, and a synced one is not.
+func TestAppendUnsyncedDoesNotWaitForTheDisk(t *testing.T) {
+	w, path, ff := openFaulty(t)
+	(*ff).syncErr = syscall.EIO
+	if _, err := w.AppendUnsynced(sample(2)); err != nil {
+		t.Fatalf("AppendUnsynced with fsync failing: %v", err)
+	}
+	if _, err := w.Append(sample(3)); err == nil {
+		t.Fatal("Append succeeded although fsync fails")
+	}
+	(*ff).syncErr = nil
+	if _, err := w.Append(sample(4)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Verify(path)
+	if err != nil || res.Records != 3 { // start, the unsynced one, the last
+		t.Fatalf("Verify = %+v, %v; want 3 records", res, err)
+	}
+}

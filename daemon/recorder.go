@@ -43,7 +43,7 @@ func (r *recorder) Decision(ctx context.Context, d tokenservice.Decision) error 
 	rec.Decision = decision
 	rec.Rule = strings.Join(d.Decision.Rules, ",")
 	rec.Reason = d.Decision.Reason
-	return r.append(rec)
+	return r.appendUnsynced(rec)
 }
 
 func (r *recorder) KeyUse(ctx context.Context, k tokenservice.KeyUse) error {
@@ -53,7 +53,7 @@ func (r *recorder) KeyUse(ctx context.Context, k tokenservice.KeyUse) error {
 	rec.GrantJTI = k.Grant.JTI
 	rec.KeyLabel = k.Environment.Signer.KeyLabel()
 	rec.CertSHA256 = fingerprint(k.Environment.Signer)
-	return r.append(rec)
+	return r.appendSynced(rec)
 }
 
 func (r *recorder) Outcome(ctx context.Context, o tokenservice.Outcome) error {
@@ -69,7 +69,7 @@ func (r *recorder) Outcome(ctx context.Context, o tokenservice.Outcome) error {
 		// Errors name fields, MP codes and causes; never a grant or token.
 		rec.Error = o.Err.Error()
 	}
-	err := r.append(rec)
+	err := r.appendUnsynced(rec)
 	if err != nil && o.Token == nil {
 		// The failure itself is already answered; say it could not be kept.
 		r.log.ErrorContext(ctx, "audit record of a failed request could not be written", "request_id", rec.RequestID, "error", err.Error())
@@ -93,10 +93,23 @@ func (r *recorder) base(ctx context.Context, kind string, caller identity.Caller
 	}
 }
 
-// append writes a record, timing it. Its error fails the request.
-func (r *recorder) append(rec audit.Record) error {
+// appendUnsynced writes a decision or outcome record: in the kernel (so
+// it survives the daemon being killed) but not waited for on disk, which
+// keeps fsync off the cached token path. Its error fails the request.
+func (r *recorder) appendUnsynced(rec audit.Record) error {
+	return r.write(rec, r.audit.AppendUnsynced)
+}
+
+// appendSynced writes a signature record and waits for the disk: a key use
+// is durably on record before the grant leaves. The fsync also flushes the
+// unsynced records written before it.
+func (r *recorder) appendSynced(rec audit.Record) error {
+	return r.write(rec, r.audit.Append)
+}
+
+func (r *recorder) write(rec audit.Record, appendRecord func(audit.Record) (audit.Record, error)) error {
 	start := time.Now()
-	_, err := r.audit.Append(rec)
+	_, err := appendRecord(rec)
 	r.m.AuditWriteSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		r.m.AuditWriteFailures.Inc()
