@@ -134,8 +134,9 @@ type Log struct {
 // Audit configures the audit log (every policy decision and key use).
 type Audit struct {
 	File string `yaml:"file"`
-	// NoSync skips fsync after each record: faster, and a crash may lose
-	// the last records. Default false.
+	// NoSync skips the fsync of signature records (decision and outcome
+	// records are never waited for): faster, and a power cut may lose the
+	// last records. Default false.
 	NoSync bool `yaml:"no_sync"`
 	// MaxBytes and MaxAge rotate the file; the hash chain continues.
 	MaxBytes int64         `yaml:"max_bytes"`
