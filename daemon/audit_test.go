@@ -6,7 +6,9 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/portvakt/portvakt/audit"
 	"github.com/portvakt/portvakt/internal/mptest"
@@ -118,4 +120,27 @@ func containsJTI(jtis []string, jti string) bool {
 		}
 	}
 	return false
+}
+
+// TestRateLimitedIsAudited: a request over its client's rate limit is on
+// record with its decision and an outcome saying why no token was issued.
+func TestRateLimitedIsAudited(t *testing.T) {
+	w := mptest.New(t, mptest.Options{})
+	e := startDaemon(t, w)
+	e.writePolicy(t, defaultPolicy()+"    rate_limit: {per_second: 0.001, burst: 1}\n")
+	if err := e.daemon.Policies().Reload(); err != nil {
+		t.Fatal(err)
+	}
+	own := &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim"}
+	if _, _, err := call(t, e, own); err != nil {
+		t.Fatal(err)
+	}
+	_, id, err := call(t, e, own)
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("second call within the limit's burst of 1: %v", err)
+	}
+	recs := byRequest(auditOf(t, e), id)
+	if len(recs["outcome"]) != 1 || recs["outcome"][0].Outcome != "rate_limited" || len(recs["signature"]) != 0 {
+		t.Fatalf("a rate-limited request wrote %v", kindsOf(recs))
+	}
 }

@@ -125,6 +125,8 @@ func classify(err error) (outcome, mpCode string) {
 		return "maskinporten_error", mpErr.MPCode
 	case errors.Is(err, signer.ErrUnavailable), errors.Is(err, signer.ErrBusy):
 		return "hsm_error", ""
+	case errors.Is(err, tokenservice.ErrRateLimited):
+		return "rate_limited", ""
 	default:
 		return "error", ""
 	}

@@ -47,6 +47,8 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 		return nil, permissionDenied(decision)
 	}
 	if !pol.Allow(decision.Client) {
+		// The decision on record says allow; the outcome says why no token.
+		_ = s.recorder.Outcome(ctx, Outcome{Caller: caller, Request: r.key, Decision: decision, Err: ErrRateLimited})
 		return nil, status.Errorf(codes.ResourceExhausted, "client %q is over its rate limit; retry later", decision.Client)
 	}
 

@@ -49,6 +49,10 @@ type Outcome struct {
 	Err   error
 }
 
+// ErrRateLimited is the outcome of a request refused by its client's rate
+// limit.
+var ErrRateLimited = errors.New("over the client's rate limit")
+
 // ErrNotRecorded means the audit could not record a key use or outcome:
 // the request is failed rather than leave a use of the key unaccounted for.
 var ErrNotRecorded = errors.New("the audit log could not record the request")
