@@ -61,9 +61,27 @@ func Query(paths []string, f Filter, each func(Record) error) error {
 }
 
 func queryFile(path string, f Filter, each func(Record) error) error {
+	return scanLines(path, "reading the audit log", func() uint64 { return 0 }, func(n int, line []byte) error {
+		r, err := parseLineUnchecked(line)
+		if err != nil {
+			return lineProblem(path, n, err, 0)
+		}
+		if !f.Match(r) {
+			return nil
+		}
+		r.line = append(make([]byte, 0, len(line)+1), line...)
+		r.line = append(r.line, '\n')
+		return each(r)
+	})
+}
+
+// scanLines calls fn with each complete line of path and its number. A
+// read error, an over-long line and a truncated last line end the scan;
+// the last two as Problems about the record seq() says would be next.
+func scanLines(path, doing string, seq func() uint64, fn func(n int, line []byte) error) error {
 	file, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("reading the audit log: %w", err)
+		return fmt.Errorf("%s: %w", doing, err)
 	}
 	defer file.Close()
 	lr := newLineReader(file)
@@ -73,22 +91,14 @@ func queryFile(path string, f Filter, each func(Record) error) error {
 		case errors.Is(err, io.EOF):
 			return nil
 		case errors.Is(err, errLineTooLong):
-			return &Problem{File: path, Line: lr.line, Kind: ProblemMalformed, Detail: "not an audit record: " + err.Error()}
+			return &Problem{File: path, Line: lr.line, Seq: seq(), Kind: ProblemMalformed, Detail: "not an audit record: " + err.Error()}
 		case err != nil:
-			return fmt.Errorf("reading the audit log: %s: %w", path, err)
+			return fmt.Errorf("%s: reading %s: %w", doing, path, err)
 		case !complete:
-			return truncated(path, lr.line, line, 0)
+			return truncated(path, lr.line, line, seq())
 		}
-		r, err := parseLineUnchecked(line)
-		if err != nil {
-			return lineProblem(path, lr.line, err, 0)
-		}
-		if f.Match(r) {
-			r.line = append(make([]byte, 0, len(line)+1), line...)
-			r.line = append(r.line, '\n')
-			if err := each(r); err != nil {
-				return err
-			}
+		if err := fn(lr.line, line); err != nil {
+			return err
 		}
 	}
 }

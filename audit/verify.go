@@ -112,33 +112,18 @@ type verifier struct {
 }
 
 func (v *verifier) verifyFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Errorf("verifying the audit log: %w", err)
-	}
-	defer f.Close()
-	lr := newLineReader(f)
-	for {
-		line, complete, err := lr.next()
-		switch {
-		case errors.Is(err, io.EOF):
-			return nil
-		case errors.Is(err, errLineTooLong):
-			return &Problem{File: path, Line: lr.line, Seq: v.res.LastSeq + 1, Kind: ProblemMalformed, Detail: "not an audit record: " + err.Error()}
-		case err != nil:
-			return fmt.Errorf("verifying the audit log: reading %s: %w", path, err)
-		case !complete:
-			return truncated(path, lr.line, line, v.res.LastSeq+1)
-		}
+	next := func() uint64 { return v.res.LastSeq + 1 }
+	return scanLines(path, "verifying the audit log", next, func(n int, line []byte) error {
 		r, err := parseLine(line)
 		if err != nil {
-			return lineProblem(path, lr.line, err, v.res.LastSeq+1)
+			return lineProblem(path, n, err, next())
 		}
-		if p := v.link(path, lr.line, r); p != nil {
+		if p := v.link(path, n, r); p != nil {
 			return p
 		}
-		v.accept(path, lr.line, r)
-	}
+		v.accept(path, n, r)
+		return nil
+	})
 }
 
 // link checks that r, on line n of path, follows the record accepted last.

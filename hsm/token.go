@@ -99,7 +99,7 @@ func (t Token) open() (*crypto11.Context, *rawSession, error) {
 		MaxSessions: 2,
 	})
 	if err != nil {
-		return nil, nil, t.explain(err)
+		return nil, nil, p11.ExplainOpenError(t.Module, t.Label, err)
 	}
 	m, err := p11.Open(t.Module)
 	if err != nil {
@@ -137,25 +137,6 @@ func (t Token) withToken(f func(ctx *crypto11.Context, raw *rawSession) error) e
 		_ = ctx.Close()
 	}()
 	return f(ctx, raw)
-}
-
-func (t Token) explain(err error) error {
-	switch {
-	case p11.IsPINIncorrect(err):
-		return fmt.Errorf("token %q refused the PIN: check the PIN file or variable", t.Label)
-	case p11.IsPINLocked(err):
-		return fmt.Errorf("the user PIN of token %q is locked; the security officer must reset it", t.Label)
-	}
-	if m, openErr := p11.Open(t.Module); openErr == nil {
-		_, slotErr := m.FindSlot(t.Label)
-		m.Close()
-		if slotErr != nil {
-			return slotErr
-		}
-	} else {
-		return openErr
-	}
-	return fmt.Errorf("opening token %q: %w", t.Label, err)
 }
 
 // KeySelector picks a private key by label and/or id (CKA_LABEL, CKA_ID).

@@ -3,13 +3,10 @@ package signer
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/thales-e-security/pool"
-
-	"github.com/portvakt/portvakt/internal/p11"
 )
 
 var (
@@ -32,31 +29,6 @@ func (s *Signer) unavailableLocked() error {
 	o := s.outage
 	return fmt.Errorf("%w: token %q lost %s ago, %d reconnection attempts so far; last error: %v",
 		ErrUnavailable, s.cfg.TokenLabel, time.Since(o.since).Round(time.Millisecond), o.attempts, o.cause)
-}
-
-// explainConfigureError turns crypto11's terse Configure errors into ones
-// that say what to fix. It never includes the PIN: crypto11 does not put it
-// in errors, and neither does anything here.
-func explainConfigureError(cfg *Config, err error) error {
-	if _, statErr := os.Stat(cfg.Module); statErr != nil {
-		return fmt.Errorf("PKCS#11 module: %w (install the HSM's PKCS#11 library, or softhsm2 for development, or correct the module path)", statErr)
-	}
-	switch {
-	case p11.IsPINIncorrect(err):
-		return fmt.Errorf("token %q refused the PIN: check the PIN file or variable: %w", cfg.TokenLabel, err)
-	case p11.IsPINLocked(err):
-		return fmt.Errorf("the user PIN of token %q is locked after failed logins; the security officer must reset it: %w", cfg.TokenLabel, err)
-	}
-	// crypto11 does not export its "token not found" error; ask the module
-	// which tokens it has, so the message can list them.
-	if m, openErr := p11.Open(cfg.Module); openErr == nil {
-		_, slotErr := m.FindSlot(cfg.TokenLabel)
-		m.Close()
-		if errors.Is(slotErr, p11.ErrTokenNotFound) {
-			return slotErr
-		}
-	}
-	return fmt.Errorf("opening token %q with module %s: %w", cfg.TokenLabel, cfg.Module, err)
 }
 
 func isPoolTimeout(err error) bool { return errors.Is(err, pool.ErrTimeout) }

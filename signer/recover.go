@@ -1,6 +1,7 @@
 package signer
 
 import (
+	"crypto/rsa"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -74,7 +75,12 @@ func (s *Signer) reopen() (*handle, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkMatches(s.chain[0], publicOf(h)); err != nil {
+	public, ok := h.key.Public().(*rsa.PublicKey)
+	if !ok {
+		h.close()
+		return nil, fmt.Errorf("after reconnecting, key %s is a %T, not the RSA key of the certificate", describeKey(&s.cfg), h.key.Public())
+	}
+	if err := checkMatches(s.chain[0], public); err != nil {
 		h.close()
 		return nil, fmt.Errorf("after reconnecting, key %s is another key than at start: %w", describeKey(&s.cfg), err)
 	}

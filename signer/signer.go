@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -190,7 +189,7 @@ func openHandle(cfg *Config) (*handle, error) {
 		PoolWaitTimeout: cfg.SessionWait,
 	})
 	if err != nil {
-		return nil, explainConfigureError(cfg, err)
+		return nil, p11.ExplainOpenError(cfg.Module, cfg.TokenLabel, err)
 	}
 	keys, err := ctx.FindKeyPairs(cfg.KeyID, []byte(cfg.KeyLabel))
 	if err != nil {
@@ -317,12 +316,4 @@ func describeKey(cfg *Config) string {
 
 func samePublicKey(a, b *rsa.PublicKey) bool {
 	return a.E == b.E && bytes.Equal(a.N.Bytes(), b.N.Bytes())
-}
-
-func publicOf(h *handle) *rsa.PublicKey {
-	pub, _ := h.key.Public().(*rsa.PublicKey)
-	if pub == nil {
-		return &rsa.PublicKey{N: new(big.Int)}
-	}
-	return pub
 }
