@@ -12,8 +12,11 @@ import (
 
 // Config is the daemon's configuration.
 type Config struct {
-	Listen       Listen           `yaml:"listen"`
-	HSM          HSM              `yaml:"hsm"`
+	Listen Listen `yaml:"listen"`
+	// HSM is the one HSM, in the common case; HSMs names several. One of
+	// the two is given. After Parse, HSMs holds the HSMs either way.
+	HSM          *HSM             `yaml:"hsm"`
+	HSMs         []HSM            `yaml:"hsms"`
 	Environments []Environment    `yaml:"environments"`
 	Policy       string           `yaml:"policy"`
 	Cache        Cache            `yaml:"cache"`
@@ -54,8 +57,12 @@ type TCPListener struct {
 	Insecure bool `yaml:"insecure"`
 }
 
-// HSM says which PKCS#11 module and token hold the key.
+// HSM says which PKCS#11 module and token hold keys: one token of one
+// module (a partition, for HSMs that have them).
 type HSM struct {
+	// Name is what environments call the HSM (their hsm key). The single
+	// hsm block is named "default".
+	Name string `yaml:"name"`
 	// Module is the PKCS#11 library. Default: the installed SoftHSM2.
 	Module string `yaml:"module"`
 	// SoftHSMDir, for SoftHSM2 only, is a directory made by
@@ -66,8 +73,20 @@ type HSM struct {
 	// PIN is where the user PIN is read from: a file or an environment
 	// variable, never the configuration itself.
 	PIN secret.Source `yaml:"pin"`
-	// MaxSessions bounds the PKCS#11 sessions per key. Default 4.
+	// MaxSessions bounds the PKCS#11 sessions the daemon opens on the
+	// token, for all its keys together (one holds the login). Default 4.
 	MaxSessions int `yaml:"max_sessions"`
+	// SessionWait bounds how long a signature waits for a session when all
+	// are busy or the HSM is out of them; then the caller gets UNAVAILABLE.
+	// Default 5 s.
+	SessionWait time.Duration `yaml:"session_wait"`
+	// ProbeInterval is how often the token is asked whether it is still
+	// there, so that an outage shows in health without traffic; while it
+	// is away, reconnection is tried at least this often. Default 5 s.
+	ProbeInterval time.Duration `yaml:"probe_interval"`
+
+	// field is how messages name this block: "hsm" or "hsms[i] (name)".
+	field string
 }
 
 // Environment is a Maskinporten environment the daemon serves tokens for.
@@ -82,6 +101,9 @@ type Environment struct {
 	// Discovery reads the token endpoint from the issuer's metadata; the
 	// configured or preset endpoint stands in when it cannot be fetched.
 	Discovery bool `yaml:"discovery"`
+	// HSM names the HSM (hsms[].name) holding the environment's key; it may
+	// be left out when only one HSM is configured.
+	HSM string `yaml:"hsm"`
 	// ClientID is the Maskinporten integration's id.
 	ClientID string `yaml:"client_id"`
 	// KeyLabel and KeyID (hex) select the key on the token.

@@ -58,10 +58,10 @@ func TestLoadValid(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := filepath.Dir(path)
-	if cfg.Listen.Unix.Path != filepath.Join(dir, "portvakt.sock") || cfg.Policy != filepath.Join(dir, "policy.yaml") || cfg.HSM.PIN.File != filepath.Join(dir, "user.pin") {
+	if cfg.Listen.Unix.Path != filepath.Join(dir, "portvakt.sock") || cfg.Policy != filepath.Join(dir, "policy.yaml") || cfg.HSMs[0].PIN.File != filepath.Join(dir, "user.pin") {
 		t.Errorf("relative paths not resolved against the file's directory: %+v", cfg)
 	}
-	if cfg.Listen.Unix.Mode != "0660" || cfg.HSM.MaxSessions != 4 || cfg.Log.Format != "json" || cfg.Environments[0].GrantAlg != "RS256" {
+	if cfg.Listen.Unix.Mode != "0660" || cfg.HSMs[0].MaxSessions != 4 || cfg.Log.Format != "json" || cfg.Environments[0].GrantAlg != "RS256" {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}
 	if cfg.Cache.RefreshMargin.Seconds() != 45 {

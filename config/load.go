@@ -43,8 +43,31 @@ func (c *Config) setDefaults() {
 	if c.Listen.Unix != nil && c.Listen.Unix.Mode == "" {
 		c.Listen.Unix.Mode = "0660"
 	}
-	if c.HSM.MaxSessions == 0 {
-		c.HSM.MaxSessions = 4
+	if c.HSM != nil && len(c.HSMs) == 0 {
+		one := *c.HSM
+		if one.Name == "" {
+			one.Name = DefaultHSM
+		}
+		one.field = "hsm"
+		c.HSMs = []HSM{one}
+	}
+	for i := range c.HSMs {
+		h := &c.HSMs[i]
+		if h.field == "" {
+			h.field = fmt.Sprintf("hsms[%d]", i)
+			if h.Name != "" {
+				h.field += " (" + h.Name + ")"
+			}
+		}
+		if h.MaxSessions == 0 {
+			h.MaxSessions = 4
+		}
+		if h.SessionWait == 0 {
+			h.SessionWait = 5 * time.Second
+		}
+		if h.ProbeInterval == 0 {
+			h.ProbeInterval = 5 * time.Second
+		}
 	}
 	if c.GRPC.MaxRecvBytes == 0 {
 		c.GRPC.MaxRecvBytes = 64 << 10
@@ -68,6 +91,20 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// DefaultHSM is the name of the HSM of a configuration's single hsm block.
+const DefaultHSM = "default"
+
+// HSMOf returns the HSM holding environment e's key: the one it names, or
+// the only one. Validate has checked that there is one.
+func (c *Config) HSMOf(e Environment) *HSM {
+	for i := range c.HSMs {
+		if c.HSMs[i].Name == e.HSM || (e.HSM == "" && len(c.HSMs) == 1) {
+			return &c.HSMs[i]
+		}
+	}
+	return nil
+}
+
 // resolvePaths makes the file paths in the configuration absolute.
 func (c *Config) resolvePaths(dir string) {
 	abs := func(p *string) {
@@ -83,8 +120,10 @@ func (c *Config) resolvePaths(dir string) {
 		abs(&t.KeyFile)
 		abs(&t.ClientCAFile)
 	}
-	abs(&c.HSM.SoftHSMDir)
-	abs(&c.HSM.PIN.File)
+	for i := range c.HSMs {
+		abs(&c.HSMs[i].SoftHSMDir)
+		abs(&c.HSMs[i].PIN.File)
+	}
 	abs(&c.Policy)
 	abs(&c.Audit.File)
 	for i := range c.Environments {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/portvakt/portvakt/maskinporten"
 )
@@ -18,7 +19,7 @@ var environmentName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 func (c *Config) Validate() error {
 	var v validator
 	c.validateListen(&v)
-	c.validateHSM(&v)
+	c.validateHSMs(&v)
 	c.validateEnvironments(&v)
 	v.require(c.Policy != "", "policy: give the path of the policy file")
 	if c.Policy != "" {
@@ -74,20 +75,54 @@ func (c *Config) validateListen(v *validator) {
 	}
 }
 
-func (c *Config) validateHSM(v *validator) {
-	v.require(c.HSM.Token != "", "hsm.token: give the token label")
-	v.require(!c.HSM.PIN.IsZero(), "hsm.pin: give {file: PATH} or {env: VARIABLE}")
-	v.require(c.HSM.PIN.File == "" || c.HSM.PIN.Env == "", "hsm.pin: give a file or an environment variable, not both")
-	if c.HSM.PIN.File != "" {
-		v.fileExists("hsm.pin.file", c.HSM.PIN.File)
+func (c *Config) validateHSMs(v *validator) {
+	switch {
+	case c.HSM != nil && len(c.HSMs) > 0 && c.HSMs[0].field != "hsm":
+		v.add("hsm and hsms: give one HSM as hsm, or several as hsms, not both")
+		return
+	case len(c.HSMs) == 0:
+		v.add("hsm: give the HSM holding the keys (module, token, pin), or several as hsms")
+		return
 	}
-	if c.HSM.Module != "" {
-		v.fileExists("hsm.module", c.HSM.Module)
+	names := map[string]bool{}
+	tokens := map[string]string{}
+	softhsmDir := ""
+	for _, h := range c.HSMs {
+		at := h.field
+		switch {
+		case !environmentName.MatchString(h.Name):
+			v.add(fmt.Sprintf("%s.name %q: give each HSM a name of lower-case letters, digits and dashes", at, h.Name))
+		case names[h.Name]:
+			v.add(fmt.Sprintf("%s.name: %q is configured twice", at, h.Name))
+		}
+		names[h.Name] = true
+		v.require(h.Token != "", at+".token: give the token label")
+		v.require(!h.PIN.IsZero(), at+".pin: give {file: PATH} or {env: VARIABLE}")
+		v.require(h.PIN.File == "" || h.PIN.Env == "", at+".pin: give a file or an environment variable, not both")
+		if h.PIN.File != "" {
+			v.fileExists(at+".pin.file", h.PIN.File)
+		}
+		if h.Module != "" {
+			v.fileExists(at+".module", h.Module)
+		}
+		if h.SoftHSMDir != "" {
+			v.fileExists(at+".softhsm_dir", h.SoftHSMDir)
+			if softhsmDir != "" && softhsmDir != h.SoftHSMDir {
+				v.add(fmt.Sprintf("%s.softhsm_dir: SoftHSM2 reads one configuration per process, and another HSM names %s; put the tokens in one directory", at, softhsmDir))
+			}
+			softhsmDir = h.SoftHSMDir
+		}
+		// One token object per (module, label): two names for one token
+		// would open it twice and recover it twice.
+		key := h.Module + "\x00" + h.Token
+		if other, dup := tokens[key]; dup && h.Token != "" {
+			v.add(fmt.Sprintf("%s: token %q of this module is already configured as HSM %q; let the environments share that one", at, h.Token, other))
+		}
+		tokens[key] = h.Name
+		v.require(h.MaxSessions >= 2, at+".max_sessions must be at least 2 (one session holds the login)")
+		v.require(h.SessionWait > 0, at+".session_wait must be positive")
+		v.require(h.ProbeInterval > 0, at+".probe_interval must be positive")
 	}
-	if c.HSM.SoftHSMDir != "" {
-		v.fileExists("hsm.softhsm_dir", c.HSM.SoftHSMDir)
-	}
-	v.require(c.HSM.MaxSessions >= 2, "hsm.max_sessions must be at least 2")
 }
 
 func (c *Config) validateEnvironments(v *validator) {
@@ -111,6 +146,12 @@ func (c *Config) validateEnvironments(v *validator) {
 			v.add(fmt.Sprintf("%s: %v", at, err))
 		}
 		v.require(e.ClientID != "", at+".client_id: give the Maskinporten integration's client id")
+		switch {
+		case e.HSM == "" && len(c.HSMs) > 1:
+			v.add(fmt.Sprintf("%s.hsm: %d HSMs are configured; say which holds this environment's key (%s)", at, len(c.HSMs), c.hsmNames()))
+		case e.HSM != "" && c.HSMOf(e) == nil:
+			v.add(fmt.Sprintf("%s.hsm %q: no HSM has that name (configured: %s)", at, e.HSM, c.hsmNames()))
+		}
 		v.require(e.KeyLabel != "" || e.KeyID != "", at+": give key_label or key_id")
 		if e.KeyID != "" {
 			_, err := hex.DecodeString(e.KeyID)
@@ -125,6 +166,14 @@ func (c *Config) validateEnvironments(v *validator) {
 			v.fileExists(at+".certificate_file", e.CertificateFile)
 		}
 	}
+}
+
+func (c *Config) hsmNames() string {
+	names := make([]string, len(c.HSMs))
+	for i, h := range c.HSMs {
+		names[i] = h.Name
+	}
+	return strings.Join(names, ", ")
 }
 
 // Resolve turns the configured environment into the protocol's.

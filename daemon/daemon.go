@@ -12,6 +12,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,7 +37,9 @@ type Daemon struct {
 	log      *slog.Logger
 	service  *tokenservice.Service
 	policies *policy.Store
-	signers  []*signer.Signer
+	tokens   []*signer.Token // one per HSM in use
+	serving  atomic.Bool     // health is reported from Serve on
+	healthMu sync.Mutex
 	health   *health.Server
 	servers  []*server
 	metrics  *metrics.Metrics
@@ -160,9 +164,9 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	}
 	go d.watchCertificates(ctx)
 	go d.reloadOnSIGHUP(ctx)
+	d.serving.Store(true)
+	d.updateHealth()
 	go d.watchHealth(ctx)
-	d.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	d.health.SetServingStatus(portvaktv1.TokenService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
 	var err error
 	select {
@@ -200,8 +204,8 @@ func (d *Daemon) close() {
 			_ = os.Remove(s.listener.Addr().String())
 		}
 	}
-	for _, s := range d.signers {
-		_ = s.Close()
+	for _, t := range d.tokens {
+		_ = t.Close()
 	}
 	if d.audit != nil {
 		st := d.audit.Stats()
@@ -222,28 +226,6 @@ func (d *Daemon) reloadOnSIGHUP(ctx context.Context) {
 			return
 		case <-hup:
 			_ = d.policies.Reload() // logs its own outcome
-		}
-	}
-}
-
-// watchHealth reports NOT_SERVING while an HSM key is unreachable, so that
-// load balancers and orchestrators route around the daemon.
-func (d *Daemon) watchHealth(ctx context.Context) {
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			state := healthpb.HealthCheckResponse_SERVING
-			for _, s := range d.signers {
-				if s.Health() != nil {
-					state = healthpb.HealthCheckResponse_NOT_SERVING
-				}
-			}
-			d.health.SetServingStatus("", state)
-			d.health.SetServingStatus(portvaktv1.TokenService_ServiceDesc.ServiceName, state)
 		}
 	}
 }

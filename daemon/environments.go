@@ -9,20 +9,18 @@ import (
 	"github.com/portvakt/portvakt/config"
 	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/policy"
-	"github.com/portvakt/portvakt/secret"
 	"github.com/portvakt/portvakt/signer"
 	"github.com/portvakt/portvakt/softhsm"
 	"github.com/portvakt/portvakt/tokencache"
 	"github.com/portvakt/portvakt/tokenservice"
 )
 
-// openEnvironments opens each environment's key (once per distinct key:
-// environments may share one) and makes its grant builder.
+// openEnvironments opens each HSM that an environment uses (one token
+// object per HSM, however many keys are on it), each environment's key
+// (once per distinct key: environments may share one) and its grant
+// builder.
 func (d *Daemon) openEnvironments() ([]*tokenservice.Environment, error) {
-	module, pin, err := d.hsmAccess()
-	if err != nil {
-		return nil, err
-	}
+	tokens := map[string]*signer.Token{}
 	signers := map[string]*signer.Signer{}
 	var envs []*tokenservice.Environment
 	for _, e := range d.cfg.Environments {
@@ -30,19 +28,23 @@ func (d *Daemon) openEnvironments() ([]*tokenservice.Environment, error) {
 		if err != nil {
 			return nil, fmt.Errorf("environment %s: %w", e.Name, err)
 		}
-		keyRef := e.KeyLabel + "\x00" + e.KeyID + "\x00" + e.CertificateFile
-		s, ok := signers[keyRef]
+		h := d.cfg.HSMOf(e)
+		tok, ok := tokens[h.Name]
 		if !ok {
-			s, err = signer.Open(signer.Config{
-				Module: module, TokenLabel: d.cfg.HSM.Token, PIN: pin,
-				KeyLabel: e.KeyLabel, KeyID: e.KeyIDBytes(), CertificateFile: e.CertificateFile,
-				MaxSessions: d.cfg.HSM.MaxSessions, Logger: d.log,
-			})
-			if err != nil {
+			if tok, err = d.openToken(h); err != nil {
 				return nil, fmt.Errorf("environment %s: %w", e.Name, err)
 			}
+			tokens[h.Name] = tok
+			d.tokens = append(d.tokens, tok)
+		}
+		keyRef := h.Name + "\x00" + e.KeyLabel + "\x00" + e.KeyID + "\x00" + e.CertificateFile
+		s, ok := signers[keyRef]
+		if !ok {
+			s, err = tok.Key(signer.KeyConfig{KeyLabel: e.KeyLabel, KeyID: e.KeyIDBytes(), CertificateFile: e.CertificateFile})
+			if err != nil {
+				return nil, fmt.Errorf("environment %s (HSM %s): %w", e.Name, h.Name, err)
+			}
 			signers[keyRef] = s
-			d.signers = append(d.signers, s)
 		}
 		if err := checkCertificate(s.Certificate(), e.Name, time.Now()); err != nil {
 			return nil, err
@@ -58,26 +60,33 @@ func (d *Daemon) openEnvironments() ([]*tokenservice.Environment, error) {
 	return envs, nil
 }
 
-// hsmAccess resolves the module and reads the PIN.
-func (d *Daemon) hsmAccess() (string, secret.Value, error) {
-	h := d.cfg.HSM
+// openToken resolves an HSM's module, reads its PIN and opens its token.
+func (d *Daemon) openToken(h *config.HSM) (*signer.Token, error) {
 	if h.SoftHSMDir != "" {
 		if err := softhsm.Dir(h.SoftHSMDir).Activate(); err != nil {
-			return "", secret.Value{}, fmt.Errorf("hsm.softhsm_dir: %w", err)
+			return nil, fmt.Errorf("HSM %s: softhsm_dir: %w", h.Name, err)
 		}
 	}
 	module := h.Module
 	if module == "" {
 		var err error
 		if module, err = softhsm.FindModule(); err != nil {
-			return "", secret.Value{}, fmt.Errorf("hsm.module is not set and %w", err)
+			return nil, fmt.Errorf("HSM %s: module is not set and %w", h.Name, err)
 		}
 	}
 	pin, err := h.PIN.Load()
 	if err != nil {
-		return "", secret.Value{}, fmt.Errorf("hsm.pin: %w", err)
+		return nil, fmt.Errorf("HSM %s: pin: %w", h.Name, err)
 	}
-	return module, pin, nil
+	tok, err := signer.OpenToken(signer.TokenConfig{
+		Name: h.Name, Module: module, TokenLabel: h.Token, PIN: pin,
+		MaxSessions: h.MaxSessions, SessionWait: h.SessionWait, ProbeInterval: h.ProbeInterval,
+		Logger: d.log, OnChange: d.updateHealth,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("HSM %s: %w", h.Name, err)
+	}
+	return tok, nil
 }
 
 // checkCertificate refuses to start with a certificate that is not valid

@@ -55,8 +55,8 @@ func (d *Daemon) registerStateMetrics() {
 	d.metrics.CounterFunc("cache_refresh_failures_total", "Background refreshes that failed.", func() float64 { return float64(stats().RefreshFailures) })
 	d.metrics.CounterFunc("hsm_reconnects_total", "Times an HSM token was re-opened after it went away.", func() float64 {
 		var n uint64
-		for _, s := range d.signers {
-			n += s.Reconnects()
+		for _, t := range d.tokens {
+			n += t.Reconnects()
 		}
 		return float64(n)
 	})

@@ -188,7 +188,10 @@ func TestImportPKCS12RoundTrip(t *testing.T) {
 // with it and verifies the signature against cert.
 func assertSignsFor(t *testing.T, tok softhsmtest.Token, label string, cert *x509.Certificate) {
 	t.Helper()
-	s, err := signer.Open(signer.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN, KeyLabel: label})
+	s, err := signer.Open(signer.Config{
+		Token: signer.TokenConfig{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN},
+		Key:   signer.KeyConfig{KeyLabel: label},
+	})
 	if err != nil {
 		t.Fatalf("signer.Open: %v", err)
 	}

@@ -19,6 +19,7 @@ type Metrics struct {
 	PolicyDenials      *prometheus.CounterVec   // client
 	HSMSignSeconds     prometheus.Histogram     //
 	HSMErrors          prometheus.Counter       //
+	HSMUp              *prometheus.GaugeVec     // environment, hsm
 	MaskinportenSecs   *prometheus.HistogramVec // environment
 	MaskinportenErrors *prometheus.CounterVec   // environment, mp_code
 	CertNotAfter       *prometheus.GaugeVec     // environment
@@ -42,6 +43,8 @@ func New() *Metrics {
 		HSMSignSeconds: f.histogram("hsm_sign_seconds",
 			"Time the HSM took to sign a grant.", []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}),
 		HSMErrors: f.counter("hsm_errors_total", "Failed HSM signatures."),
+		HSMUp: f.gaugeVec("hsm_up",
+			"1 while the HSM token holding the environment's key answers, else 0 (probed every hsm probe_interval).", "environment", "hsm"),
 		MaskinportenSecs: f.histogramVec("maskinporten_request_seconds",
 			"Time a token request to Maskinporten took, each attempt counted.", prometheus.DefBuckets, "environment"),
 		MaskinportenErrors: f.counterVec("maskinporten_errors_total",

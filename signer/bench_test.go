@@ -20,13 +20,13 @@ func BenchmarkSign(b *testing.B) {
 	s := f.open(b)
 	cfg := f.config()
 	ctx, err := crypto11.Configure(&crypto11.Config{
-		Path: cfg.Module, TokenLabel: cfg.TokenLabel, Pin: cfg.PIN.Reveal(), MaxSessions: defaultMaxSessions,
+		Path: cfg.Token.Module, TokenLabel: cfg.Token.TokenLabel, Pin: cfg.Token.PIN.Reveal(), MaxSessions: defaultMaxSessions,
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = ctx.Close() })
-	raw, err := ctx.FindKeyPair(nil, []byte(cfg.KeyLabel))
+	raw, err := ctx.FindKeyPair(nil, []byte(cfg.Key.KeyLabel))
 	if err != nil || raw == nil {
 		b.Fatalf("finding the key with crypto11: %v", err)
 	}

@@ -20,14 +20,14 @@ const maxChainLength = 8
 // loadChain finds the key's certificate and the certificates that issued
 // it, from the PEM file if one is configured, else from the token, and
 // checks that the certificate holds the key's public half.
-func loadChain(cfg *Config, public *rsa.PublicKey) ([]*x509.Certificate, error) {
-	if cfg.CertificateFile != "" {
-		chain, err := ReadPEMChain(cfg.CertificateFile)
+func loadChain(cfg *TokenConfig, k *KeyConfig, public *rsa.PublicKey) ([]*x509.Certificate, error) {
+	if k.CertificateFile != "" {
+		chain, err := ReadPEMChain(k.CertificateFile)
 		if err != nil {
 			return nil, err
 		}
 		if err := checkMatches(chain[0], public); err != nil {
-			return nil, fmt.Errorf("certificate file %s: %w", cfg.CertificateFile, err)
+			return nil, fmt.Errorf("certificate file %s: %w", k.CertificateFile, err)
 		}
 		return chain, nil
 	}
@@ -37,7 +37,7 @@ func loadChain(cfg *Config, public *rsa.PublicKey) ([]*x509.Certificate, error) 
 	}
 	leaf := pickLeaf(certs, public, time.Now())
 	if leaf == nil {
-		return nil, fmt.Errorf("token %q holds no certificate for key %s: import it with `portvakt hsm import-cert`, or give a certificate file", cfg.TokenLabel, describeKey(cfg))
+		return nil, fmt.Errorf("token %q holds no certificate for key %s: import it with `portvakt hsm import-cert`, or give a certificate file", cfg.TokenLabel, k.String())
 	}
 	return buildChain(leaf, certs), nil
 }
@@ -86,7 +86,7 @@ func checkMatches(cert *x509.Certificate, public *rsa.PublicKey) error {
 // ErrMismatch means the certificate does not hold the key's public half.
 var ErrMismatch = errors.New("certificate and key do not match")
 
-func tokenCertificates(cfg *Config) ([]*x509.Certificate, error) {
+func tokenCertificates(cfg *TokenConfig) ([]*x509.Certificate, error) {
 	m, err := p11.Open(cfg.Module)
 	if err != nil {
 		return nil, err

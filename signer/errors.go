@@ -2,9 +2,7 @@ package signer
 
 import (
 	"errors"
-	"fmt"
 	"strings"
-	"time"
 
 	"github.com/thales-e-security/pool"
 )
@@ -17,19 +15,13 @@ var (
 	ErrBusy = errors.New("HSM busy")
 	// ErrKeyNotFound means no private key matched the configured label or id.
 	ErrKeyNotFound = errors.New("key not found")
+	// ErrLoginRefused means the token came back from an outage and refused
+	// the PIN (or has locked it); recovery has stopped. It comes wrapped
+	// together with ErrUnavailable.
+	ErrLoginRefused = errors.New("HSM login refused")
 	// ErrClosed means Sign was called after Close.
 	ErrClosed = errors.New("signer closed")
 )
-
-// unavailableLocked describes why the token cannot be used; s.mu must be held.
-func (s *Signer) unavailableLocked() error {
-	if s.closed {
-		return ErrClosed
-	}
-	o := s.outage
-	return fmt.Errorf("%w: token %q lost %s ago, %d reconnection attempts so far; last error: %v",
-		ErrUnavailable, s.cfg.TokenLabel, time.Since(o.since).Round(time.Millisecond), o.attempts, o.cause)
-}
 
 func isPoolTimeout(err error) bool { return errors.Is(err, pool.ErrTimeout) }
 

@@ -47,11 +47,13 @@ func newFixture(t testing.TB) fixture {
 
 func (f fixture) config() Config {
 	return Config{
-		Module:     f.tok.Module,
-		TokenLabel: f.tok.Label,
-		PIN:        f.tok.PIN,
-		KeyLabel:   "eseal",
-		Logger:     slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Token: TokenConfig{
+			Module:     f.tok.Module,
+			TokenLabel: f.tok.Label,
+			PIN:        f.tok.PIN,
+			Logger:     slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		},
+		Key: KeyConfig{KeyLabel: "eseal"},
 	}
 }
 

@@ -15,12 +15,12 @@ import (
 // and every error for the PINs.
 func TestPINNeverInLogsOrErrors(t *testing.T) {
 	f := newFixture(t)
-	logger := f.config().Logger
+	logger := f.config().Token.Logger
 	var errs []string
 
 	wrong, _ := secret.New("Wrong-PIN-" + strings.Repeat("7", 8))
 	cfg := f.config()
-	cfg.PIN = wrong
+	cfg.Token.PIN = wrong
 	if _, err := Open(cfg); err == nil {
 		t.Fatal("Open with a wrong PIN succeeded")
 	} else {
@@ -29,7 +29,7 @@ func TestPINNeverInLogsOrErrors(t *testing.T) {
 
 	cfg = f.config()
 	// Someone will log the configuration one day; it must still be safe.
-	logger.Info("signer config", "config", cfg, "pin", cfg.PIN)
+	logger.Info("signer config", "config", cfg, "pin", cfg.Token.PIN)
 	errs = append(errs, fmt.Sprintf("%v %+v %#v", cfg, cfg, cfg))
 
 	s, err := Open(cfg)

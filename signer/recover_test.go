@@ -42,7 +42,7 @@ func TestRecovery(t *testing.T) {
 			t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 			f := newFixture(t)
 			cfg := f.config()
-			cfg.Backoff = Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}
+			cfg.Token.Backoff = Backoff{Initial: 20 * time.Millisecond, Max: 200 * time.Millisecond}
 			s, err := Open(cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -105,9 +105,9 @@ func closeAllSessions(t *testing.T, f fixture, s *Signer) func() {
 	}
 	// Closing every session also logs the application out and, in
 	// SoftHSM2, invalidates every object handle: what an HSM restart does.
-	s.mu.Lock()
+	s.token.mu.Lock()
 	err = m.CloseAllSessions(slot)
-	s.mu.Unlock()
+	s.token.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,13 @@
 // Package signer keeps the enterprise certificate's private key in a
 // PKCS#11 token and signs with it there.
 //
-// A Signer is a crypto.Signer bound to one key and its certificate chain. It
-// checks at Open that the certificate belongs to the key, signs RSA
-// PKCS#1 v1.5 with SHA-256, SHA-384 or SHA-512 (the RS256, RS384 and RS512
-// of JWS), is safe for concurrent use with a bounded pool of PKCS#11
-// sessions, and recovers by itself when the token goes away and comes back.
+// A Token is one token of one PKCS#11 module, opened once however many
+// keys are used on it; it probes the token, and recovers by itself, for all
+// its keys together, when the token goes away and comes back. A Signer is a
+// crypto.Signer bound to one key on a Token and its certificate chain. It
+// checks that the certificate belongs to the key, signs RSA PKCS#1 v1.5
+// with SHA-256, SHA-384 or SHA-512 (the RS256, RS384 and RS512 of JWS), and
+// is safe for concurrent use with the Token's bounded pool of sessions.
 package signer
 
 import (
@@ -16,199 +18,43 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/ThalesGroup/crypto11"
-
 	"github.com/portvakt/portvakt/internal/p11"
-	"github.com/portvakt/portvakt/secret"
 )
 
-// Config says which token, key and certificate a Signer uses.
-type Config struct {
-	// Module is the path of the PKCS#11 library.
-	Module string
-	// TokenLabel selects the token. Slot numbers are never used: they move.
-	TokenLabel string
-	// PIN logs in to the token as its user.
-	PIN secret.Value
-	// KeyLabel and KeyID (CKA_LABEL, CKA_ID) select the private key; at least
-	// one must be set, and together they must match exactly one key.
-	KeyLabel string
-	KeyID    []byte
-	// CertificateFile, when set, is a PEM file holding the key's certificate
-	// first and then its chain. When empty the certificate and chain are read
-	// from the token's certificate objects.
-	CertificateFile string
-	// MaxSessions bounds the PKCS#11 sessions the Signer opens (one of them
-	// is kept idle to hold the login). Default 4.
-	MaxSessions int
-	// SessionWait bounds how long Sign waits for a free session when all are
-	// busy. Default 5 s.
-	SessionWait time.Duration
-	// Backoff paces reconnection attempts after the token went away.
-	Backoff Backoff
-	// Logger receives reconnection events. Default slog.Default().
-	Logger *slog.Logger
-}
-
-// Backoff is an exponential back-off with full jitter.
-type Backoff struct {
-	// Initial is the wait before the second attempt (the first is at once).
-	// Default 100 ms.
-	Initial time.Duration
-	// Max caps the wait. Default 30 s.
-	Max time.Duration
-}
-
-const (
-	defaultMaxSessions = 4
-	defaultSessionWait = 5 * time.Second
-	defaultBackoffMin  = 100 * time.Millisecond
-	defaultBackoffMax  = 30 * time.Second
-	// minRSABits is the smallest key Portvakt signs with; CAs issue no
-	// eSeal for less.
-	minRSABits = 2048
-)
-
-func (c *Config) setDefaults() {
-	if c.MaxSessions == 0 {
-		c.MaxSessions = defaultMaxSessions
-	}
-	if c.SessionWait == 0 {
-		c.SessionWait = defaultSessionWait
-	}
-	if c.Backoff.Initial == 0 {
-		c.Backoff.Initial = defaultBackoffMin
-	}
-	if c.Backoff.Max == 0 {
-		c.Backoff.Max = defaultBackoffMax
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-}
-
-func (c *Config) validate() error {
-	var problems []string
-	if c.Module == "" {
-		problems = append(problems, "the PKCS#11 module path is empty")
-	}
-	if c.TokenLabel == "" {
-		problems = append(problems, "the token label is empty")
-	}
-	if c.PIN.IsZero() {
-		problems = append(problems, "no PIN was given")
-	}
-	if c.KeyLabel == "" && len(c.KeyID) == 0 {
-		problems = append(problems, "neither a key label nor a key id was given")
-	}
-	if c.MaxSessions < 2 {
-		problems = append(problems, fmt.Sprintf("max sessions is %d; it must be at least 2 (one holds the login)", c.MaxSessions))
-	}
-	if c.Backoff.Initial < 0 || c.Backoff.Max < c.Backoff.Initial {
-		problems = append(problems, "the reconnect back-off must have 0 < initial <= max")
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("signer configuration: %s", joinProblems(problems))
-	}
-	return nil
-}
-
-// Signer signs with a private key held in a PKCS#11 token. It implements
-// crypto.Signer.
+// Signer signs with one private key held in a PKCS#11 token. It
+// implements crypto.Signer.
 type Signer struct {
-	cfg    Config
+	token  *Token
+	index  int // of the key in the token's connection
+	key    KeyConfig
 	public *rsa.PublicKey
 	chain  []*x509.Certificate
-
-	mu       sync.RWMutex
-	live     *handle // nil while the token is away
-	outage   outage  // why live is nil, while it is
-	closed   bool
-	stopOnce sync.Once
-	stop     chan struct{}
-	done     sync.WaitGroup
-
-	reconnects atomic.Uint64
+	// owner: the Signer was made by Open and closes its Token.
+	owner bool
 }
 
-// handle is one crypto11 context and the key found through it. A handle is
-// never repaired: when its token goes away it is closed and replaced.
-type handle struct {
-	ctx *crypto11.Context
-	key crypto11.Signer
-}
-
-// outage describes the current loss of the token.
-type outage struct {
-	since    time.Time
-	attempts int
-	cause    error
-}
-
-// Open logs in to the token, finds the key and its certificate chain, and
-// checks that the certificate's public key is the key's. Any failure is
-// returned with what to fix; Open does not retry.
+// Open opens the token of cfg, finds the key and its certificate chain, and
+// checks that the certificate's public key is the key's: a Token with one
+// key, closed with the Signer. Any failure is returned with what to fix;
+// Open does not retry.
 func Open(cfg Config) (*Signer, error) {
-	cfg.setDefaults()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Key.validate(); err != nil {
 		return nil, err
 	}
-	h, err := openHandle(&cfg)
+	t, err := OpenToken(cfg.Token)
 	if err != nil {
 		return nil, err
 	}
-	public, ok := h.key.Public().(*rsa.PublicKey)
-	if !ok {
-		h.close()
-		return nil, fmt.Errorf("key %s is a %T; Maskinporten grants are signed with RSA keys", describeKey(&cfg), h.key.Public())
-	}
-	if bits := public.N.BitLen(); bits < minRSABits {
-		h.close()
-		return nil, fmt.Errorf("key %s has %d bits; at least %d are required", describeKey(&cfg), bits, minRSABits)
-	}
-	chain, err := loadChain(&cfg, public)
+	s, err := t.Key(cfg.Key)
 	if err != nil {
-		h.close()
+		_ = t.Close()
 		return nil, err
 	}
-	return &Signer{cfg: cfg, public: public, chain: chain, live: h, stop: make(chan struct{})}, nil
+	s.owner = true
+	return s, nil
 }
-
-// openHandle configures a new crypto11 context and finds exactly one key.
-func openHandle(cfg *Config) (*handle, error) {
-	ctx, err := crypto11.Configure(&crypto11.Config{
-		Path:            cfg.Module,
-		TokenLabel:      cfg.TokenLabel,
-		Pin:             cfg.PIN.Reveal(),
-		MaxSessions:     cfg.MaxSessions,
-		PoolWaitTimeout: cfg.SessionWait,
-	})
-	if err != nil {
-		return nil, p11.ExplainOpenError(cfg.Module, cfg.TokenLabel, err)
-	}
-	keys, err := ctx.FindKeyPairs(cfg.KeyID, []byte(cfg.KeyLabel))
-	if err != nil {
-		_ = ctx.Close()
-		return nil, fmt.Errorf("finding key %s on token %q: %w", describeKey(cfg), cfg.TokenLabel, err)
-	}
-	switch len(keys) {
-	case 0:
-		_ = ctx.Close()
-		return nil, fmt.Errorf("%w: no private key %s on token %q (`portvakt hsm list` shows the keys there)", ErrKeyNotFound, describeKey(cfg), cfg.TokenLabel)
-	case 1:
-		return &handle{ctx: ctx, key: keys[0]}, nil
-	default:
-		_ = ctx.Close()
-		return nil, fmt.Errorf("%d private keys match %s on token %q; give both the label and the id to select one", len(keys), describeKey(cfg), cfg.TokenLabel)
-	}
-}
-
-func (h *handle) close() { _ = h.ctx.Close() }
 
 // Public returns the key's public half.
 func (s *Signer) Public() crypto.PublicKey { return s.public }
@@ -221,70 +67,81 @@ func (s *Signer) Certificate() *x509.Certificate { return s.chain[0] }
 func (s *Signer) Chain() []*x509.Certificate { return append([]*x509.Certificate(nil), s.chain...) }
 
 // KeyLabel returns the label the key was selected by (may be empty).
-func (s *Signer) KeyLabel() string { return s.cfg.KeyLabel }
+func (s *Signer) KeyLabel() string { return s.key.KeyLabel }
 
-// Reconnects counts how often the Signer re-opened its token.
-func (s *Signer) Reconnects() uint64 { return s.reconnects.Load() }
+// Token is the token the key is on.
+func (s *Signer) Token() *Token { return s.token }
+
+// Reconnects counts how often the key's token was re-opened.
+func (s *Signer) Reconnects() uint64 { return s.token.Reconnects() }
+
+// Health returns nil while the key's token is reachable, else an error
+// wrapping ErrUnavailable that says since when and why.
+func (s *Signer) Health() error { return s.token.Health() }
 
 // Sign signs digest with RSA PKCS#1 v1.5. opts must be crypto.SHA256,
 // crypto.SHA384 or crypto.SHA512 (RS256, RS384, RS512); PSS is refused.
+//
 // While the token is away Sign fails at once with an error wrapping
-// ErrUnavailable, and a background goroutine reconnects.
+// ErrUnavailable. While it is busy (every session in use, or the token out
+// of sessions or memory) Sign waits, up to the token's session wait, and
+// then fails with ErrBusy; neither starts a reconnection.
 func (s *Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if err := checkDigest(digest, opts); err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	h := s.live
-	if h == nil {
-		err := s.unavailableLocked()
-		s.mu.RUnlock()
-		return nil, err
+	t := s.token
+	var deadline time.Time
+	var cap time.Duration
+	for {
+		t.mu.RLock()
+		c := t.conn
+		if c == nil {
+			err := t.unavailableLocked()
+			t.mu.RUnlock()
+			return nil, err
+		}
+		// crypto11 ignores the rand argument for PKCS#1 v1.5: the token pads.
+		sig, err := c.keys[s.index].Sign(nil, digest, opts.HashFunc())
+		t.mu.RUnlock()
+		if err == nil {
+			return sig, nil
+		}
+		switch {
+		case isPoolTimeout(err):
+			// crypto11 already waited the whole session wait for a session.
+			return nil, fmt.Errorf("%w: all %d HSM sessions of token %q stayed busy for %s", ErrBusy, t.cfg.MaxSessions-1, t.cfg.TokenLabel, t.cfg.SessionWait)
+		case p11.Classify(err) == p11.Busy:
+			now := time.Now()
+			if deadline.IsZero() {
+				deadline = now.Add(t.cfg.SessionWait)
+			}
+			var wait time.Duration
+			wait, cap = busyBackoff.next(cap)
+			if now.Add(wait).After(deadline) {
+				return nil, fmt.Errorf("%w: token %q stayed busy for %s: %w", ErrBusy, t.cfg.TokenLabel, t.cfg.SessionWait, err)
+			}
+			time.Sleep(wait)
+		case p11.Classify(err) == p11.Gone:
+			t.lose(c, err)
+			return nil, fmt.Errorf("%w: signing with key %s failed, reconnecting: %w", ErrUnavailable, s.key.String(), err)
+		default:
+			return nil, fmt.Errorf("signing with key %s: %w", s.key.String(), err)
+		}
 	}
-	// crypto11 ignores the rand argument for PKCS#1 v1.5: the token pads.
-	sig, err := h.key.Sign(nil, digest, opts.HashFunc())
-	s.mu.RUnlock()
-	if err == nil {
-		return sig, nil
-	}
-	if p11.IsTokenGone(err) {
-		s.lose(h, err)
-		return nil, fmt.Errorf("%w: signing with key %s failed, reconnecting: %w", ErrUnavailable, describeKey(&s.cfg), err)
-	}
-	if isPoolTimeout(err) {
-		return nil, fmt.Errorf("%w: all %d HSM sessions stayed busy for %s", ErrBusy, s.cfg.MaxSessions-1, s.cfg.SessionWait)
-	}
-	return nil, fmt.Errorf("signing with key %s: %w", describeKey(&s.cfg), err)
 }
 
-// Health returns nil while the token is reachable, else an error wrapping
-// ErrUnavailable that says since when and why.
-func (s *Signer) Health() error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.live != nil {
+// busyBackoff paces retries on a busy token: short, since a session is
+// usually free again within one signature.
+var busyBackoff = Backoff{Initial: 2 * time.Millisecond, Max: 100 * time.Millisecond}
+
+// Close closes the key's token if the Signer was made by Open; a Signer
+// from Token.Key is closed with its Token. Sign fails after Close.
+func (s *Signer) Close() error {
+	if !s.owner {
 		return nil
 	}
-	return s.unavailableLocked()
-}
-
-// Close stops any reconnection, waits for it, and releases the token's
-// sessions. Sign fails after Close.
-func (s *Signer) Close() error {
-	// Mark closed first, under the lock, so that lose starts no new
-	// reconnection while we wait for a running one.
-	s.mu.Lock()
-	s.closed = true
-	s.mu.Unlock()
-	s.stopOnce.Do(func() { close(s.stop) })
-	s.done.Wait()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.live != nil {
-		s.live.close()
-		s.live = nil
-	}
-	return nil
+	return s.token.Close()
 }
 
 func checkDigest(digest []byte, opts crypto.SignerOpts) error {
@@ -303,17 +160,6 @@ func checkDigest(digest []byte, opts crypto.SignerOpts) error {
 	return nil
 }
 
-func describeKey(cfg *Config) string {
-	switch {
-	case cfg.KeyLabel != "" && len(cfg.KeyID) > 0:
-		return fmt.Sprintf("label %q id %x", cfg.KeyLabel, cfg.KeyID)
-	case len(cfg.KeyID) > 0:
-		return fmt.Sprintf("id %x", cfg.KeyID)
-	default:
-		return fmt.Sprintf("label %q", cfg.KeyLabel)
-	}
-}
-
 func samePublicKey(a, b *rsa.PublicKey) bool {
-	return a.E == b.E && bytes.Equal(a.N.Bytes(), b.N.Bytes())
+	return a.E == b.E && a.N != nil && b.N != nil && bytes.Equal(a.N.Bytes(), b.N.Bytes())
 }

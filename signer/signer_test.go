@@ -127,7 +127,7 @@ func TestOpenWithCertificateFile(t *testing.T) {
 	}
 	writeFile(t, file, pemData)
 	cfg := f.config()
-	cfg.CertificateFile = file
+	cfg.Key.CertificateFile = file
 	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -153,15 +153,15 @@ func TestOpenErrorsSayWhatToFix(t *testing.T) {
 		want   string
 		is     error
 	}{
-		{"certificate of another key", func(c *Config) { c.CertificateFile = otherCert }, "is not for this key", ErrMismatch},
-		{"private key in certificate file", func(c *Config) { c.CertificateFile = keyFile }, `"PRIVATE KEY"`, nil},
-		{"missing certificate file", func(c *Config) { c.CertificateFile = "/nonexistent.pem" }, "no such file", nil},
-		{"unknown key label", func(c *Config) { c.KeyLabel = "nope" }, "hsm list", ErrKeyNotFound},
-		{"unknown token", func(c *Config) { c.TokenLabel = "no-such-token" }, "tokens present", nil},
-		{"wrong PIN", func(c *Config) { c.PIN = wrongPIN }, "refused the PIN", nil},
-		{"missing module", func(c *Config) { c.Module = "/nonexistent/libpkcs11.so" }, "correct the module path", nil},
-		{"no key selector", func(c *Config) { c.KeyLabel = "" }, "neither a key label nor a key id", nil},
-		{"no PIN", func(c *Config) { c.PIN = secret.Value{} }, "no PIN was given", nil},
+		{"certificate of another key", func(c *Config) { c.Key.CertificateFile = otherCert }, "is not for this key", ErrMismatch},
+		{"private key in certificate file", func(c *Config) { c.Key.CertificateFile = keyFile }, `"PRIVATE KEY"`, nil},
+		{"missing certificate file", func(c *Config) { c.Key.CertificateFile = "/nonexistent.pem" }, "no such file", nil},
+		{"unknown key label", func(c *Config) { c.Key.KeyLabel = "nope" }, "hsm list", ErrKeyNotFound},
+		{"unknown token", func(c *Config) { c.Token.TokenLabel = "no-such-token" }, "tokens present", nil},
+		{"wrong PIN", func(c *Config) { c.Token.PIN = wrongPIN }, "refused the PIN", nil},
+		{"missing module", func(c *Config) { c.Token.Module = "/nonexistent/libpkcs11.so" }, "correct the module path", nil},
+		{"no key selector", func(c *Config) { c.Key.KeyLabel = "" }, "neither a key label nor a key id", nil},
+		{"no PIN", func(c *Config) { c.Token.PIN = secret.Value{} }, "no PIN was given", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -188,7 +188,7 @@ func TestTokenCertificateOfAnotherKeyIsNotUsed(t *testing.T) {
 	f := newFixture(t)
 	f.tok.NewKey(t, "uncertified")
 	cfg := f.config()
-	cfg.KeyLabel = "uncertified"
+	cfg.Key.KeyLabel = "uncertified"
 	if _, err := Open(cfg); err == nil || !strings.Contains(err.Error(), "holds no certificate for key") {
 		t.Fatalf("Open of a key without certificate: %v", err)
 	}
@@ -197,7 +197,7 @@ func TestTokenCertificateOfAnotherKeyIsNotUsed(t *testing.T) {
 func TestConcurrentSigning(t *testing.T) {
 	f := newFixture(t)
 	cfg := f.config()
-	cfg.MaxSessions = 3 // fewer sessions than goroutines: the pool must queue
+	cfg.Token.MaxSessions = 3 // fewer sessions than goroutines: the pool must queue
 	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -257,7 +257,7 @@ func TestOpenByKeyIDOnly(t *testing.T) {
 		t.Fatalf("listing the token: %d keys, %v", len(inv.Keys), err)
 	}
 	cfg := f.config()
-	cfg.KeyLabel, cfg.KeyID = "", inv.Keys[0].ID
+	cfg.Key.KeyLabel, cfg.Key.KeyID = "", inv.Keys[0].ID
 	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -277,8 +277,8 @@ func TestOpenByKeyIDOnly(t *testing.T) {
 func TestSessionPoolIsBounded(t *testing.T) {
 	f := newFixture(t)
 	cfg := f.config()
-	cfg.MaxSessions = 2                // one holds the login, one signs
-	cfg.SessionWait = time.Millisecond // shorter than one signature
+	cfg.Token.MaxSessions = 2                // one holds the login, one signs
+	cfg.Token.SessionWait = time.Millisecond // shorter than one signature
 	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -43,9 +43,11 @@ verify each signature with the certificate's public key.`,
 				return err
 			}
 			s, err := signer.Open(signer.Config{
-				Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN,
-				KeyLabel: sel.Label, KeyID: sel.ID, CertificateFile: certFile,
-				Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
+				Token: signer.TokenConfig{
+					Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN,
+					Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
+				},
+				Key: signer.KeyConfig{KeyLabel: sel.Label, KeyID: sel.ID, CertificateFile: certFile},
 			})
 			if err != nil {
 				return err

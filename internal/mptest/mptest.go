@@ -107,7 +107,10 @@ func New(t testing.TB, opts Options) *World {
 // OpenSigner opens a key of the token; it is closed when the test ends.
 func OpenSigner(t testing.TB, tok softhsmtest.Token, label string) *signer.Signer {
 	t.Helper()
-	s, err := signer.Open(signer.Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN, KeyLabel: label})
+	s, err := signer.Open(signer.Config{
+		Token: signer.TokenConfig{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN},
+		Key:   signer.KeyConfig{KeyLabel: label},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,37 +8,98 @@ import (
 	"github.com/miekg/pkcs11"
 )
 
-// tokenGoneCodes are the answers of a module whose token, session or login
-// has gone away: an HSM restart, a network HSM's blip, SoftHSM2's token
-// directory disappearing. After any of them the object and session handles in
-// hand are dead, and only a new context and a new key lookup help.
-var tokenGoneCodes = map[pkcs11.Error]bool{
-	pkcs11.CKR_GENERAL_ERROR:                true,
-	pkcs11.CKR_DEVICE_ERROR:                 true,
-	pkcs11.CKR_DEVICE_MEMORY:                true,
-	pkcs11.CKR_DEVICE_REMOVED:               true,
-	pkcs11.CKR_TOKEN_NOT_PRESENT:            true,
-	pkcs11.CKR_TOKEN_NOT_RECOGNIZED:         true,
-	pkcs11.CKR_SLOT_ID_INVALID:              true,
-	pkcs11.CKR_SESSION_HANDLE_INVALID:       true,
-	pkcs11.CKR_SESSION_CLOSED:               true,
-	pkcs11.CKR_SESSION_COUNT:                true,
-	pkcs11.CKR_OBJECT_HANDLE_INVALID:        true,
-	pkcs11.CKR_KEY_HANDLE_INVALID:           true,
-	pkcs11.CKR_USER_NOT_LOGGED_IN:           true,
-	pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED:     true,
-	pkcs11.CKR_FUNCTION_FAILED:              true,
-	pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED: true,
+// Class is what a PKCS#11 failure means for the caller: wait, reconnect,
+// stop, or give up on this request only.
+type Class int
+
+const (
+	// Request: the token refused this request (a bad mechanism, data of the
+	// wrong length, a key not allowed to sign). The token itself is fine.
+	Request Class = iota
+	// Busy: the token is there but out of sessions, memory or time for now
+	// (CKR_SESSION_COUNT, CKR_DEVICE_MEMORY, CKR_FUNCTION_CANCELED…). It is
+	// back-pressure: wait and try again; reconnecting would make it worse,
+	// since a new context needs more sessions, not fewer.
+	Busy
+	// Gone: the token, the session, the login or the connection to a network
+	// HSM is lost (CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT,
+	// CKR_SESSION_HANDLE_INVALID, CKR_CRYPTOKI_NOT_INITIALIZED…). The handles
+	// in hand are dead; only a new context and a new key lookup help.
+	Gone
+	// LoginRefused: the token refused the PIN or has locked it. Trying again
+	// with the same PIN only brings the lock closer, so recovery stops.
+	LoginRefused
+)
+
+func (c Class) String() string {
+	switch c {
+	case Busy:
+		return "busy"
+	case Gone:
+		return "gone"
+	case LoginRefused:
+		return "login refused"
+	default:
+		return "request refused"
+	}
 }
 
-// IsTokenGone reports whether err says that the token, the session or the
-// login is gone, so that the caller should re-open rather than give up.
-// Errors that describe the request (a bad mechanism, a wrong PIN, data of
-// the wrong length) are not.
-func IsTokenGone(err error) bool {
+// codeClasses are the return values that are not about the request. A code
+// not listed is Request.
+var codeClasses = map[pkcs11.Error]Class{
+	pkcs11.CKR_SESSION_COUNT:     Busy,
+	pkcs11.CKR_DEVICE_MEMORY:     Busy,
+	pkcs11.CKR_HOST_MEMORY:       Busy,
+	pkcs11.CKR_FUNCTION_CANCELED: Busy,
+
+	pkcs11.CKR_DEVICE_REMOVED:               Gone,
+	pkcs11.CKR_DEVICE_ERROR:                 Gone,
+	pkcs11.CKR_GENERAL_ERROR:                Gone, // SoftHSM2's answer for a token whose files are gone
+	pkcs11.CKR_FUNCTION_FAILED:              Gone,
+	pkcs11.CKR_TOKEN_NOT_PRESENT:            Gone,
+	pkcs11.CKR_TOKEN_NOT_RECOGNIZED:         Gone,
+	pkcs11.CKR_SLOT_ID_INVALID:              Gone,
+	pkcs11.CKR_SESSION_HANDLE_INVALID:       Gone,
+	pkcs11.CKR_SESSION_CLOSED:               Gone,
+	pkcs11.CKR_OBJECT_HANDLE_INVALID:        Gone, // SoftHSM2 after its token directory went away
+	pkcs11.CKR_KEY_HANDLE_INVALID:           Gone,
+	pkcs11.CKR_USER_NOT_LOGGED_IN:           Gone, // every session of the token was closed, and the login with them
+	pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED:     Gone,
+	pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED: Gone,
+
+	pkcs11.CKR_PIN_INCORRECT:            LoginRefused,
+	pkcs11.CKR_PIN_INVALID:              LoginRefused,
+	pkcs11.CKR_PIN_LEN_RANGE:            LoginRefused,
+	pkcs11.CKR_PIN_EXPIRED:              LoginRefused,
+	pkcs11.CKR_PIN_LOCKED:               LoginRefused,
+	pkcs11.CKR_USER_PIN_NOT_INITIALIZED: LoginRefused,
+}
+
+// Classify says what err means for the caller. Errors that carry no
+// PKCS#11 return value are Request errors, except that a token missing
+// from the module's slot list (ErrTokenNotFound) is Gone: a token that
+// was there at start and is not now has gone away.
+func Classify(err error) Class {
 	var code pkcs11.Error
 	if errors.As(err, &code) {
-		return tokenGoneCodes[code]
+		if c, ok := codeClasses[code]; ok {
+			return c
+		}
+		return Request
+	}
+	if errors.Is(err, ErrTokenNotFound) || isCrypto11TokenNotFound(err) {
+		return Gone
+	}
+	return Request
+}
+
+// isCrypto11TokenNotFound recognises crypto11's unexported error for a
+// token label no slot has (crypto11.Configure while the token is away).
+func isCrypto11TokenNotFound(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if err.Error() == "could not find PKCS#11 token" {
+			return true
+		}
 	}
 	return false
 }
@@ -46,7 +107,8 @@ func IsTokenGone(err error) bool {
 // IsPINIncorrect reports whether the token refused the PIN.
 func IsPINIncorrect(err error) bool {
 	return errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_INCORRECT)) ||
-		errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_LEN_RANGE))
+		errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_LEN_RANGE)) ||
+		errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_INVALID))
 }
 
 // IsPINLocked reports whether the token locked the PIN after failed logins.
@@ -67,6 +129,8 @@ func ExplainOpenError(module, label string, err error) error {
 		return fmt.Errorf("token %q refused the PIN: check the PIN file or variable: %w", label, err)
 	case IsPINLocked(err):
 		return fmt.Errorf("the user PIN of token %q is locked after failed logins; the security officer must reset it: %w", label, err)
+	case errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_EXPIRED)):
+		return fmt.Errorf("the user PIN of token %q has expired; set a new one with the HSM's tools: %w", label, err)
 	}
 	// crypto11 does not export its "token not found" error; ask the module
 	// which tokens it has, so the message can list them.
