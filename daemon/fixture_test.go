@@ -192,18 +192,29 @@ metrics: {address: "127.0.0.1:0"}
 func startDaemon(t testing.TB, w *mptest.World, edits ...func(config string) string) *env {
 	t.Helper()
 	e := prepare(t, w)
-	if len(edits) > 0 {
-		text, err := os.ReadFile(e.cfgFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, edit := range edits {
-			text = []byte(edit(string(text)))
-		}
-		if err := os.WriteFile(e.cfgFile, text, 0o600); err != nil {
-			t.Fatal(err)
-		}
+	e.edit(t, edits...)
+	e.serve(t)
+	return e
+}
+
+// edit applies the edits to the configuration's text.
+func (e *env) edit(t testing.TB, edits ...func(config string) string) {
+	t.Helper()
+	text, err := os.ReadFile(e.cfgFile)
+	if err != nil {
+		t.Fatal(err)
 	}
+	for _, edit := range edits {
+		text = []byte(edit(string(text)))
+	}
+	if err := os.WriteFile(e.cfgFile, text, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serve starts the daemon on e's configuration in this process.
+func (e *env) serve(t testing.TB) {
+	t.Helper()
 	cfg, err := config.Load(e.cfgFile)
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +237,6 @@ func startDaemon(t testing.TB, w *mptest.World, edits ...func(config string) str
 	e.untrusted = client.Options{Address: addrs["tcp"], CertFile: e.rogueCert, KeyFile: e.rogueKey, CAFile: ca}
 	e.unix = dial(t, client.Options{Socket: addrs["unix"]})
 	e.mtls = dial(t, e.tlsOpts)
-	return e
 }
 
 // stop shuts the daemon down and waits for Serve to return.

@@ -48,7 +48,7 @@ func TestMetrics(t *testing.T) {
 		{"portvakt_hsm_reconnects_total", nil, 0},
 		{"portvakt_maskinporten_request_seconds", map[string]string{"environment": "sim"}, 2},
 		{"portvakt_maskinporten_errors_total", map[string]string{"environment": "sim", "mp_code": "MP-200"}, 1},
-		{"portvakt_certificate_not_after_timestamp_seconds", map[string]string{"environment": "sim"}, float64(w.Signer.Certificate().NotAfter.Unix())},
+		{"portvakt_certificate_not_after_timestamp_seconds", map[string]string{"environment": "sim"}, float64(w.Chain[0].NotAfter.Unix())},
 		{"portvakt_certificate_expiring_soon", map[string]string{"environment": "sim"}, 0},
 		{"portvakt_policy_reloads_total", map[string]string{"result": "ok"}, 1},
 		{"portvakt_audit_write_seconds", nil, 10},

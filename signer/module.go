@@ -79,9 +79,20 @@ func (m *module) others(t *Token) []*Token {
 // for the restart rather than fail; a token that does not come back from
 // the restart goes into recovery of its own.
 func (m *module) reconnect(t *Token) {
+	// OnChange reads the tokens' health: call it only once every lock
+	// taken here is released.
+	var changed []*Token
+	defer func() {
+		for _, c := range changed {
+			c.changed()
+		}
+	}()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	class, err := t.attempt()
+	class, tChanged, err := t.attempt()
+	if tChanged {
+		changed = append(changed, t)
+	}
 	if err == nil || class != p11.Gone {
 		return
 	}
@@ -103,20 +114,18 @@ func (m *module) reconnect(t *Token) {
 	}
 	t.cfg.Logger.Info("restarting the PKCS#11 module to find a lost token again",
 		"module", m.path, "token", t.cfg.TokenLabel, "other_tokens", len(live))
-	_, _ = t.attempt()
-	var lost []*Token
+	if _, tChanged, _ := t.attempt(); tChanged {
+		changed = append(changed, t)
+	}
 	for _, o := range live {
 		conn, err := o.dial(o.keys)
 		if err != nil {
 			o.markAwayLocked(err)
-			lost = append(lost, o)
+			changed = append(changed, o)
 			o.cfg.Logger.Warn("HSM token lost in a module restart; reconnecting", "hsm", o.cfg.Name, "token", o.cfg.TokenLabel, "error", err.Error())
 		} else {
 			o.conn = conn
 		}
 		o.mu.Unlock()
-	}
-	for _, o := range lost {
-		o.changed()
 	}
 }

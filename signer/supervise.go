@@ -90,13 +90,14 @@ func (t *Token) probe() {
 }
 
 // attempt tries once to open the token again with all its keys, and
-// reports what it found. It is called by the module, which serialises
-// attempts and restarts.
-func (t *Token) attempt() (class p11.Class, err error) {
+// reports what it found and whether the token's state changed. It is
+// called by the module, which serialises attempts and restarts and tells
+// OnChange once no lock is held any more.
+func (t *Token) attempt() (class p11.Class, changed bool, err error) {
 	t.mu.RLock()
 	if t.state != stateAway {
 		t.mu.RUnlock()
-		return p11.Request, nil
+		return p11.Request, false, nil
 	}
 	keys := append([]*Signer(nil), t.keys...) // keys are added only while up
 	t.mu.RUnlock()
@@ -108,7 +109,7 @@ func (t *Token) attempt() (class p11.Class, err error) {
 		if conn != nil {
 			conn.close()
 		}
-		return p11.Request, nil
+		return p11.Request, false, nil
 	}
 	if err == nil {
 		lost := time.Since(t.outage.since)
@@ -118,8 +119,7 @@ func (t *Token) attempt() (class p11.Class, err error) {
 		t.reconnects.Add(1)
 		t.cfg.Logger.Info("HSM token back", "hsm", t.cfg.Name, "token", t.cfg.TokenLabel, "keys", len(keys),
 			"attempts", attempts, "outage", lost.Round(time.Millisecond).String())
-		t.changed()
-		return p11.Request, nil
+		return p11.Request, true, nil
 	}
 	class = p11.Classify(err)
 	t.outage.attempts++
@@ -132,10 +132,9 @@ func (t *Token) attempt() (class p11.Class, err error) {
 	if class == p11.LoginRefused {
 		t.cfg.Logger.Error("HSM token refused the PIN on reconnecting; not retrying, so as not to lock the PIN: fix the PIN and restart",
 			"hsm", t.cfg.Name, "token", t.cfg.TokenLabel, "error", err.Error())
-		t.changed()
 	} else {
 		t.cfg.Logger.Warn("HSM reconnection failed", "hsm", t.cfg.Name, "token", t.cfg.TokenLabel,
 			"attempt", attempts, "class", class.String(), "error", err.Error())
 	}
-	return class, err
+	return class, class == p11.LoginRefused, err
 }

@@ -56,8 +56,11 @@ func (c *CountingSigner) Signs() int64 { return c.signs.Load() }
 
 // World is the token, the signer and the simulator.
 type World struct {
-	CA       *devca.CA
-	Token    softhsmtest.Token
+	CA    *devca.CA
+	Token softhsmtest.Token
+	// Chain is the eSeal's certificate and its chain.
+	Chain []*x509.Certificate
+	// Signer is nil with Options.NoSigner.
 	Signer   *CountingSigner
 	Sim      *mpsim.Server
 	Issuer   string
@@ -67,6 +70,12 @@ type World struct {
 // Options change the simulator's configuration.
 type Options struct {
 	TokenLifetime time.Duration
+	// NoSigner leaves the world without a signer of its own, for tests of a
+	// daemon in this process that must be the module's only user: a module
+	// is initialised once per process, and a context held here would keep
+	// it from being finalised and initialised again after an outage, as a
+	// daemon alone in its process can.
+	NoSigner bool
 }
 
 // New builds a world; everything is closed when the test ends.
@@ -77,8 +86,11 @@ func New(t testing.TB, opts Options) *World {
 		t.Fatal(err)
 	}
 	tok := softhsmtest.NewToken(t)
-	tok.NewCertifiedKey(t, "eseal", ca)
-	s := OpenSigner(t, tok, "eseal")
+	chain := tok.NewCertifiedKey(t, "eseal", ca)
+	var counting *CountingSigner
+	if !opts.NoSigner {
+		counting = &CountingSigner{Signer: OpenSigner(t, tok, "eseal")}
+	}
 
 	srv := httptest.NewUnstartedServer(nil)
 	issuer := "http://" + srv.Listener.Addr().String() + "/"
@@ -101,7 +113,7 @@ func New(t testing.TB, opts Options) *World {
 	srv.Config.Handler = sim.Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &World{CA: ca, Token: tok, Signer: &CountingSigner{Signer: s}, Sim: sim, Issuer: issuer, Endpoint: issuer + "token"}
+	return &World{CA: ca, Token: tok, Chain: chain, Signer: counting, Sim: sim, Issuer: issuer, Endpoint: issuer + "token"}
 }
 
 // OpenSigner opens a key of the token; it is closed when the test ends.
