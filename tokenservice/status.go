@@ -31,7 +31,9 @@ func toStatus(err error) error {
 		return status.FromContextError(err).Err()
 	case errors.Is(err, ErrNotRecorded):
 		return status.Error(codes.Unavailable, "no token was issued because the request could not be recorded in the audit log: "+err.Error())
-	case errors.Is(err, signer.ErrUnavailable), errors.Is(err, signer.ErrBusy):
+	case errors.Is(err, signer.ErrBusy):
+		return status.Error(codes.Unavailable, "the HSM is busy; retry with back-off: "+err.Error())
+	case errors.Is(err, signer.ErrUnavailable):
 		return status.Error(codes.Unavailable, "the HSM is unavailable; retry with back-off: "+err.Error())
 	case maskinporten.IsTemporary(err):
 		return status.Error(codes.Unavailable, "Maskinporten is unavailable; retry with back-off: "+err.Error())
