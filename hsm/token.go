@@ -89,8 +89,13 @@ func freeSlot(m *p11.Module) (uint, error) {
 }
 
 // open logs in to the token with crypto11 and borrows a raw session on it
-// for the operations crypto11 lacks. The raw session shares the login: in
-// PKCS#11 the login state belongs to the application, not the session.
+// for the operations crypto11 lacks. In PKCS#11 the login state belongs to
+// the application, and for most modules the raw session is of the same
+// application as crypto11's, so it shares the login. p11-kit's client
+// module makes each load its own application (its own connection to the
+// server), so the raw session logs in too; CKR_USER_ALREADY_LOGGED_IN is
+// the answer where the login is shared. It never logs out: that would log
+// out crypto11's sessions as well.
 func (t Token) open() (*crypto11.Context, *rawSession, error) {
 	ctx, err := crypto11.Configure(&crypto11.Config{
 		Path:        t.Module,
@@ -111,6 +116,12 @@ func (t Token) open() (*crypto11.Context, *rawSession, error) {
 		m.Close()
 		_ = ctx.Close()
 		return nil, nil, err
+	}
+	if err := m.Login(session, pkcs11.CKU_USER, t.PIN.Reveal()); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
+		_ = m.CloseSession(session)
+		m.Close()
+		_ = ctx.Close()
+		return nil, nil, p11.ExplainOpenError(t.Module, t.Label, err)
 	}
 	return ctx, &rawSession{Module: m, handle: session}, nil
 }
