@@ -1,0 +1,102 @@
+package signer
+
+import (
+	"crypto"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// TestKeysOfATokenShareItsFate: two keys on one token, found through one
+// Token. When the token goes away both are unavailable together; when it
+// is back both sign again, without a caller asking first.
+func TestKeysOfATokenShareItsFate(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	f := newFixture(t)
+	second := f.tok.NewCertifiedKey(t, "eseal-2", sharedCA(t))
+	cfg := f.config().Token
+	cfg.ProbeInterval = 50 * time.Millisecond
+	tok, err := OpenToken(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tok.Close() })
+	a, err := tok.Key(KeyConfig{KeyLabel: "eseal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := tok.Key(KeyConfig{KeyLabel: "eseal-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.Certificate().Equal(second[0]) || a.Certificate().Equal(b.Certificate()) {
+		t.Fatal("each key must carry its own certificate")
+	}
+
+	bringBack := f.tok.TakeAway(t)
+	// Nobody signs: the probe must notice, for both keys at once.
+	waitFor(t, "the probe to see the token gone", func() bool { return tok.Health() != nil })
+	for _, s := range []*Signer{a, b} {
+		if _, err := s.Sign(nil, digestOf(crypto.SHA256, []byte("x")), crypto.SHA256); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("key %s while its token is away: %v, want ErrUnavailable", s.KeyLabel(), err)
+		}
+	}
+	bringBack()
+	waitFor(t, "the token to be back without a caller", func() bool { return tok.Health() == nil })
+	for _, s := range []*Signer{a, b} {
+		digest := digestOf(crypto.SHA256, []byte(s.KeyLabel()))
+		sig, err := s.Sign(nil, digest, crypto.SHA256)
+		if err != nil {
+			t.Fatalf("key %s after its token came back: %v", s.KeyLabel(), err)
+		}
+		verify(t, s.Certificate(), crypto.SHA256, digest, sig)
+	}
+	if tok.Reconnects() != 1 {
+		t.Fatalf("Reconnects() = %d, want 1: one token, one recovery, however many keys", tok.Reconnects())
+	}
+}
+
+// TestOtherTokenOfTheModuleUndisturbed: while one token of a module is
+// away, the module is restarted to look for it; the other token's callers
+// wait through each restart and are never refused.
+func TestOtherTokenOfTheModuleUndisturbed(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	lost, kept := newFixture(t), newFixture(t)
+	lostCfg := lost.config()
+	lostCfg.Token.ProbeInterval = 50 * time.Millisecond
+	lostCfg.Token.Backoff = Backoff{Initial: 10 * time.Millisecond, Max: 50 * time.Millisecond}
+	lostSigner, err := Open(lostCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lostSigner.Close() })
+	keptSigner := kept.open(t)
+	load := startSigning(t, keptSigner, kept)
+	load.waitForSuccesses(t, 5)
+
+	bringBack := lost.tok.TakeAway(t)
+	waitFor(t, "the lost token's outage to be seen", func() bool { return lostSigner.Health() != nil })
+	waitFor(t, "several module restarts", func() bool { return strings.Count(lost.logs.String(), "restarting the PKCS#11 module") >= 3 })
+	before := load.successes.Load()
+	load.waitForSuccesses(t, before+5)
+	bringBack()
+	waitFor(t, "the lost token to be back", func() bool { return lostSigner.Health() == nil })
+	load.stop()
+	if n := load.failures.Load(); n != 0 {
+		t.Errorf("the other token's callers were refused %d times", n)
+	}
+	if other := load.otherErrors(); len(other) > 0 {
+		t.Errorf("the other token's callers got errors: %v", other)
+	}
+	if load.wrongSignatures.Load() != 0 {
+		t.Errorf("%d signatures did not verify", load.wrongSignatures.Load())
+	}
+	if keptSigner.Health() != nil || keptSigner.Reconnects() != 0 {
+		t.Errorf("the other token: health %v, %d reconnections; a module restart is no outage of it", keptSigner.Health(), keptSigner.Reconnects())
+	}
+}
