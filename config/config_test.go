@@ -102,15 +102,20 @@ func TestLoadErrorsSayWhatToFix(t *testing.T) {
 		{"bad duration", [2]string{"45s", "45 sekunder"}, "cannot unmarshal"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if !strings.Contains(validConfig, tt.replace[0]) {
-				t.Fatalf("test is stale: %q not in the valid config", tt.replace[0])
-			}
-			_, err := Load(writeConfig(t, strings.Replace(validConfig, tt.replace[0], tt.replace[1], 1)))
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("Load() error = %v\nwant it to say %q", err, tt.want)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { loadFails(t, validConfig, tt.replace, tt.want) })
+	}
+}
+
+// loadFails loads base with replace[0] replaced by replace[1] and checks
+// that the error says want.
+func loadFails(t *testing.T, base string, replace [2]string, want string) {
+	t.Helper()
+	if !strings.Contains(base, replace[0]) {
+		t.Fatalf("test is stale: %q not in the configuration", replace[0])
+	}
+	_, err := Load(writeConfig(t, strings.Replace(base, replace[0], replace[1], 1)))
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Load() error = %v\nwant it to say %q", err, want)
 	}
 }
 

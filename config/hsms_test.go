@@ -55,7 +55,7 @@ func TestHSMErrorsSayWhatToFix(t *testing.T) {
 		{"both hsm and hsms", [2]string{"hsms:\n", "hsm: {token: x, pin: {env: P}}\nhsms:\n"}, "not both"},
 		{"environment names no HSM", [2]string{"    hsm: test-hsm\n", ""}, `environments[0] (test).hsm: 2 HSMs are configured; say which holds this environment's key (prod-hsm, test-hsm)`},
 		{"unknown HSM", [2]string{"hsm: test-hsm", "hsm: tset-hsm"}, `environments[0] (test).hsm "tset-hsm": no HSM has that name (configured: prod-hsm, test-hsm)`},
-		{"HSM without a name", [2]string{"name: test-hsm, ", ""}, `hsms[1].name "": give each HSM a name`},
+		{"HSM without a name", [2]string{"name: test-hsm, ", ""}, `hsms[1].name "": use lower-case letters, digits and dashes`},
 		{"two names for one token", [2]string{"token: test,", "token: prod,"}, `token "prod" of this module is already configured as HSM "prod-hsm"`},
 		{"duplicate name", [2]string{"name: test-hsm", "name: prod-hsm"}, `"prod-hsm" is configured twice`},
 		{"no token", [2]string{"token: test, ", ""}, "hsms[1] (test-hsm).token: give the token label"},
@@ -65,15 +65,7 @@ func TestHSMErrorsSayWhatToFix(t *testing.T) {
 		{"unknown key", [2]string{"probe_interval: 2s", "probe_intervall: 2s"}, "field probe_intervall not found"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if !strings.Contains(twoHSMs, tt.replace[0]) {
-				t.Fatalf("test is stale: %q not in the configuration", tt.replace[0])
-			}
-			_, err := Load(writeConfig(t, strings.Replace(twoHSMs, tt.replace[0], tt.replace[1], 1)))
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("Load() error = %v\nwant it to say %q", err, tt.want)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { loadFails(t, twoHSMs, tt.replace, tt.want) })
 	}
 }
 

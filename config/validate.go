@@ -89,13 +89,7 @@ func (c *Config) validateHSMs(v *validator) {
 	softhsmDir := ""
 	for _, h := range c.HSMs {
 		at := h.field
-		switch {
-		case !environmentName.MatchString(h.Name):
-			v.add(fmt.Sprintf("%s.name %q: give each HSM a name of lower-case letters, digits and dashes", at, h.Name))
-		case names[h.Name]:
-			v.add(fmt.Sprintf("%s.name: %q is configured twice", at, h.Name))
-		}
-		names[h.Name] = true
+		v.uniqueName(at, h.Name, names)
 		v.require(h.Token != "", at+".token: give the token label")
 		v.require(!h.PIN.IsZero(), at+".pin: give {file: PATH} or {env: VARIABLE}")
 		v.require(h.PIN.File == "" || h.PIN.Env == "", at+".pin: give a file or an environment variable, not both")
@@ -135,13 +129,7 @@ func (c *Config) validateEnvironments(v *validator) {
 		if e.Name != "" {
 			at = fmt.Sprintf("environments[%d] (%s)", i, e.Name)
 		}
-		switch {
-		case !environmentName.MatchString(e.Name):
-			v.add(fmt.Sprintf("%s.name %q: use lower-case letters, digits and dashes", at, e.Name))
-		case seen[e.Name]:
-			v.add(fmt.Sprintf("%s.name: %q is configured twice", at, e.Name))
-		}
-		seen[e.Name] = true
+		v.uniqueName(at, e.Name, seen)
 		if _, err := e.Resolve(); err != nil {
 			v.add(fmt.Sprintf("%s: %v", at, err))
 		}
@@ -222,6 +210,18 @@ func (v *validator) require(ok bool, problem string) {
 	if !ok {
 		v.add(problem)
 	}
+}
+
+// uniqueName checks a name that others refer to (an environment's, an
+// HSM's): lower-case letters, digits and dashes, and not used twice.
+func (v *validator) uniqueName(at, name string, seen map[string]bool) {
+	switch {
+	case !environmentName.MatchString(name):
+		v.add(fmt.Sprintf("%s.name %q: use lower-case letters, digits and dashes", at, name))
+	case seen[name]:
+		v.add(fmt.Sprintf("%s.name: %q is configured twice", at, name))
+	}
+	seen[name] = true
 }
 
 func (v *validator) fileExists(field, path string) {
