@@ -4,6 +4,8 @@
 GO      ?= go
 BIN     := bin
 STATE   := .state
+# The packages whose tests run on opencryptoki too (softhsm/softhsmtest).
+HSM_TESTS := ./signer/... ./hsm/... ./cmd/portvakt/...
 
 .PHONY: all build test bench fuzz demo generate check-generated lint deps clean
 
@@ -12,14 +14,16 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## deps: install SoftHSM2, OpenSC (pkcs11-tool) and openssl when missing.
+## deps: install SoftHSM2, opencryptoki, OpenSC (pkcs11-tool), openssl and p11-kit when missing.
 deps:
 	@scripts/install-deps.sh
 
-## test: vet, then every test with the race detector, against real SoftHSM2.
+## test: vet, then every test with the race detector, against real SoftHSM2;
+## then the HSM tests again against opencryptoki's soft token.
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	PORTVAKT_TEST_HSM=opencryptoki $(GO) test -race -count=1 $(HSM_TESTS)
 
 ## bench: benchmarks, to be read as ratios within one run.
 bench: deps

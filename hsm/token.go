@@ -50,11 +50,21 @@ func InitToken(module, label string, soPIN, userPIN secret.Value) error {
 	if _, err := m.FindSlot(label); err == nil {
 		return fmt.Errorf("a token labelled %q already exists; choose another label", label)
 	}
-	slot, err := freeSlot(m)
+	slot, info, err := freeSlot(m)
 	if err != nil {
 		return err
 	}
+	// A user PIN the token refuses would fail C_InitPIN after C_InitToken
+	// has already made the token: check both PINs first.
+	if err := checkPINLengths(info, soPIN, userPIN); err != nil {
+		return fmt.Errorf("initialising token %q: %w", label, err)
+	}
 	if err := m.Ctx.InitToken(slot, soPIN.Reveal(), label); err != nil {
+		if errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_INCORRECT)) {
+			// SoftHSM2 sets the SO PIN given; opencryptoki checks it against
+			// the token's current one.
+			return fmt.Errorf("initialising token %q: the module checks the security officer PIN against the token's current one instead of setting it (opencryptoki's is 87654321 until changed with `pkcsconf -P`): give that PIN: %w", label, err)
+		}
 		return fmt.Errorf("initialising token %q: %w", label, err)
 	}
 	// SoftHSM2 moves a freshly initialised token to a new slot number:
@@ -74,18 +84,34 @@ func InitToken(module, label string, soPIN, userPIN secret.Value) error {
 	return nil
 }
 
-func freeSlot(m *p11.Module) (uint, error) {
+func freeSlot(m *p11.Module) (uint, pkcs11.TokenInfo, error) {
 	slots, err := m.GetSlotList(true)
 	if err != nil {
-		return 0, fmt.Errorf("listing slots: %w", err)
+		return 0, pkcs11.TokenInfo{}, fmt.Errorf("listing slots: %w", err)
 	}
 	for _, slot := range slots {
 		info, err := m.GetTokenInfo(slot)
 		if err == nil && info.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0 {
-			return slot, nil
+			return slot, info, nil
 		}
 	}
-	return 0, fmt.Errorf("module %s has no slot with an uninitialised token", m.Path())
+	return 0, pkcs11.TokenInfo{}, fmt.Errorf("module %s has no slot with an uninitialised token", m.Path())
+}
+
+// checkPINLengths refuses PINs outside the token's ulMinPinLen and
+// ulMaxPinLen (SoftHSM2: 4 to 255 bytes; opencryptoki 3.8's soft token: 4
+// to 8, shorter than the PINs `hsm init --create-pins` makes).
+func checkPINLengths(info pkcs11.TokenInfo, soPIN, userPIN secret.Value) error {
+	for _, pin := range []struct {
+		name  string
+		value secret.Value
+	}{{"security officer PIN", soPIN}, {"user PIN", userPIN}} {
+		n := uint(len(pin.value.Reveal()))
+		if n < info.MinPinLen || (info.MaxPinLen > 0 && n > info.MaxPinLen) {
+			return fmt.Errorf("the %s has %d bytes; this token takes %d to %d", pin.name, n, info.MinPinLen, info.MaxPinLen)
+		}
+	}
+	return nil
 }
 
 // open logs in to the token with crypto11 and borrows a raw session on it

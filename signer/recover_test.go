@@ -3,7 +3,6 @@ package signer
 import (
 	"crypto"
 	"errors"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,7 +13,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/portvakt/portvakt/internal/p11"
-	"github.com/portvakt/portvakt/softhsm/softhsmtest"
 )
 
 // TestRecovery takes the token away while signing goes on, in the two ways
@@ -114,22 +112,13 @@ func closeAllSessions(t *testing.T, f fixture, s *Signer) func() {
 	return func() {}
 }
 
-func moveTokenDirectory(t *testing.T, _ fixture, _ *Signer) func() {
-	dir := softhsmtest.Dir().TokenDir()
-	away := dir + ".away"
-	if err := os.Rename(dir, away); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	bringBack := func() {
-		once.Do(func() {
-			if err := os.Rename(away, dir); err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-	t.Cleanup(bringBack) // never leave the other tests without tokens
-	return bringBack
+// moveTokenDirectory takes the token away (softhsmtest: its directory is
+// moved; on opencryptoki its sessions are closed too, so under the write
+// lock, as in closeAllSessions).
+func moveTokenDirectory(t *testing.T, f fixture, s *Signer) func() {
+	s.token.mu.Lock()
+	defer s.token.mu.Unlock()
+	return f.tok.TakeAway(t)
 }
 
 // assertModuleReleased checks that the Signer left no crypto11 context

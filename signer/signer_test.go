@@ -140,9 +140,11 @@ func TestOpenWithCertificateFile(t *testing.T) {
 
 func TestOpenErrorsSayWhatToFix(t *testing.T) {
 	f := newFixture(t)
-	other := newFixture(t) // a second key, whose certificate is not ours
+	// A second key, whose certificate is not ours; on the same token, as
+	// opencryptoki's soft token serves one token at a time.
+	other := f.tok.NewCertifiedKey(t, "other", sharedCA(t))
 	otherCert := filepath.Join(t.TempDir(), "other.pem")
-	writeFile(t, otherCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.chain[0].Raw}))
+	writeFile(t, otherCert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other[0].Raw}))
 	keyFile := filepath.Join(t.TempDir(), "key.pem")
 	writeFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1}}))
 	wrongPIN, _ := secret.New("wrong-pin-0000")

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/portvakt/portvakt/softhsm/softhsmtest"
 )
 
 // TestKeysOfATokenShareItsFate: two keys on one token, found through one
@@ -64,6 +66,7 @@ func TestKeysOfATokenShareItsFate(t *testing.T) {
 // away, the module is restarted to look for it; the other token's callers
 // wait through each restart and are never refused.
 func TestOtherTokenOfTheModuleUndisturbed(t *testing.T) {
+	softhsmtest.NeedTokens(t, 2)
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 	lost, kept := newFixture(t), newFixture(t)

@@ -15,6 +15,8 @@ import (
 	"software.sslmate.com/src/go-pkcs12"
 
 	"github.com/portvakt/portvakt/devca"
+	"github.com/portvakt/portvakt/secret"
+	"github.com/portvakt/portvakt/softhsm/softhsmtest"
 )
 
 // transcript collects everything the commands printed and every error they
@@ -50,12 +52,12 @@ func TestHSMCommandsEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	file := func(name string) string { return filepath.Join(dir, name) }
 	tr := &transcript{}
-	tok := []string{"--softhsm-dir", file("hsm"), "--token", "cli-test", "--pin-file", file("user.pin")}
+	sel := commandToken(t, tr, file)
+	tok := append(append([]string(nil), sel...), "--pin-file", file("user.pin"))
 	hsmCmd := func(sub string, extra ...string) []string {
 		return append(append([]string{"hsm", sub}, tok...), extra...)
 	}
 
-	tr.must(t, append(hsmCmd("init"), "--so-pin-file", file("so.pin"), "--create-pins")...)
 	tr.must(t, append(hsmCmd("keygen"), "--label", "eseal", "--bits", "2048")...)
 	tr.must(t, append(hsmCmd("csr"), "--label", "eseal", "--org-number", "991825827", "--organization", "CLI Test AS", "--out", file("eseal.csr"))...)
 	tr.must(t, "devca", "init", "--dir", file("ca"))
@@ -114,7 +116,7 @@ func TestHSMCommandsEndToEnd(t *testing.T) {
 
 	// A wrong PIN, from the environment this time.
 	t.Setenv("PORTVAKT_TEST_WRONG_PIN", "Wrong-PIN-31337")
-	_, err := tr.run(t, "hsm", "list", "--softhsm-dir", file("hsm"), "--token", "cli-test", "--pin-env", "PORTVAKT_TEST_WRONG_PIN")
+	_, err := tr.run(t, append(append([]string{"hsm", "list"}, sel...), "--pin-env", "PORTVAKT_TEST_WRONG_PIN")...)
 	if err == nil || !strings.Contains(err.Error(), "refused the PIN") {
 		t.Fatalf("list with a wrong PIN: %v", err)
 	}
@@ -132,6 +134,28 @@ func TestHSMCommandsEndToEnd(t *testing.T) {
 			t.Errorf("the %s appears in the commands' output or errors", name)
 		}
 	}
+}
+
+// commandToken makes the token the commands work on, with its user PIN in
+// file("user.pin") and its SO PIN in file("so.pin"), and returns the flags
+// that select it. On SoftHSM2 that is `hsm init` itself, in a directory of
+// the test's own. opencryptoki's soft token is one per machine, which
+// softhsmtest re-initialises for each test; `hsm init` wants a slot with an
+// uninitialised token, which it never is then.
+func commandToken(t *testing.T, tr *transcript, file func(string) string) []string {
+	t.Helper()
+	if softhsmtest.Implementation() == softhsmtest.SoftHSM2 {
+		sel := []string{"--softhsm-dir", file("hsm"), "--token", "cli-test"}
+		tr.must(t, append(append([]string{"hsm", "init"}, sel...), "--pin-file", file("user.pin"), "--so-pin-file", file("so.pin"), "--create-pins")...)
+		return sel
+	}
+	tok := softhsmtest.NewToken(t)
+	for name, pin := range map[string]secret.Value{"user.pin": tok.PIN, "so.pin": tok.SOPIN} {
+		if err := os.WriteFile(file(name), []byte(pin.Reveal()+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []string{"--module", tok.Module, "--token", tok.Label}
 }
 
 func TestUsageErrors(t *testing.T) {

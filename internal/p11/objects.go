@@ -30,8 +30,11 @@ type KeyObject struct {
 	// modulus and exponent (RSA only; nil otherwise).
 	Public *rsa.PublicKey
 
-	Sensitive        bool
-	Extractable      bool
+	Sensitive   bool
+	Extractable bool
+	// AlwaysSensitive and NeverExtractable are the token's
+	// CKA_ALWAYS_SENSITIVE and CKA_NEVER_EXTRACTABLE for a key it
+	// generated, and false for any other: see privateKey.
 	AlwaysSensitive  bool
 	NeverExtractable bool
 	Local            bool // generated on the token
@@ -132,6 +135,16 @@ func (m *Module) privateKey(session pkcs11.SessionHandle, h pkcs11.ObjectHandle)
 		AlwaysSensitive:  boolean(attrs[5].Value),
 		NeverExtractable: boolean(attrs[6].Value),
 		Local:            boolean(attrs[7].Value),
+	}
+	if !key.Local {
+		// A private key the token did not generate was outside it before:
+		// created from its parts (C_CreateObject, as `hsm import-p12` does)
+		// or unwrapped. PKCS#11 has unwrapped keys report both attributes
+		// false, and SoftHSM2 created ones too, but opencryptoki 3.8 derives
+		// them from CKA_SENSITIVE and CKA_EXTRACTABLE at C_CreateObject and
+		// calls an imported key "never extractable". Only the token's own
+		// generation is evidence that a key never left it.
+		key.AlwaysSensitive, key.NeverExtractable = false, false
 	}
 	if key.KeyType == pkcs11.CKK_RSA {
 		pub, err := m.GetAttributeValue(session, h, []*pkcs11.Attribute{

@@ -105,7 +105,7 @@ type process struct {
 // would prove nothing.
 func Start(t testing.TB, tok softhsmtest.Token) *Server {
 	t.Helper()
-	if softhsmtest.Dir() == "" {
+	if softhsmtest.Module() == "" {
 		t.Fatal("p11kittest: softhsmtest.Main was not called from TestMain")
 	}
 	client, err := FindClientModule()
@@ -291,7 +291,10 @@ func (s *Server) start() error {
 	// SoftHSM2 in the per-connection processes must read this test
 	// binary's token directory; it is in the environment already, but say
 	// it explicitly so that the server does not depend on that.
-	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+softhsmtest.Dir().ConfigFile())
+	cmd.Env = os.Environ()
+	if dir := softhsmtest.Dir(); dir != "" { // SoftHSM2; opencryptoki needs nothing
+		cmd.Env = append(cmd.Env, "SOFTHSM2_CONF="+dir.ConfigFile())
+	}
 	cmd.Stdout = stdoutW
 	cmd.Stderr = logFile // a file, not a pipe: the server's children inherit it
 	cmd.SysProcAttr = &syscall.SysProcAttr{

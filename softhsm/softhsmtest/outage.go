@@ -42,6 +42,9 @@ func (tok Token) Directory(t testing.TB) string {
 // so a failed test leaves no token missing.
 func (tok Token) TakeAway(t testing.TB) (bringBack func()) {
 	t.Helper()
+	if impl == OpenCryptoki {
+		return tok.takeAwayOpenCryptoki(t)
+	}
 	path := tok.Directory(t)
 	away := filepath.Join(filepath.Dir(dir.TokenDir()), "away-"+filepath.Base(path))
 	if err := os.Rename(path, away); err != nil {

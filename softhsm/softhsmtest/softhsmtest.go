@@ -1,10 +1,13 @@
-// Package softhsmtest gives tests real SoftHSM2 tokens. Tests talk to them
-// through the real PKCS#11 module: there is no mock of the HSM.
+// Package softhsmtest gives tests real PKCS#11 tokens: SoftHSM2's, or
+// opencryptoki's soft token when PORTVAKT_TEST_HSM=opencryptoki (see
+// Implementation). Tests talk to them through the real PKCS#11 module:
+// there is no mock of the HSM.
 //
 // SoftHSM2 reads its configuration once per module initialisation and the
 // module is shared by the whole process, so each test binary gets one
 // private SoftHSM2 directory (Main), and each test a token of its own in it
-// (NewToken).
+// (NewToken). opencryptoki's soft token is one per machine: test binaries
+// take turns with it, and each test re-initialises it (see opencryptoki.go).
 package softhsmtest
 
 import (
@@ -25,20 +28,34 @@ import (
 )
 
 var (
+	impl    string // SoftHSM2 or OpenCryptoki
 	dir     softhsm.Dir
 	module  string
 	counter atomic.Int64
 )
 
-// Main prepares a private SoftHSM2 directory, runs the tests and removes
-// it. Call it from TestMain. Without SoftHSM2 the run fails: a test that
-// skips the HSM would prove nothing.
+// Main prepares a private SoftHSM2 directory (on opencryptoki: waits its
+// turn for the soft token), runs the tests and removes it. Call it from
+// TestMain.
+// Without the implementation the run fails: a test that skips the HSM
+// would prove nothing.
 func Main(m *testing.M) {
 	os.Exit(run(m))
 }
 
 func run(m *testing.M) int {
 	var err error
+	if impl, err = chooseImplementation(); err != nil {
+		fmt.Fprintln(os.Stderr, "softhsmtest:", err)
+		return 2
+	}
+	if impl == OpenCryptoki {
+		if err := prepareOpenCryptoki(); err != nil {
+			fmt.Fprintln(os.Stderr, "softhsmtest:", err)
+			return 2
+		}
+		return m.Run()
+	}
 	if module, err = softhsm.FindModule(); err != nil {
 		fmt.Fprintln(os.Stderr, "softhsmtest:", err)
 		return 2
@@ -63,16 +80,21 @@ func run(m *testing.M) int {
 type Token struct {
 	hsm.Token
 	SOPIN secret.Value
+	slot  uint // opencryptoki only
 }
 
-// Dir is the SoftHSM2 directory of this test binary.
+// Dir is the SoftHSM2 directory of this test binary; empty on opencryptoki.
 func Dir() softhsm.Dir { return dir }
 
-// NewToken initialises a token with a unique label and random PINs.
+// NewToken initialises a token with a unique label and random PINs (on
+// opencryptoki the SO PIN is the default one: see opencryptoki.go).
 func NewToken(t testing.TB) Token {
 	t.Helper()
 	if module == "" {
 		t.Fatal("softhsmtest.Main was not called from TestMain")
+	}
+	if impl == OpenCryptoki {
+		return newOpenCryptokiToken(t)
 	}
 	label := fmt.Sprintf("test-%d-%d", os.Getpid(), counter.Add(1))
 	userPIN, _ := secret.New(rand.Text()[:16])
