@@ -82,7 +82,8 @@ func (s *Signer) Health() error { return s.token.Health() }
 // Sign signs digest with RSA PKCS#1 v1.5. opts must be crypto.SHA256,
 // crypto.SHA384 or crypto.SHA512 (RS256, RS384, RS512); PSS is refused.
 //
-// While the token is away Sign fails at once with an error wrapping
+// While the token is away, or stalled (a probe went unanswered, as a cut-off
+// network HSM leaves it), Sign fails at once with an error wrapping
 // ErrUnavailable. While it is busy (every session in use, or the token out
 // of sessions or memory) Sign waits, up to the token's session wait, and
 // then fails with ErrBusy; neither starts a reconnection.
@@ -91,6 +92,9 @@ func (s *Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 		return nil, err
 	}
 	t := s.token
+	if err := t.stalledError(); err != nil {
+		return nil, err
+	}
 	var deadline time.Time
 	var cap time.Duration
 	for {

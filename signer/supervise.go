@@ -60,33 +60,70 @@ func (t *Token) supervise() {
 // of its keys: a cheap call that proves the session, the login and the key
 // handles are alive, which is what the next signature needs. A busy token
 // is not an absent one: only a Gone answer counts.
+//
+// A network HSM cut off without a reset answers nothing at all, and some
+// PKCS#11 clients (p11-kit's) have no timeout, so a call can block until
+// the network returns. A probe unanswered after twice the session wait
+// marks the token stalled (once would catch a probe merely waiting for a
+// session of a busy pool, which gives up after the session wait): Health
+// reports it and Sign fails at once instead of queueing behind calls that
+// may never return. The mark goes when the probe is answered.
 func (t *Token) probe() {
+	answer := make(chan probeAnswer, 1)
+	go func() { answer <- t.ask() }()
+	var a probeAnswer
+	select {
+	case a = <-answer:
+	case <-time.After(2 * t.cfg.SessionWait):
+		t.stalled.Store(time.Now().UnixNano())
+		t.cfg.Logger.Warn("HSM token does not answer; signatures fail at once until it does",
+			"hsm", t.cfg.Name, "token", t.cfg.TokenLabel, "waited", (2 * t.cfg.SessionWait).String())
+		t.changed()
+		select {
+		case a = <-answer:
+		case <-t.stop:
+			return // the call may never return; Close must not wait for it here
+		}
+		t.stalled.Store(0)
+		t.cfg.Logger.Info("HSM token answers again", "hsm", t.cfg.Name, "token", t.cfg.TokenLabel)
+		t.changed()
+	}
+	if a.lost != nil {
+		t.cfg.Logger.Warn("HSM probe: the token does not answer", "hsm", t.cfg.Name, "token", t.cfg.TokenLabel, "error", a.lost.Error())
+		t.lose(a.conn, a.lost)
+	}
+}
+
+// probeAnswer is what one probe found: the connection asked, and the
+// error that shows it lost, if any.
+type probeAnswer struct {
+	conn *connection
+	lost error
+}
+
+func (t *Token) ask() probeAnswer {
 	t.mu.RLock()
+	defer t.mu.RUnlock()
 	c := t.conn
-	var lost error
-	if c != nil {
-		for _, key := range c.keys {
-			if _, err := c.ctx.GetAttribute(key, crypto11.CkaSign); err != nil && p11.Classify(err) == p11.Gone {
-				lost = err
-				break
-			}
+	if c == nil {
+		return probeAnswer{}
+	}
+	for _, key := range c.keys {
+		if _, err := c.ctx.GetAttribute(key, crypto11.CkaSign); err != nil && p11.Classify(err) == p11.Gone {
+			return probeAnswer{c, err}
 		}
-		if len(c.keys) == 0 {
-			// No key to ask about: ask for randomness instead, which needs a
-			// live session too.
-			if r, err := c.ctx.NewRandomReader(); err == nil {
-				var b [1]byte
-				if _, err := r.Read(b[:]); err != nil && p11.Classify(err) == p11.Gone {
-					lost = err
-				}
+	}
+	if len(c.keys) == 0 {
+		// No key to ask about: ask for randomness instead, which needs a
+		// live session too.
+		if r, err := c.ctx.NewRandomReader(); err == nil {
+			var b [1]byte
+			if _, err := r.Read(b[:]); err != nil && p11.Classify(err) == p11.Gone {
+				return probeAnswer{c, err}
 			}
 		}
 	}
-	t.mu.RUnlock()
-	if lost != nil {
-		t.cfg.Logger.Warn("HSM probe: the token does not answer", "hsm", t.cfg.Name, "token", t.cfg.TokenLabel, "error", lost.Error())
-		t.lose(c, lost)
-	}
+	return probeAnswer{c, nil}
 }
 
 // attempt tries once to open the token again with all its keys, and

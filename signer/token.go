@@ -29,6 +29,11 @@ type Token struct {
 	state  tokenState
 	outage outage // why conn is nil, while it is
 
+	// stalled is when a probe went unanswered for the session wait (Unix
+	// nanoseconds), or 0. It is atomic, not under mu: the unanswered call
+	// holds mu's read lock.
+	stalled atomic.Int64
+
 	wake       chan struct{} // a Sign saw the token go away
 	stop       chan struct{}
 	stopOnce   sync.Once
@@ -182,6 +187,9 @@ func (t *Token) Reconnects() uint64 { return t.reconnects.Load() }
 // ErrUnavailable (and ErrLoginRefused when recovery has stopped because
 // the token refused the PIN) that says since when and why.
 func (t *Token) Health() error {
+	if err := t.stalledError(); err != nil {
+		return err
+	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	if t.conn != nil {
@@ -252,6 +260,17 @@ func (t *Token) changed() {
 	if t.cfg.OnChange != nil {
 		t.cfg.OnChange()
 	}
+}
+
+// stalledError says since when the token has not answered, while it has
+// not; else nil.
+func (t *Token) stalledError() error {
+	since := t.stalled.Load()
+	if since == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: token %q has not answered a probe for %s (a network HSM cut off?)",
+		ErrUnavailable, t.cfg.TokenLabel, time.Since(time.Unix(0, since)).Round(time.Millisecond))
 }
 
 // unavailableLocked describes why the token cannot be used; t.mu must be held.
