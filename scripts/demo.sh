@@ -146,6 +146,7 @@ if command -v grpcurl >/dev/null; then
 	step "grpcurl, through server reflection, with the client certificate"
 	run grpcurl -cacert "$state/mtls-ca.pem" -cert "$state/billing.pem" -key "$state/billing-key.pem" "$addr" list
 	run grpcurl -cacert "$state/mtls-ca.pem" -cert "$state/billing.pem" -key "$state/billing-key.pem" "$addr" portvakt.v1.TokenService/WhoAmI
+	run grpcurl -plaintext -unix -d '{"service":"portvakt.v1.TokenService/demo"}' "$PORTVAKT_SOCKET" grpc.health.v1.Health/Check
 fi
 
 step "10. The audit: every decision and every use of the key, hash-chained"
@@ -153,7 +154,7 @@ run "$bin/portvakt" audit query "$state/audit" --kind signature
 run "$bin/portvakt" audit verify "$state/audit"
 metrics=$(sed -n 's/.*msg=listening listener=metrics address=\([^ ]*\).*/\1/p' "$state/portvakt.log")
 echo "metrics on http://$metrics/metrics, for example:"
-curl -s "http://$metrics/metrics" | grep -E '^portvakt_(requests_total|policy_denials_total|hsm_sign_seconds_count|certificate_not_after)' | sed 's/^/  /' || true
+curl -s "http://$metrics/metrics" | grep -E '^portvakt_(requests_total|policy_denials_total|hsm_sign_seconds_count|hsm_up|certificate_not_after)' | sed 's/^/  /' || true
 
 step "11. Stopping the daemon and the local Maskinporten"
 cleanup
