@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/portvakt/portvakt/internal/backoff"
 	"github.com/portvakt/portvakt/secret"
 )
 
@@ -253,11 +253,7 @@ func (c *Client) shouldRetry(ctx context.Context, err error, attempt int) (time.
 	default:
 		return 0, false
 	}
-	backoff := c.retry.Initial << (attempt - 1)
-	if backoff <= 0 || backoff > c.retry.Max {
-		backoff = c.retry.Max
-	}
-	wait := rand.N(backoff) + time.Millisecond
+	wait := backoff.Policy{Initial: c.retry.Initial, Max: c.retry.Max}.Delay(attempt)
 	if retryAfter > wait {
 		wait = min(retryAfter, c.retry.Max)
 	}

@@ -20,6 +20,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/portvakt/portvakt/internal/backoff"
 	"github.com/portvakt/portvakt/internal/p11"
 )
 
@@ -96,7 +97,7 @@ func (s *Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 		return nil, err
 	}
 	var deadline time.Time
-	var cap time.Duration
+	busy := 0
 	for {
 		t.mu.RLock()
 		c := t.conn
@@ -120,8 +121,8 @@ func (s *Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 			if deadline.IsZero() {
 				deadline = now.Add(t.cfg.SessionWait)
 			}
-			var wait time.Duration
-			wait, cap = busyBackoff.next(cap)
+			busy++
+			wait := busyBackoff.Delay(busy)
 			if now.Add(wait).After(deadline) {
 				return nil, fmt.Errorf("%w: token %q stayed busy for %s: %w", ErrBusy, t.cfg.TokenLabel, t.cfg.SessionWait, err)
 			}
@@ -137,7 +138,7 @@ func (s *Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 
 // busyBackoff paces retries on a busy token: short, since a session is
 // usually free again within one signature.
-var busyBackoff = Backoff{Initial: 2 * time.Millisecond, Max: 100 * time.Millisecond}
+var busyBackoff = backoff.Policy{Initial: 2 * time.Millisecond, Max: 100 * time.Millisecond}
 
 // Close closes the key's token if the Signer was made by Open; a Signer
 // from Token.Key is closed with its Token. Sign fails after Close.

@@ -17,14 +17,14 @@ func (t *Token) supervise() {
 	defer close(t.done)
 	probe := time.NewTicker(t.cfg.ProbeInterval)
 	defer probe.Stop()
-	var cap time.Duration
+	failures := 0
 	for {
 		t.mu.RLock()
 		state := t.state
 		t.mu.RUnlock()
 		switch state {
 		case stateUp:
-			cap = 0
+			failures = 0
 			select {
 			case <-t.stop:
 				return
@@ -40,9 +40,8 @@ func (t *Token) supervise() {
 			if !away {
 				continue
 			}
-			var wait time.Duration
-			wait, cap = t.cfg.Backoff.next(cap)
-			timer := time.NewTimer(wait)
+			failures++
+			timer := time.NewTimer(t.cfg.Backoff.Delay(failures))
 			select {
 			case <-t.stop:
 				timer.Stop()
