@@ -18,6 +18,9 @@ const (
 	KindDecision  = "decision"  // a policy decision on a request
 	KindSignature = "signature" // a grant was signed with the HSM key
 	KindOutcome   = "outcome"   // how a token request ended
+	// KindCheckpoint seals the records before it with the audit key held
+	// in the HSM; see Seal.
+	KindCheckpoint = "checkpoint"
 )
 
 // Record is one line of the audit log. Its fields are marshalled in the
@@ -51,7 +54,8 @@ type Record struct {
 	MPCode      string     `json:"mp_code,omitempty"`
 	Error       string     `json:"error,omitempty"`
 	TokenExpiry *time.Time `json:"token_expires_at,omitempty"`
-	Prev        string     `json:"prev"` // hex SHA-256 of the previous record; "" for record 1; set by Append
+	Seal        *Seal      `json:"seal,omitempty"` // on KindCheckpoint only
+	Prev        string     `json:"prev"`           // hex SHA-256 of the previous record; "" for record 1; set by Append
 
 	// Hash is the hex SHA-256 of this record's line without its hash (see
 	// the package documentation). It is written at the end of the line,
