@@ -51,6 +51,10 @@ type KeyConfig struct {
 	// first and then its chain. When empty the certificate and chain are read
 	// from the token's certificate objects.
 	CertificateFile string
+	// NoCertificate opens a key that has no certificate, such as the audit
+	// key: its public half is the token's public key object, and after an
+	// outage the key found must still have that public half.
+	NoCertificate bool
 }
 
 // Config is a token and one key on it, for Open.
@@ -130,6 +134,9 @@ func (c *TokenConfig) validate() error {
 func (k *KeyConfig) validate() error {
 	if k.KeyLabel == "" && len(k.KeyID) == 0 {
 		return fmt.Errorf("key configuration: neither a key label nor a key id was given")
+	}
+	if k.NoCertificate && k.CertificateFile != "" {
+		return fmt.Errorf("key configuration: a certificate file was given for a key opened without a certificate")
 	}
 	return nil
 }

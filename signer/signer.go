@@ -60,8 +60,27 @@ func Open(cfg Config) (*Signer, error) {
 // Public returns the key's public half.
 func (s *Signer) Public() crypto.PublicKey { return s.public }
 
-// Certificate returns the key's certificate.
-func (s *Signer) Certificate() *x509.Certificate { return s.chain[0] }
+// Certificate returns the key's certificate; nil for a key opened with
+// NoCertificate.
+func (s *Signer) Certificate() *x509.Certificate {
+	if len(s.chain) == 0 {
+		return nil
+	}
+	return s.chain[0]
+}
+
+// checkSameKey checks that a key found again after an outage is this one:
+// the key of its certificate, or for a key without one, the same public
+// half as at start.
+func (s *Signer) checkSameKey(public *rsa.PublicKey) error {
+	if len(s.chain) > 0 {
+		return checkMatches(s.chain[0], public)
+	}
+	if !samePublicKey(s.public, public) {
+		return fmt.Errorf("%w: its public half is not the one found at start", ErrMismatch)
+	}
+	return nil
+}
 
 // Chain returns the certificate first, then the certificates that issued
 // it, as far as they were found. The slice is the caller's to keep.

@@ -2,6 +2,7 @@ package signer
 
 import (
 	"crypto/rsa"
+	"crypto/x509"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -104,7 +105,7 @@ func (t *Token) dial(keys []*Signer) (*connection, error) {
 	for _, s := range keys {
 		key, err := findKey(ctx, &s.key, t.cfg.TokenLabel)
 		if err == nil {
-			err = checkMatches(s.chain[0], rsaPublic(key))
+			err = s.checkSameKey(rsaPublic(key))
 		}
 		if err != nil {
 			c.close()
@@ -164,9 +165,11 @@ func (t *Token) Key(k KeyConfig) (*Signer, error) {
 	if bits := public.N.BitLen(); bits < minRSABits {
 		return nil, fmt.Errorf("key %s has %d bits; at least %d are required", k.String(), bits, minRSABits)
 	}
-	chain, err := loadChain(&t.cfg, &k, public)
-	if err != nil {
-		return nil, err
+	var chain []*x509.Certificate
+	if !k.NoCertificate {
+		if chain, err = loadChain(&t.cfg, &k, public); err != nil {
+			return nil, err
+		}
 	}
 	s := &Signer{token: t, index: len(t.keys), key: k, public: public, chain: chain}
 	t.keys = append(t.keys, s)

@@ -2,6 +2,7 @@ package signer
 
 import (
 	"crypto"
+	"crypto/rsa"
 	"errors"
 	"strings"
 	"testing"
@@ -101,5 +102,46 @@ func TestOtherTokenOfTheModuleUndisturbed(t *testing.T) {
 	}
 	if keptSigner.Health() != nil || keptSigner.Reconnects() != 0 {
 		t.Errorf("the other token: health %v, %d reconnections; a module restart is no outage of it", keptSigner.Health(), keptSigner.Reconnects())
+	}
+}
+
+// TestKeyWithoutCertificate: the audit key has no certificate. It opens
+// with NoCertificate, signs, and after an outage is checked against the
+// public half it had at start.
+func TestKeyWithoutCertificate(t *testing.T) {
+	f := newFixture(t)
+	f.tok.NewKey(t, "audit")
+	cfg := f.config()
+	cfg.Key = KeyConfig{KeyLabel: "audit", NoCertificate: true}
+	cfg.Token.ProbeInterval = 50 * time.Millisecond
+	s, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if s.Certificate() != nil {
+		t.Fatal("a key opened without a certificate has one")
+	}
+	sign := func() {
+		t.Helper()
+		digest := digestOf(crypto.SHA256, []byte("checkpoint"))
+		sig, err := s.Sign(nil, digest, crypto.SHA256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rsa.VerifyPKCS1v15(s.Public().(*rsa.PublicKey), crypto.SHA256, digest, sig); err != nil {
+			t.Fatalf("the signature does not verify with the key's public half: %v", err)
+		}
+	}
+	sign()
+	bringBack := f.tok.TakeAway(t)
+	waitFor(t, "the probe to see the token gone", func() bool { return s.Health() != nil })
+	bringBack()
+	waitFor(t, "the key to be back", func() bool { return s.Health() == nil })
+	sign()
+
+	cfg.Key = KeyConfig{KeyLabel: "audit"}
+	if _, err := Open(cfg); err == nil || !strings.Contains(err.Error(), "holds no certificate") {
+		t.Fatalf("opening a key without certificate as an eSeal: %v, want it refused", err)
 	}
 }
