@@ -37,7 +37,8 @@ type Checkpointer struct {
 	from uint64 // the Writer's start record: the first this instance vouches for
 
 	mu        sync.Mutex
-	own       uint64 // seq of the last checkpoint record appended
+	own       uint64 // seq of the last checkpoint record appended, 0 before the first
+	sealedTo  uint64 // the head that checkpoint sealed
 	lastTime  time.Time
 	notBefore time.Time // after a failure: when to try again
 }
@@ -71,7 +72,7 @@ func NewCheckpointer(w *Writer, opts CheckpointOptions) (*Checkpointer, error) {
 		opts.Logger = slog.Default()
 	}
 	st := w.Stats()
-	c := &Checkpointer{w: w, opts: opts, from: st.LastSeq, own: st.LastSeq - 1, lastTime: time.Now()}
+	c := &Checkpointer{w: w, opts: opts, from: st.LastSeq, sealedTo: st.LastSeq - 1, lastTime: time.Now()}
 	// A test seal, so that a key the HSM cannot use is found at start
 	// rather than at the first checkpoint.
 	probe := Seal{Instance: opts.Instance}
@@ -89,7 +90,7 @@ func (c *Checkpointer) Checkpoint() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.w.Stats()
-	if st.LastSeq <= c.own {
+	if c.pending(st) == 0 {
 		return nil // nothing since the last checkpoint but the checkpoint
 	}
 	now := c.w.now().UTC()
@@ -101,16 +102,26 @@ func (c *Checkpointer) Checkpoint() error {
 	if err != nil {
 		return fmt.Errorf("writing the audit checkpoint: %w", err)
 	}
-	c.own, c.lastTime = r.Seq, time.Now()
+	c.own, c.sealedTo, c.lastTime = r.Seq, seal.HeadSeq, time.Now()
 	return nil
+}
+
+// pending counts the records no checkpoint of this run has sealed yet,
+// leaving out the last checkpoint itself. Records may come between reading
+// the head and appending its checkpoint: they are pending still.
+func (c *Checkpointer) pending(st WriterStats) uint64 {
+	n := st.LastSeq - c.sealedTo
+	if c.own > c.sealedTo {
+		n--
+	}
+	return n
 }
 
 // due reports whether enough records, or enough time, have passed.
 func (c *Checkpointer) due() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := c.w.Stats()
-	pending := st.LastSeq - c.own
+	pending := c.pending(c.w.Stats())
 	if time.Now().Before(c.notBefore) {
 		return false
 	}

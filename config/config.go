@@ -163,6 +163,26 @@ type Audit struct {
 	// MaxBytes and MaxAge rotate the file; the hash chain continues.
 	MaxBytes int64         `yaml:"max_bytes"`
 	MaxAge   time.Duration `yaml:"max_age"`
+	// Seal, when set, has the daemon append checkpoints signed by an audit
+	// key in the HSM, which `portvakt audit verify --public-key` checks.
+	Seal *AuditSeal `yaml:"seal"`
+}
+
+// AuditSeal configures the audit checkpoints.
+type AuditSeal struct {
+	// HSM names the HSM holding the audit key; default: the only HSM.
+	HSM string `yaml:"hsm"`
+	// KeyLabel and KeyID (hex) select the audit key: an RSA key of its
+	// own, never an eSeal (`portvakt hsm keygen --label portvakt-audit`).
+	// Default label: portvakt-audit.
+	KeyLabel string `yaml:"key_label"`
+	KeyID    string `yaml:"key_id"`
+	// EveryRecords and Every say how often to seal: after this many
+	// records, or this long after the last checkpoint while records come,
+	// whichever is first; and always at a clean shutdown. Defaults 1000
+	// and 1m.
+	EveryRecords uint64        `yaml:"every_records"`
+	Every        time.Duration `yaml:"every"`
 }
 
 // Metrics configures the Prometheus listener.

@@ -69,6 +69,17 @@ func (c *Config) setDefaults() {
 			h.ProbeInterval = 5 * time.Second
 		}
 	}
+	if a := c.Audit.Seal; a != nil {
+		if a.KeyLabel == "" && a.KeyID == "" {
+			a.KeyLabel = DefaultAuditKeyLabel
+		}
+		if a.EveryRecords == 0 {
+			a.EveryRecords = 1000
+		}
+		if a.Every == 0 {
+			a.Every = time.Minute
+		}
+	}
 	if c.GRPC.MaxRecvBytes == 0 {
 		c.GRPC.MaxRecvBytes = 64 << 10
 	}
@@ -91,19 +102,26 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// DefaultAuditKeyLabel is the label of the audit key when audit.seal
+// names none.
+const DefaultAuditKeyLabel = "portvakt-audit"
+
 // DefaultHSM is the name of the HSM of a configuration's single hsm block.
 const DefaultHSM = "default"
 
-// HSMOf returns the HSM holding environment e's key: the one it names, or
-// the only one. Validate has checked that there is one.
-func (c *Config) HSMOf(e Environment) *HSM {
+// HSMNamed returns the HSM called name, or the only one for "".
+func (c *Config) HSMNamed(name string) *HSM {
 	for i := range c.HSMs {
-		if c.HSMs[i].Name == e.HSM || (e.HSM == "" && len(c.HSMs) == 1) {
+		if c.HSMs[i].Name == name || (name == "" && len(c.HSMs) == 1) {
 			return &c.HSMs[i]
 		}
 	}
 	return nil
 }
+
+// HSMOf returns the HSM holding environment e's key: the one it names, or
+// the only one. Validate has checked that there is one.
+func (c *Config) HSMOf(e Environment) *HSM { return c.HSMNamed(e.HSM) }
 
 // resolvePaths makes the file paths in the configuration absolute.
 func (c *Config) resolvePaths(dir string) {

@@ -36,6 +36,23 @@ func (c *Config) Validate() error {
 	}
 	v.require(c.Audit.File != "", "audit.file: give the audit log's path: Portvakt records every use of the key and does not run without an audit log")
 	v.require(c.Audit.MaxBytes >= 0 && c.Audit.MaxAge >= 0, "audit: rotation limits must not be negative")
+	if a := c.Audit.Seal; a != nil {
+		switch {
+		case a.HSM == "" && len(c.HSMs) > 1:
+			v.add(fmt.Sprintf("audit.seal.hsm: %d HSMs are configured; say which holds the audit key (%s)", len(c.HSMs), c.hsmNames()))
+		case a.HSM != "" && c.HSMNamed(a.HSM) == nil:
+			v.add(fmt.Sprintf("audit.seal.hsm %q: no HSM has that name (configured: %s)", a.HSM, c.hsmNames()))
+		}
+		if a.KeyID != "" {
+			_, err := hex.DecodeString(a.KeyID)
+			v.require(err == nil, fmt.Sprintf("audit.seal.key_id %q is not hex", a.KeyID))
+		}
+		v.require(a.Every > 0, "audit.seal.every must be positive")
+		for _, e := range c.Environments {
+			v.require(e.HSM != a.HSM || e.KeyLabel != a.KeyLabel || a.KeyLabel == "",
+				fmt.Sprintf("audit.seal.key_label %q is environment %s's eSeal; the audit key must be a key of its own", a.KeyLabel, e.Name))
+		}
+	}
 	if c.Metrics.Address != "" {
 		_, _, err := net.SplitHostPort(c.Metrics.Address)
 		v.require(err == nil, fmt.Sprintf("metrics.address %q: use host:port", c.Metrics.Address))

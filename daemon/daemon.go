@@ -44,6 +44,9 @@ type Daemon struct {
 	servers  []*server
 	metrics  *metrics.Metrics
 	audit    *audit.Writer
+	seal     *audit.Checkpointer // nil when the log is not sealed
+	sealStop context.CancelFunc
+	sealDone chan struct{}
 	scrape   *metrics.Listener
 }
 
@@ -90,6 +93,9 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 		return nil, err
 	}
 	if err := checkPolicyEnvironments(d.policies.Current(), envs); err != nil {
+		return nil, err
+	}
+	if err := d.openSeal(); err != nil {
 		return nil, err
 	}
 	d.service, err = tokenservice.New(tokenservice.Options{
@@ -162,6 +168,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		}()
 		d.log.Info("listening", "listener", "metrics", "address", d.scrape.Addr())
 	}
+	d.startSealing(ctx)
 	go d.watchCertificates(ctx)
 	go d.reloadOnSIGHUP(ctx)
 	d.serving.Store(true)
@@ -204,6 +211,8 @@ func (d *Daemon) close() {
 			_ = os.Remove(s.listener.Addr().String())
 		}
 	}
+	// The last checkpoint needs the audit key: before the tokens close.
+	d.stopSealing()
 	for _, t := range d.tokens {
 		_ = t.Close()
 	}

@@ -20,7 +20,6 @@ import (
 // (once per distinct key: environments may share one) and its grant
 // builder.
 func (d *Daemon) openEnvironments() ([]*tokenservice.Environment, error) {
-	tokens := map[string]*signer.Token{}
 	signers := map[string]*signer.Signer{}
 	var envs []*tokenservice.Environment
 	for _, e := range d.cfg.Environments {
@@ -29,13 +28,9 @@ func (d *Daemon) openEnvironments() ([]*tokenservice.Environment, error) {
 			return nil, fmt.Errorf("environment %s: %w", e.Name, err)
 		}
 		h := d.cfg.HSMOf(e)
-		tok, ok := tokens[h.Name]
-		if !ok {
-			if tok, err = d.openToken(h); err != nil {
-				return nil, fmt.Errorf("environment %s: %w", e.Name, err)
-			}
-			tokens[h.Name] = tok
-			d.tokens = append(d.tokens, tok)
+		tok, err := d.token(h)
+		if err != nil {
+			return nil, fmt.Errorf("environment %s: %w", e.Name, err)
 		}
 		keyRef := h.Name + "\x00" + e.KeyLabel + "\x00" + e.KeyID + "\x00" + e.CertificateFile
 		s, ok := signers[keyRef]
@@ -58,6 +53,22 @@ func (d *Daemon) openEnvironments() ([]*tokenservice.Environment, error) {
 		})
 	}
 	return envs, nil
+}
+
+// token returns the HSM's token, opening it the first time: one token
+// object per HSM, whatever uses it.
+func (d *Daemon) token(h *config.HSM) (*signer.Token, error) {
+	for _, t := range d.tokens {
+		if t.Name() == h.Name {
+			return t, nil
+		}
+	}
+	t, err := d.openToken(h)
+	if err != nil {
+		return nil, err
+	}
+	d.tokens = append(d.tokens, t)
+	return t, nil
 }
 
 // openToken resolves an HSM's module, reads its PIN and opens its token.

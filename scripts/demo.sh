@@ -39,6 +39,8 @@ tok=(--softhsm-dir "$state/hsm" --token portvakt-demo --pin-file "$state/user.pi
 step "1. A SoftHSM2 token with random PINs, and an RSA key made inside it"
 run "$bin/portvakt" hsm init "${tok[@]}" --so-pin-file "$state/so.pin" --create-pins
 run "$bin/portvakt" hsm keygen "${tok[@]}" --label eseal
+# A key of its own, never the eSeal, seals the audit log.
+run "$bin/portvakt" hsm keygen "${tok[@]}" --label portvakt-audit --bits 2048
 
 step "2. A certificate request signed in the HSM; a development CA issues the eSeal"
 run "$bin/portvakt" hsm csr "${tok[@]}" --label eseal --org-number "$org" --organization "Demo AS" --out "$state/eseal.csr"
@@ -115,7 +117,7 @@ environments:
     key_label: eseal
     default_resource: https://www.utv.vegvesen.no
 policy: policy.yaml
-audit: {file: audit/audit.log}
+audit: {file: audit/audit.log, seal: {key_label: portvakt-audit}}
 metrics: {address: "127.0.0.1:0"}
 log: {format: text}
 YAML
@@ -161,4 +163,8 @@ cleanup
 pids=()
 echo "the daemon's log: $state/portvakt.log"
 tail -n 4 "$state/portvakt.log" | sed 's/^/  /'
+
+step "12. The audit, sealed: the daemon's checkpoints, checked with the audit key's public half"
+run "$bin/portvakt" audit public-key "${tok[@]}" --label portvakt-audit --out "$state/audit-key.pem"
+run "$bin/portvakt" audit verify --public-key "$state/audit-key.pem" "$state/audit"
 printf '\nDemo state is in %s.\n' "$state"

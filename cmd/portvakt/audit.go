@@ -25,7 +25,7 @@ the one before it. verify checks that chain; query searches the records.
 Give the log's files (the active file and its rotated files, in any order)
 or its directory, which stands for all of them.`,
 	}
-	cmd.AddCommand(newAuditVerifyCommand(), newAuditQueryCommand())
+	cmd.AddCommand(newAuditVerifyCommand(), newAuditQueryCommand(), newAuditPublicKeyCommand())
 	return cmd
 }
 
@@ -43,6 +43,7 @@ func newAuditVerifyCommand() *cobra.Command {
 	var (
 		opts       audit.VerifyOptions
 		expectHash string
+		publicKey  string
 	)
 	cmd := &cobra.Command{
 		Use:   "verify FILE|DIR...",
@@ -87,13 +88,18 @@ the log no longer reaches record N.`,
 			if opts.ExpectMinSeq > 0 {
 				fmt.Fprintf(out, "the log still reaches record %d\n", opts.ExpectMinSeq)
 			}
-			return nil
+			if publicKey == "" {
+				fmt.Fprintln(out, "checkpoints not checked: give --public-key (from `portvakt audit public-key`) to know which records the daemon sealed")
+				return nil
+			}
+			return reportSeals(out, publicKey, args)
 		},
 	}
 	fs := cmd.Flags()
 	fs.BoolVar(&opts.FromMiddle, "from-middle", false, "accept a log that starts after record 1 (older rotated files archived elsewhere)")
 	fs.StringVar(&expectHash, "expect-last-hash", "", "a last `hash` printed by an earlier verify: the log must still hold that record")
 	fs.Uint64Var(&opts.ExpectMinSeq, "expect-min-seq", 0, "a last `seq` printed by an earlier verify: the log must still reach it")
+	fs.StringVar(&publicKey, "public-key", "", "the audit key's public half (PEM, from `portvakt audit public-key`): check every checkpoint and report records no checkpoint seals (exit status 4)")
 	return cmd
 }
 

@@ -17,6 +17,9 @@ func main() {
 		if errors.As(err, &deny) {
 			os.Exit(3) // `policy explain` has printed the DENY line
 		}
+		if isUnsealed(err) {
+			os.Exit(4) // `audit verify` has printed the UNSEALED line
+		}
 		// One line, what went wrong and what to do: operators read this.
 		fmt.Fprintln(os.Stderr, "portvakt:", err)
 		var usage usageError

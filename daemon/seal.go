@@ -1,0 +1,73 @@
+package daemon
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/portvakt/portvakt/audit"
+	"github.com/portvakt/portvakt/signer"
+)
+
+// openSeal opens the audit key and prepares the checkpoints that seal the
+// log. Without audit.seal it says, once, that the log is not sealed.
+func (d *Daemon) openSeal() error {
+	a := d.cfg.Audit.Seal
+	if a == nil {
+		d.log.Warn("the audit log is not sealed: anyone who can write its file can rewrite it unseen; configure audit.seal with an audit key in the HSM")
+		return nil
+	}
+	h := d.cfg.HSMNamed(a.HSM)
+	tok, err := d.token(h)
+	if err != nil {
+		return fmt.Errorf("audit.seal: %w", err)
+	}
+	key, err := tok.Key(signer.KeyConfig{KeyLabel: a.KeyLabel, KeyID: hexID(a.KeyID), NoCertificate: true})
+	if err != nil {
+		return fmt.Errorf("audit.seal: the audit key (make one with `portvakt hsm keygen --label %s`): %w", a.KeyLabel, err)
+	}
+	d.seal, err = audit.NewCheckpointer(d.audit, audit.CheckpointOptions{
+		Key: d.metrics.InstrumentSigner(key), EveryRecords: a.EveryRecords, Every: a.Every, Logger: d.log,
+	})
+	if err != nil {
+		return fmt.Errorf("audit.seal: %w", err)
+	}
+	fingerprint, _ := audit.KeyFingerprint(key.Public())
+	d.log.Info("the audit log is sealed by checkpoints", "hsm", h.Name, "key", a.KeyLabel, "key_sha256", fingerprint,
+		"instance", d.seal.Instance(), "every_records", a.EveryRecords, "every", a.Every.String())
+	return nil
+}
+
+// startSealing seals as records come, until stopSealing.
+func (d *Daemon) startSealing(ctx context.Context) {
+	if d.seal == nil {
+		return
+	}
+	ctx, d.sealStop = context.WithCancel(ctx)
+	d.sealDone = make(chan struct{})
+	go func() {
+		defer close(d.sealDone)
+		d.seal.Run(ctx)
+	}()
+}
+
+// stopSealing stops the sealing and seals what is left: at a clean
+// shutdown the log ends in a checkpoint.
+func (d *Daemon) stopSealing() {
+	if d.seal == nil {
+		return
+	}
+	if d.sealStop != nil {
+		d.sealStop()
+		<-d.sealDone
+	}
+	if err := d.seal.Checkpoint(); err != nil {
+		d.log.Error("the last audit checkpoint failed: the records since the one before stay unsealed", "error", err.Error())
+	}
+}
+
+// hexID decodes a key id the configuration has checked is hex.
+func hexID(id string) []byte {
+	b, _ := hex.DecodeString(id)
+	return b
+}
