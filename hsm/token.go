@@ -143,13 +143,22 @@ func (t Token) open() (*crypto11.Context, *rawSession, error) {
 		_ = ctx.Close()
 		return nil, nil, err
 	}
-	if err := m.Login(session, pkcs11.CKU_USER, t.PIN.Reveal()); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
-		_ = m.CloseSession(session)
-		m.Close()
+	raw := &rawSession{Module: m, handle: session}
+	if err := t.login(raw); err != nil {
+		raw.close()
 		_ = ctx.Close()
-		return nil, nil, p11.ExplainOpenError(t.Module, t.Label, err)
+		return nil, nil, err
 	}
-	return ctx, &rawSession{Module: m, handle: session}, nil
+	return ctx, raw, nil
+}
+
+// login logs the raw session in, accepting a login the module already
+// shares with it (CKR_USER_ALREADY_LOGGED_IN).
+func (t Token) login(raw *rawSession) error {
+	if err := raw.Login(raw.handle, pkcs11.CKU_USER, t.PIN.Reveal()); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
+		return p11.ExplainOpenError(t.Module, t.Label, err)
+	}
+	return nil
 }
 
 // rawSession is a miekg/pkcs11 session borrowed beside a crypto11 context.
