@@ -24,6 +24,14 @@ type CheckpointOptions struct {
 	Instance string
 	// Logger receives a line when sealing fails. Default slog.Default().
 	Logger *slog.Logger
+	// From is the first record this run vouches for. Default: the
+	// Writer's last record when NewCheckpointer is called (its start
+	// record, right after Open).
+	From uint64
+	// OnCheckpoint, when set, is called with each checkpoint record once
+	// it is written: the daemon keeps it on the HSM as the log's head. An
+	// error is logged; the next checkpoint tries again.
+	OnCheckpoint func(Record) error
 }
 
 // Checkpointer appends checkpoint records (see Seal) to a Writer's log:
@@ -71,8 +79,10 @@ func NewCheckpointer(w *Writer, opts CheckpointOptions) (*Checkpointer, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	st := w.Stats()
-	c := &Checkpointer{w: w, opts: opts, from: st.LastSeq, sealedTo: st.LastSeq - 1, lastTime: time.Now()}
+	if opts.From == 0 {
+		opts.From = w.Stats().LastSeq
+	}
+	c := &Checkpointer{w: w, opts: opts, from: opts.From, sealedTo: opts.From - 1, lastTime: time.Now()}
 	// A test seal, so that a key the HSM cannot use is found at start
 	// rather than at the first checkpoint.
 	probe := Seal{Instance: opts.Instance}
@@ -103,6 +113,12 @@ func (c *Checkpointer) Checkpoint() error {
 		return fmt.Errorf("writing the audit checkpoint: %w", err)
 	}
 	c.own, c.sealedTo, c.lastTime = r.Seq, seal.HeadSeq, time.Now()
+	if c.opts.OnCheckpoint != nil {
+		if err := c.opts.OnCheckpoint(r); err != nil {
+			c.opts.Logger.Warn("audit checkpoint written, but not kept as the head on the HSM; the next checkpoint tries again",
+				"checkpoint", r.Seq, "error", err.Error())
+		}
+	}
 	return nil
 }
 

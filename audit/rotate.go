@@ -124,6 +124,9 @@ func syncDir(dir string) error {
 	return nil
 }
 
+// ErrNoLog is wrapped by the error of Files for a directory without a log.
+var ErrNoLog = errors.New("no *.log file")
+
 // Files returns the files of the audit log in dir: its rotated files in
 // the order of their records, then its active file when it exists. It is
 // an error for dir to hold no log, or the files of more than one (such as
@@ -155,7 +158,7 @@ func Files(dir string) ([]string, error) {
 	}
 	switch len(bases) {
 	case 0:
-		return nil, fmt.Errorf("%s holds no audit log (no *.log file)", dir)
+		return nil, fmt.Errorf("%s holds no audit log (%w)", dir, ErrNoLog)
 	case 1:
 	default:
 		names := make([]string, 0, len(bases))

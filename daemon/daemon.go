@@ -24,6 +24,7 @@ import (
 
 	"github.com/portvakt/portvakt/audit"
 	"github.com/portvakt/portvakt/config"
+	"github.com/portvakt/portvakt/hsm"
 	"github.com/portvakt/portvakt/metrics"
 	"github.com/portvakt/portvakt/policy"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
@@ -45,9 +46,12 @@ type Daemon struct {
 	metrics  *metrics.Metrics
 	audit    *audit.Writer
 	seal     *audit.Checkpointer // nil when the log is not sealed
-	sealStop context.CancelFunc
-	sealDone chan struct{}
-	scrape   *metrics.Listener
+	sealHSM  hsm.Token           // where the audit key and the log's head are
+	// auditStart is this run's start record: the first it seals.
+	auditStart uint64
+	sealStop   context.CancelFunc
+	sealDone   chan struct{}
+	scrape     *metrics.Listener
 }
 
 // server is one gRPC server on one listener.
@@ -60,6 +64,10 @@ type server struct {
 // Options add what the configuration does not hold.
 type Options struct {
 	Logger *slog.Logger
+	// AcceptAuditGap starts on an audit log that does not reach the head
+	// the HSM keeps (records cut, the log deleted or replaced), recording
+	// the gap first in the new chain. Without it such a start is refused.
+	AcceptAuditGap bool
 }
 
 // New checks the configuration against the world (the HSM key, its
@@ -85,8 +93,24 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 		}
 		d.metrics.PolicyReloads.WithLabelValues(result).Inc()
 	})
+	var gap *audit.Problem
+	if cfg.Audit.Seal != nil {
+		if gap, err = d.checkAuditHead(); err != nil {
+			return nil, err
+		}
+		if gap != nil && !opts.AcceptAuditGap {
+			return nil, refuseGap(gap)
+		}
+	}
 	if d.audit, err = audit.Open(audit.Options{Path: cfg.Audit.File, NoSync: cfg.Audit.NoSync, MaxBytes: cfg.Audit.MaxBytes, MaxAge: cfg.Audit.MaxAge}); err != nil {
 		return nil, fmt.Errorf("audit.file: %w", err)
+	}
+	d.auditStart = d.audit.Stats().LastSeq // the start record Open wrote
+	if gap != nil {
+		if _, err := d.audit.Append(audit.Record{Kind: audit.KindHeadGap, Reason: "started on a log behind the HSM's head, as the operator accepted: " + gap.Detail}); err != nil {
+			return nil, fmt.Errorf("audit.file: recording the accepted gap: %w", err)
+		}
+		d.log.Warn("started on an audit log behind the HSM's head, as accepted; the gap is recorded", "gap", gap.Detail)
 	}
 	envs, err := d.openEnvironments()
 	if err != nil {

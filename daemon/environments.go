@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/portvakt/portvakt/config"
+	"github.com/portvakt/portvakt/hsm"
 	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/policy"
 	"github.com/portvakt/portvakt/signer"
@@ -73,24 +74,12 @@ func (d *Daemon) token(h *config.HSM) (*signer.Token, error) {
 
 // openToken resolves an HSM's module, reads its PIN and opens its token.
 func (d *Daemon) openToken(h *config.HSM) (*signer.Token, error) {
-	if h.SoftHSMDir != "" {
-		if err := softhsm.Dir(h.SoftHSMDir).Activate(); err != nil {
-			return nil, fmt.Errorf("HSM %s: softhsm_dir: %w", h.Name, err)
-		}
-	}
-	module := h.Module
-	if module == "" {
-		var err error
-		if module, err = softhsm.FindModule(); err != nil {
-			return nil, fmt.Errorf("HSM %s: module is not set and %w", h.Name, err)
-		}
-	}
-	pin, err := h.PIN.Load()
+	access, err := resolveHSM(h)
 	if err != nil {
-		return nil, fmt.Errorf("HSM %s: pin: %w", h.Name, err)
+		return nil, err
 	}
 	tok, err := signer.OpenToken(signer.TokenConfig{
-		Name: h.Name, Module: module, TokenLabel: h.Token, PIN: pin,
+		Name: h.Name, Module: access.Module, TokenLabel: access.Label, PIN: access.PIN,
 		MaxSessions: h.MaxSessions, SessionWait: h.SessionWait, ProbeInterval: h.ProbeInterval,
 		Logger: d.log, OnChange: d.updateHealth,
 	})
@@ -98,6 +87,28 @@ func (d *Daemon) openToken(h *config.HSM) (*signer.Token, error) {
 		return nil, fmt.Errorf("HSM %s: %w", h.Name, err)
 	}
 	return tok, nil
+}
+
+// resolveHSM finds an HSM's module (SoftHSM2 by default, pointed at its
+// directory) and reads its PIN.
+func resolveHSM(h *config.HSM) (hsm.Token, error) {
+	if h.SoftHSMDir != "" {
+		if err := softhsm.Dir(h.SoftHSMDir).Activate(); err != nil {
+			return hsm.Token{}, fmt.Errorf("HSM %s: softhsm_dir: %w", h.Name, err)
+		}
+	}
+	module := h.Module
+	if module == "" {
+		var err error
+		if module, err = softhsm.FindModule(); err != nil {
+			return hsm.Token{}, fmt.Errorf("HSM %s: module is not set and %w", h.Name, err)
+		}
+	}
+	pin, err := h.PIN.Load()
+	if err != nil {
+		return hsm.Token{}, fmt.Errorf("HSM %s: pin: %w", h.Name, err)
+	}
+	return hsm.Token{Module: module, Label: h.Token, PIN: pin}, nil
 }
 
 // checkCertificate refuses to start with a certificate that is not valid

@@ -27,7 +27,8 @@ func (d *Daemon) openSeal() error {
 		return fmt.Errorf("audit.seal: the audit key (make one with `portvakt hsm keygen --label %s`): %w", a.KeyLabel, err)
 	}
 	d.seal, err = audit.NewCheckpointer(d.audit, audit.CheckpointOptions{
-		Key: d.metrics.InstrumentSigner(key), EveryRecords: a.EveryRecords, Every: a.Every, Logger: d.log,
+		Key: key, EveryRecords: a.EveryRecords, Every: a.Every, Logger: d.log,
+		From: d.auditStart, OnCheckpoint: d.keepHead,
 	})
 	if err != nil {
 		return fmt.Errorf("audit.seal: %w", err)

@@ -44,6 +44,7 @@ func newAuditVerifyCommand() *cobra.Command {
 		opts       audit.VerifyOptions
 		expectHash string
 		publicKey  string
+		head       tokenFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "verify FILE|DIR...",
@@ -88,6 +89,11 @@ the log no longer reaches record N.`,
 			if opts.ExpectMinSeq > 0 {
 				fmt.Fprintf(out, "the log still reaches record %d\n", opts.ExpectMinSeq)
 			}
+			if head.label != "" {
+				if err := reportHead(out, head, publicKey, args); err != nil {
+					return err
+				}
+			}
 			if publicKey == "" {
 				fmt.Fprintln(out, "checkpoints not checked: give --public-key (from `portvakt audit public-key`) to know which records the daemon sealed")
 				return nil
@@ -99,6 +105,7 @@ the log no longer reaches record N.`,
 	fs.BoolVar(&opts.FromMiddle, "from-middle", false, "accept a log that starts after record 1 (older rotated files archived elsewhere)")
 	fs.StringVar(&expectHash, "expect-last-hash", "", "a last `hash` printed by an earlier verify: the log must still hold that record")
 	fs.Uint64Var(&opts.ExpectMinSeq, "expect-min-seq", 0, "a last `seq` printed by an earlier verify: the log must still reach it")
+	head.register(fs) // --token etc.: check the log against the head the HSM keeps
 	fs.StringVar(&publicKey, "public-key", "", "the audit key's public half (PEM, from `portvakt audit public-key`): check every checkpoint and report records no checkpoint seals (exit status 4)")
 	return cmd
 }

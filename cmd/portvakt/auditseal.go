@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portvakt/portvakt/audit"
+	"github.com/portvakt/portvakt/hsm"
 	"github.com/portvakt/portvakt/signer"
 )
 
@@ -145,3 +146,35 @@ func reportSeals(w io.Writer, keyFile string, paths []string) error {
 var errUnsealed unsealed
 
 func isUnsealed(err error) bool { return errors.As(err, &errUnsealed) }
+
+// reportHead reads the log's head from the HSM and checks the log reaches
+// it (and, with the public key, that the head is the audit key's).
+func reportHead(w io.Writer, tf tokenFlags, keyFile string, paths []string) error {
+	tok, err := tf.token()
+	if err != nil {
+		return err
+	}
+	values, err := hsm.ReadObjects(tok, audit.HeadLabel)
+	if err != nil {
+		return fmt.Errorf("reading the audit head from the HSM: %w", err)
+	}
+	head, ok, err := audit.LatestHead(values)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		fmt.Fprintf(w, "token %q holds no audit head: the daemon has written no checkpoint with it\n", tok.Label)
+		return nil
+	}
+	var key any
+	if keyFile != "" {
+		if key, err = readPublicKey(keyFile); err != nil {
+			return err
+		}
+	}
+	if err := audit.CheckHead(head, key, paths...); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "the log reaches the HSM's head: %s\n", head)
+	return nil
+}

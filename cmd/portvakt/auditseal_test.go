@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/portvakt/portvakt/audit"
+	"github.com/portvakt/portvakt/hsm"
 	"github.com/portvakt/portvakt/signer"
 	"github.com/portvakt/portvakt/softhsm/softhsmtest"
 )
@@ -48,7 +49,13 @@ func TestAuditVerifyWithPublicKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := audit.NewCheckpointer(w, audit.CheckpointOptions{Key: key})
+	c, err := audit.NewCheckpointer(w, audit.CheckpointOptions{Key: key, OnCheckpoint: func(r audit.Record) error {
+		head, err := audit.HeadOf(r)
+		if err != nil {
+			return err
+		}
+		return hsm.WriteObject(tok.Token, audit.HeadLabel, head.Marshal())
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,5 +83,24 @@ func TestAuditVerifyWithPublicKey(t *testing.T) {
 	out, err = runAudit(t, "verify", path)
 	if err != nil || !strings.Contains(out, "checkpoints not checked: give --public-key") {
 		t.Fatalf("verify without the key must say the seals were not checked: %v\n%s", err, out)
+	}
+
+	// The head on the HSM: the log reaches it; cut short, it does not.
+	hsmFlags := []string{"--module", tok.Module, "--token", tok.Label}
+	out, err = runAudit(t, append([]string{"verify", "--public-key", keyFile}, append(hsmFlags, path)...)...)
+	if !isUnsealed(err) || !strings.Contains(out, "the log reaches the HSM's head: checkpoint 5") {
+		t.Fatalf("verify against the HSM's head: %v\n%s", err, out)
+	}
+	data, err = os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(data), "\n")
+	if err := os.WriteFile(path, []byte(strings.Join(lines[:3], "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runAudit(t, append([]string{"verify"}, append(hsmFlags, path)...)...)
+	if err == nil || !strings.Contains(err.Error(), "were cut from the log") {
+		t.Fatalf("verify of a log cut before the HSM's head: %v\n%s", err, out)
 	}
 }

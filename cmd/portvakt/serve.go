@@ -18,6 +18,7 @@ func newServeCommand() *cobra.Command {
 	var (
 		configFile string
 		checkOnly  bool
+		acceptGap  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -40,7 +41,7 @@ stops taking calls and lets those in flight finish.`,
 				return err
 			}
 			logger := newLogger(cmd.ErrOrStderr(), cfg.Log)
-			d, err := daemon.New(cfg, daemon.Options{Logger: logger})
+			d, err := daemon.New(cfg, daemon.Options{Logger: logger, AcceptAuditGap: acceptGap})
 			if err != nil {
 				return err
 			}
@@ -56,6 +57,7 @@ stops taking calls and lets those in flight finish.`,
 	}
 	cmd.Flags().StringVar(&configFile, "config", "", "the configuration file (YAML)")
 	cmd.Flags().BoolVar(&checkOnly, "check", false, "check everything as at start, then exit")
+	cmd.Flags().BoolVar(&acceptGap, "accept-audit-gap", false, "start on an audit log that does not reach the head the HSM keeps (records cut, the log deleted or replaced), recording the gap first in the new chain")
 	return cmd
 }
 
