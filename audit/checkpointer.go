@@ -16,9 +16,9 @@ import (
 type CheckpointOptions struct {
 	// Key is the audit key, in the HSM: an RSA crypto.Signer.
 	Key crypto.Signer
-	// EveryRecords seals after this many records. Default 1000.
+	// EveryRecords seals after this many records. Default 10000.
 	EveryRecords uint64
-	// Every seals at least this often while records come. Default 1 min.
+	// Every seals at least this often while records come. Default 10 s.
 	Every time.Duration
 	// Instance names this daemon run in its checkpoints. Default random.
 	Instance string
@@ -66,10 +66,10 @@ func NewCheckpointer(w *Writer, opts CheckpointOptions) (*Checkpointer, error) {
 		return nil, errors.New("audit checkpoints: no audit key given")
 	}
 	if opts.EveryRecords == 0 {
-		opts.EveryRecords = 1000
+		opts.EveryRecords = 10000
 	}
 	if opts.Every == 0 {
-		opts.Every = time.Minute
+		opts.Every = 10 * time.Second
 	}
 	if opts.Instance == "" {
 		var b [8]byte

@@ -74,10 +74,10 @@ func (c *Config) setDefaults() {
 			a.KeyLabel = DefaultAuditKeyLabel
 		}
 		if a.EveryRecords == 0 {
-			a.EveryRecords = 1000
+			a.EveryRecords = 10000
 		}
 		if a.Every == 0 {
-			a.Every = time.Minute
+			a.Every = 10 * time.Second
 		}
 	}
 	if c.GRPC.MaxRecvBytes == 0 {

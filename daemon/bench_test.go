@@ -94,3 +94,35 @@ func BenchmarkColdGetTokenAudit(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCachedGetTokenSealed measures cached GetTokens with the audit
+// log sealed by HSM checkpoints (every 1000 records, the default) against
+// the same unsealed, each on a daemon of its own. Read the ratio from one
+// run:
+//
+//	go test -run '^$' -bench CachedGetTokenSealed -count 6 ./daemon | benchstat -col /seal -
+func BenchmarkCachedGetTokenSealed(b *testing.B) {
+	for _, seal := range []string{"off", "on"} {
+		w := mptest.New(b, mptest.Options{NoSigner: true})
+		w.Token.NewKey(b, "portvakt-audit")
+		e := startDaemon(b, w, func(cfg string) string {
+			if seal == "off" {
+				return cfg
+			}
+			return strings.Replace(cfg, "audit: {file: audit/audit.log}", "audit: {file: audit/audit.log, seal: {}}", 1)
+		})
+		req := &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim"}
+		if _, err := e.unix.API().GetToken(context.Background(), req); err != nil { // warm the cache
+			b.Fatal(err)
+		}
+		b.Run("seal="+seal, func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				if _, err := e.unix.API().GetToken(context.Background(), req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		e.stop()
+	}
+}

@@ -3,6 +3,8 @@ package hsm
 import (
 	"fmt"
 
+	"github.com/miekg/pkcs11"
+
 	"github.com/portvakt/portvakt/internal/p11"
 )
 
@@ -28,13 +30,20 @@ func ReadObjects(t Token, label string) ([][]byte, error) {
 }
 
 // WriteObject replaces the value of Portvakt's private data object label:
-// it stores the new value first and removes the old ones after, so that a
-// cut between the two leaves both rather than none.
+// in place when the token lets it (one write), else by storing the new
+// value first and removing the old ones after, so that a cut between the
+// two leaves both rather than none.
 func WriteObject(t Token, label string, value []byte) error {
 	return t.withRawLogin(func(raw *rawSession) error {
 		old, err := raw.DataObjects(raw.handle, application, label)
 		if err != nil {
 			return err
+		}
+		if len(old) == 1 {
+			err := raw.SetAttributeValue(raw.handle, old[0].Handle, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, value)})
+			if err == nil {
+				return nil
+			}
 		}
 		if _, err := raw.CreateData(raw.handle, application, label, value); err != nil {
 			return err
