@@ -46,4 +46,51 @@
 // padded to 12 digits so that the names sort in the order of the records.
 // A directory given to Verify or Query stands for the log in it: its
 // active file and its rotated files.
+//
+// # Records of many calls
+//
+// A record may stand for more than one call: the daemon counts calls
+// refused again and again (the same denial, a caller over its rate limit)
+// and writes their number in Record.Count, once a second, rather than a
+// record each. A record without a count is of one call. The field was
+// added to the format; records written before it are read and verified
+// as they always were.
+//
+// # Gaps
+//
+// The Writer watches its file: before each record it checks that the
+// file at the path is the one it has open and as long as it wrote it. A
+// file deleted, replaced, truncated or appended to by someone else, and a
+// write or fsync that fails, break the Writer: it takes no record (so the
+// daemon issues no token), and the next record it writes is a KindGap
+// record, the first of a new file. The gap record names the records that
+// may be lost (FromSeq to ToSeq) and why (Cause, Reason), and what became
+// of the file before (File: its rotated name, or where a file that was
+// not the Writer's was kept; Size: the bytes the Writer had written):
+//
+//	{"seq":412,...,"kind":"gap","reason":"fsync after record 411 failed: input/output error","from_seq":398,"to_seq":411,"cause":"fsync","file":"audit.000000000001-000000000411.20261124T150405Z.log","prev":"5d41ab…","hash":"7c2e01…"}
+//
+// Seq numbers go on across a gap, and the gap record's prev is the hash of
+// record ToSeq as the Writer made it: the chain is the one the Writer
+// wrote, of which the files may hold less. Verify checks what can be
+// checked: every record before FromSeq is there (those were on disk, or
+// in the Writer's own hands), what is left of the range follows them and
+// may end in damage the gap accounts for, nothing after ToSeq comes before
+// the gap record, and the gap record follows record ToSeq by hash when
+// that record is there. It reports each gap in VerifyResult.Gaps with what
+// is lost, and any other break in the chain as a Problem, as before.
+//
+// After a failed fsync the kernel may have dropped the pages not yet on
+// disk: the records since the last good fsync may be gone although they
+// still read back, and a later fsync of that file proves nothing. So the
+// Writer never writes to that file again; the gap names every record
+// since the last good fsync. After a disk failure the Writer opens the new
+// file by itself once the disk takes its synced gap record; after someone
+// else's doing it writes the gap record at once and takes no record until
+// it is opened again (a restart of the daemon), for whoever could delete
+// or rewrite its file may have done more.
+//
+// A gap record is the Writer's word: someone able to write the files can
+// forge one, as they can the whole chain. Checkpoints sealed with the
+// audit key tell the Writer's records from anyone else's.
 package audit

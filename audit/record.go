@@ -21,6 +21,26 @@ const (
 	// KindCheckpoint seals the records before it with the audit key held
 	// in the HSM; see Seal.
 	KindCheckpoint = "checkpoint"
+	// KindGap opens a new file after the Writer lost its hold on the one
+	// before: a write or fsync failed, or someone else deleted, replaced,
+	// truncated or appended to it. It is the first record of its file and
+	// says which records may be lost (FromSeq to ToSeq) and why (Cause);
+	// see the package documentation.
+	KindGap = "gap"
+)
+
+// Gap causes: why a KindGap record was written. Write and fsync failures
+// are the disk's; the Writer opens a new file by itself once the disk
+// takes a synced record again. The others are someone else's doing with
+// the file while the Writer had it open; the Writer then takes no record
+// until the daemon is restarted.
+const (
+	CauseWrite     = "write"     // writing a record failed
+	CauseFsync     = "fsync"     // an fsync failed: records since the last good one may be gone from the disk
+	CauseDeleted   = "deleted"   // the active file was deleted or renamed: no file at its path
+	CauseReplaced  = "replaced"  // another file took the active file's path
+	CauseTruncated = "truncated" // the active file became shorter than the Writer wrote it
+	CauseAppended  = "appended"  // the active file became longer: someone else wrote to it
 )
 
 // Record is one line of the audit log. Its fields are marshalled in the
@@ -34,7 +54,7 @@ const (
 type Record struct {
 	Seq         uint64     `json:"seq"`  // 1, 2, 3 … across rotated files; set by Append
 	Time        time.Time  `json:"time"` // UTC, RFC 3339 with nanoseconds; Append sets it when zero
-	Kind        string     `json:"kind"` // KindDecision, KindSignature, KindOutcome or KindStart
+	Kind        string     `json:"kind"` // one of the Kind constants
 	RequestID   string     `json:"request_id,omitempty"`
 	Transport   string     `json:"transport,omitempty"`  // mtls or unix
 	Identities  []string   `json:"identities,omitempty"` // the caller's identities
@@ -50,12 +70,30 @@ type Record struct {
 	GrantJTI    string     `json:"grant_jti,omitempty"` // the signed grant's jti
 	KeyLabel    string     `json:"key_label,omitempty"`
 	CertSHA256  string     `json:"cert_sha256,omitempty"`
-	Outcome     string     `json:"outcome,omitempty"` // issued, cached, maskinporten_error, hsm_error or error
+	Outcome     string     `json:"outcome,omitempty"` // issued, cached, rate_limited, maskinporten_error, hsm_error or error
 	MPCode      string     `json:"mp_code,omitempty"`
 	Error       string     `json:"error,omitempty"`
 	TokenExpiry *time.Time `json:"token_expires_at,omitempty"`
 	Seal        *Seal      `json:"seal,omitempty"` // on KindCheckpoint only
-	Prev        string     `json:"prev"`           // hex SHA-256 of the previous record; "" for record 1; set by Append
+	// Count is how many calls the record stands for when they were
+	// counted rather than written one by one (so that no caller can fill
+	// the disk): calls identical but for their request ids, made since the
+	// previous record of the same calls; RequestID is the last one's.
+	// Absent (0): the record is of one call, as every record written
+	// before the field existed is.
+	Count uint64 `json:"count,omitempty"`
+	// On KindGap only. FromSeq is the first record that may be lost (0:
+	// none is), ToSeq the last record written before the gap, always
+	// Seq-1. Cause is one of the Cause constants. File is the name the
+	// file that was at the active path was given when this record's file
+	// took its place ("" when there was none), Size the bytes the Writer
+	// had written to its file.
+	FromSeq uint64 `json:"from_seq,omitempty"`
+	ToSeq   uint64 `json:"to_seq,omitempty"`
+	Cause   string `json:"cause,omitempty"`
+	File    string `json:"file,omitempty"`
+	Size    int64  `json:"size,omitempty"`
+	Prev    string `json:"prev"` // hex SHA-256 of the previous record; "" for record 1; set by Append
 
 	// Hash is the hex SHA-256 of this record's line without its hash (see
 	// the package documentation). It is written at the end of the line,

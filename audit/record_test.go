@@ -170,3 +170,33 @@ func boolIndex(b bool) int {
 	}
 	return 0
 }
+
+// TestCountIsAdditive: a record without a count (every record written
+// before the field existed) reads as it did and stands for one call; a
+// count is written after the other fields, before prev, and read back.
+func TestCountIsAdditive(t *testing.T) {
+	tests := []struct {
+		name  string
+		count uint64
+		line  string // a part of the line
+	}{
+		{"no count, as in older logs", 0, `"decision":"deny","prev":`},
+		{"a count", 37, `"decision":"deny","count":37,"prev":`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Record{Seq: 2, Time: time.Date(2026, 11, 24, 15, 4, 5, 0, time.UTC), Kind: KindDecision, Decision: "deny", Count: tt.count, Prev: strings.Repeat("0f", 32)}
+			line, err := encodeLine(&r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(line), tt.line) {
+				t.Fatalf("line %s, want it to hold %s", line, tt.line)
+			}
+			back, err := parseLine(bytes.TrimSuffix(line, []byte("\n")))
+			if err != nil || back.Count != tt.count {
+				t.Fatalf("parsed back count %d, %v; want %d", back.Count, err, tt.count)
+			}
+		})
+	}
+}

@@ -12,7 +12,23 @@ import (
 
 // resume finds where the chain stands: the last record of the active file,
 // or of the newest rotated file when the active file is empty or missing.
-func (w *Writer) resume() error {
+// This is all that Open decides about the log it finds at start:
+//
+//   - A new file whose opening a crash interrupted is put in place first
+//     (finishSegment), so that its gap record is not lost.
+//   - A log whose last record (or the active file's first) is cut short or
+//     does not match its hash is refused: it cannot be continued so that
+//     it verifies.
+//   - A log that was opened before (openedBefore: its lock file was there)
+//     but has no record left is refused: it was deleted or emptied while
+//     the daemon was not watching it, and starting again at record 1 would
+//     hide that.
+//   - Anything else is continued, also a log whose last record is a gap
+//     record: the gap is on record, and the restart was what it asked for.
+func (w *Writer) resume(openedBefore bool) error {
+	if err := w.finishSegment(); err != nil {
+		return err
+	}
 	newest, err := newestRotated(w.path)
 	if err != nil {
 		return fmt.Errorf("opening the audit log: %w", err)
@@ -36,9 +52,17 @@ func (w *Writer) resume() error {
 		}
 		w.seq, w.hash = last.Seq, last.Hash
 		w.fileFirst, w.fileStart = first.Seq, first.Time
+		if first.Kind == KindGap {
+			w.fileGap = first.FromSeq
+		}
 		return nil
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("opening the audit log: %w", err)
+	}
+	if newest == nil && openedBefore {
+		return fmt.Errorf("%w: the audit log %s was written before (%s is there), but no record of it is left: the file is missing or empty, and no rotated file is beside it. "+
+			"It was deleted or emptied while the daemon was not running, or without its noticing; keep whatever is left of it for the investigation. "+
+			"To start a new log from record 1, remove %s (or accept the gap: `portvakt serve --accept-audit-gap`)", ErrCannotContinue, w.path, lockPath(w.path), lockPath(w.path))
 	}
 	if newest == nil {
 		return nil // a new log: record 1 comes next
@@ -153,4 +177,72 @@ func countLines(r io.Reader) (int, error) {
 			return 0, err
 		}
 	}
+}
+
+// finishSegment completes the opening of a new active file that a crash
+// interrupted (see openSegment). Its gap record is written and synced in
+// .<active>.next before any name changes, so when that file holds a whole
+// gap record, the opening was decided: the file at the path is moved to
+// the name the record gives it, and the new file takes its place. A new
+// file without a whole gap record never became part of the log, and is
+// removed; the log is then as it was before the attempt.
+func (w *Writer) finishSegment() error {
+	tmp := nextPath(w.path)
+	f, err := os.Open(tmp)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("opening the audit log: %w", err)
+	}
+	lr := newLineReader(f)
+	line, complete, lerr := lr.next()
+	g, perr := parseLine(line)
+	_, _, rerr := lr.next() // one line, and nothing after it
+	f.Close()
+	if lerr != nil || !complete || !errors.Is(rerr, io.EOF) || perr != nil || g.Kind != KindGap || g.ToSeq+1 != g.Seq {
+		if err := os.Remove(tmp); err != nil {
+			return fmt.Errorf("opening the audit log: removing an unfinished new file: %w", err)
+		}
+		return nil
+	}
+	if _, err := os.Stat(w.path); err == nil {
+		if g.File == "" {
+			// The new file was to replace what is at the path without keeping
+			// it: only ever a part of a record whose write failed.
+			if whole, err := holdsLine(w.path); err != nil || whole {
+				return fmt.Errorf("%w: %s holds gap record %d, which was to take the place of %s, but %s holds records; run `portvakt audit verify %s` and keep both files for the investigation",
+					ErrCannotContinue, tmp, g.Seq, w.path, w.path, w.dir)
+			}
+		} else {
+			to := filepath.Join(w.dir, g.File)
+			if _, err := os.Lstat(to); !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%w: %s holds gap record %d, which was to take the place of %s after it was renamed to %s, but %s exists already; keep all three for the investigation",
+					ErrCannotContinue, tmp, g.Seq, w.path, g.File, to)
+			}
+			if err := os.Rename(w.path, to); err != nil {
+				return fmt.Errorf("opening the audit log: finishing the opening of a new file: %w", err)
+			}
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("opening the audit log: %w", err)
+	}
+	if err := os.Rename(tmp, w.path); err != nil {
+		return fmt.Errorf("opening the audit log: finishing the opening of a new file: %w", err)
+	}
+	return syncDir(w.dir)
+}
+
+// holdsLine reports whether a file holds a whole line.
+func holdsLine(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	_, complete, err := newLineReader(f).next()
+	if errors.Is(err, io.EOF) {
+		return false, nil
+	}
+	return complete || errors.Is(err, errLineTooLong), nil
 }

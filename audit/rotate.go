@@ -40,8 +40,15 @@ func (w *Writer) needsRotation(n int, now time.Time) bool {
 // newest rotated file when the active file is missing or empty.
 func (w *Writer) rotate(now time.Time) error {
 	if err := w.f.Sync(); err != nil {
-		return fmt.Errorf("rotating the audit log %s: fsync: %w", w.path, err)
+		// As after any failed fsync, the records since the last good one
+		// may be gone: the file is not renamed as a full one, but ended by
+		// a gap record like any other.
+		w.syncFailed = true
+		err = fmt.Errorf("fsync before rotating after record %d failed: %w", w.seq, err)
+		w.breakIO(CauseFsync, err, w.seq, w.hash, now)
+		return fmt.Errorf("rotating the audit log %s: %w", w.path, err)
 	}
+	w.synced = w.seq
 	name := rotatedName(w.path, w.fileFirst, w.seq, now)
 	// Rename replaces what it finds; a rotated file never is replaced.
 	if _, err := os.Lstat(name); !errors.Is(err, fs.ErrNotExist) {

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -52,7 +53,7 @@ func TestRotateBySize(t *testing.T) {
 	}
 	shuffled := slices.Clone(files)
 	rand.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-	if res2, err := Verify(shuffled...); err != nil || res2 != res {
+	if res2, err := Verify(shuffled...); err != nil || !reflect.DeepEqual(res2, res) {
 		t.Fatalf("Verify(files in any order) = %+v, %v; want %+v", res2, err, res)
 	}
 	if res2, err := Verify(append(shuffled, dir, path)...); err != nil || res2.Records != res.Records {

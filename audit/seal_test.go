@@ -4,8 +4,10 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"errors"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -237,5 +239,60 @@ func TestPartition(t *testing.T) {
 	in, out := partition([]SeqRange{{5, 9}, {1, 3}, {4, 4}, {12, 12}}, 1, 14)
 	if Ranges(in) != "1-9, 12" || Ranges(out) != "10-11, 13-14" {
 		t.Fatalf("partition: sealed %s, unsealed %s", Ranges(in), Ranges(out))
+	}
+}
+
+// TestSealsAcrossAGap: a checkpoint whose head was lost when an fsync
+// failed cannot be compared with the log, so what it sealed counts as
+// unsealed; the checkpoints after the gap seal what follows. Nothing
+// panics on the records the gap took out.
+func TestSealsAcrossAGap(t *testing.T) {
+	key, _ := keys(t)
+	w, path, d, _ := openFaulty(t, Options{})
+	c, err := NewCheckpointer(w, CheckpointOptions{Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 2; i <= 3; i++ { // 2, 3 synced
+		if _, err := w.Append(sample(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 4; i <= 5; i++ { // 4, 5 in the kernel only
+		if _, err := w.AppendUnsynced(sample(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.set(func(d *disk) { d.syncErr = syscall.EIO })
+	if err := c.Checkpoint(); err == nil { // 6 fails: its fsync does
+		t.Fatal("a checkpoint succeeded although its fsync failed")
+	}
+	d.repair()
+	if _, err := w.Append(sample(9)); err != nil { // after the gap record
+		t.Fatal(err)
+	}
+	if err := c.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	// The disk kept only the synced records of the old file.
+	old := rotatedFiles(t, path)[0]
+	writeFile(t, old, lines(t, old)[:3])
+	res, err := Verify(filepath.Dir(path))
+	if err != nil || len(res.Gaps) != 1 {
+		t.Fatalf("Verify = %+v, %v; want the one gap explained", res, err)
+	}
+	report, err := VerifySeals(&key.PublicKey, filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1 start, 2-3 synced, 4-5 unsynced, 6 the failed checkpoint, 7 the
+	// gap record, 8 a record, 9 a checkpoint. The chain cannot be followed
+	// from 7 back to 3, so 9 vouches for 7-8 only.
+	if got, want := Ranges(report.Sealed), "7-9"; got != want || report.LastCheckpoint != 9 {
+		t.Fatalf("sealed %s (last checkpoint %d), want %s", got, report.LastCheckpoint, want)
+	}
+	if got, want := Ranges(report.Unsealed), "1-6"; got != want {
+		t.Fatalf("unsealed %s, want %s: the records before the gap, kept or lost", got, want)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // ProblemForged: a checkpoint whose signature does not verify against the
@@ -49,9 +50,13 @@ func Ranges(rs []SeqRange) string {
 // VerifySeals checks every checkpoint in the log against the audit public
 // key: its signature, and that its head is the record the chain has at
 // that seq. Run it after VerifyWith has found the chain intact: it reads
-// the records in order and trusts their seq and hash. It returns the first
-// problem as a *Problem (ProblemForged for a bad signature, ProblemEdited
-// for a head the chain no longer has), and which records are sealed.
+// the records in order (as Query does, across gaps) and trusts their seq
+// and hash. It returns the first problem as a *Problem (ProblemForged for
+// a bad signature, ProblemEdited for a head the chain no longer has), and
+// which records are sealed.
+//
+// It reads the log twice, to keep in memory only the checkpoints and the
+// hashes of the records they name, however long the log.
 func VerifySeals(public crypto.PublicKey, paths ...string) (SealReport, error) {
 	var report SealReport
 	key, ok := public.(*rsa.PublicKey)
@@ -62,59 +67,85 @@ func VerifySeals(public crypto.PublicKey, paths ...string) (SealReport, error) {
 	if err != nil {
 		return report, err
 	}
+	type checkpoint struct {
+		seq  uint64
+		time time.Time
+		seal *Seal
+	}
 	var (
-		first  uint64
-		hashes []string // hashes[seq-first]
-		sealed []SeqRange
+		first, last uint64
+		checkpoints []checkpoint
+		heads       = map[uint64]string{} // seq -> hash, for the heads named
+		gaps        []uint64              // seqs of the gap records, in order
 	)
-	files, err := Expand(paths...)
-	if err != nil {
-		return report, err
+	problem := func(c checkpoint, kind, detail string) error {
+		return &Problem{File: paths[0], Seq: c.seq, Kind: kind, Detail: fmt.Sprintf("checkpoint %d %s", c.seq, detail)}
 	}
-	ordered, err := orderFiles(files)
-	if err != nil {
-		return report, err
-	}
-	for _, path := range ordered {
-		n := 0
-		err := queryFile(path, Filter{}, func(r Record) error {
-			n++
-			if first == 0 {
-				first = r.Seq
-			}
-			hashes = append(hashes, r.Hash)
-			if r.Kind != KindCheckpoint {
-				return nil
-			}
-			problem := func(kind, detail string) error {
-				return &Problem{File: path, Seq: r.Seq, Kind: kind, Detail: fmt.Sprintf("checkpoint %d %s", r.Seq, detail)}
-			}
-			s := r.Seal
-			switch {
-			case s == nil:
-				return problem(ProblemForged, "carries no seal")
-			case s.HeadSeq >= r.Seq || s.From > s.HeadSeq:
-				return problem(ProblemEdited, fmt.Sprintf("seals records %d-%d, which cannot come before it", s.From, s.HeadSeq))
-			}
-			if err := s.verify(key, fingerprint, r.Time); err != nil {
-				return problem(ProblemForged, "is forged: "+err.Error())
-			}
-			if s.HeadSeq >= first && hashes[s.HeadSeq-first] != s.HeadHash {
-				return problem(ProblemEdited, fmt.Sprintf("sealed record %d with hash %s, and the log's record %d is another: the records up to it were rewritten", s.HeadSeq, short(s.HeadHash), s.HeadSeq))
-			}
-			report.Checkpoints++
-			report.LastCheckpoint = r.Seq
-			sealed = append(sealed, SeqRange{max(s.From, first), s.HeadSeq}, SeqRange{r.Seq, r.Seq})
-			return nil
-		})
-		if err != nil {
-			return report, err
+	err = Query(paths, Filter{}, func(r Record) error {
+		if first == 0 {
+			first = r.Seq
 		}
+		last = r.Seq
+		if r.Kind == KindGap {
+			gaps = append(gaps, r.Seq)
+		}
+		if r.Kind != KindCheckpoint {
+			return nil
+		}
+		c := checkpoint{r.Seq, r.Time, r.Seal}
+		switch s := r.Seal; {
+		case s == nil:
+			return problem(c, ProblemForged, "carries no seal")
+		case s.HeadSeq >= r.Seq || s.From > s.HeadSeq:
+			return problem(c, ProblemEdited, fmt.Sprintf("seals records %d-%d, which cannot come before it", s.From, s.HeadSeq))
+		}
+		if err := r.Seal.verify(key, fingerprint, r.Time); err != nil {
+			return problem(c, ProblemForged, "is forged: "+err.Error())
+		}
+		checkpoints = append(checkpoints, c)
+		heads[r.Seal.HeadSeq] = ""
+		return nil
+	})
+	if err != nil || first == 0 {
+		return report, err
 	}
-	if first == 0 {
-		return report, nil
+	err = Query(paths, Filter{}, func(r Record) error {
+		if _, named := heads[r.Seq]; named {
+			heads[r.Seq] = r.Hash
+		}
+		return nil
+	})
+	if err != nil {
+		return report, err
 	}
-	last := first + uint64(len(hashes)) - 1
+	var sealed []SeqRange
+	for _, c := range checkpoints {
+		s := c.seal
+		report.Checkpoints++
+		report.LastCheckpoint = c.seq
+		sealed = append(sealed, SeqRange{c.seq, c.seq}) // its own content is signed
+		got := heads[s.HeadSeq]
+		switch {
+		case s.HeadSeq < first:
+			continue // it seals only records in files no longer given
+		case got == "":
+			// Its head was lost in a gap: what it sealed cannot be compared
+			// with what the log holds, so none of it counts as sealed.
+			continue
+		case got != s.HeadHash:
+			return report, problem(c, ProblemEdited, fmt.Sprintf("sealed record %d with hash %s, and the log's record %d is another: the records up to it were rewritten", s.HeadSeq, short(s.HeadHash), s.HeadSeq))
+		}
+		// Across a gap the chain cannot be followed back (the records that
+		// linked it are lost), so a checkpoint vouches only for the records
+		// from the last gap record before its head on.
+		from := max(s.From, first)
+		for _, g := range gaps {
+			if g <= s.HeadSeq {
+				from = max(from, g)
+			}
+		}
+		sealed = append(sealed, SeqRange{from, s.HeadSeq})
+	}
 	report.Sealed, report.Unsealed = partition(sealed, first, last)
 	return report, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 )
 
 // Problem kinds: what Verify found wrong.
@@ -47,7 +48,37 @@ type VerifyResult struct {
 	FirstSeq uint64
 	LastSeq  uint64
 	LastHash string
+	// Gaps are the gap records found, in order. The chain holds across
+	// each, but the log is not complete: a log with gaps verifies (no
+	// error), and a caller that must know that every record is there
+	// checks that Gaps is empty.
+	Gaps []Gap
 }
+
+// Gap is a gap record that Verify found, and what the files show of the
+// records it names. Verify checked what can be checked: that every record
+// before FromSeq is in the log, that what is left of the range follows
+// them, and that the gap record follows the last record of the range when
+// that one is there. What the record says happened is the daemon's word.
+type Gap struct {
+	File    string // the file the gap record opens (on its line 1)
+	Seq     uint64 // the gap record's seq
+	Time    time.Time
+	Cause   string // as the record says: one of the Cause constants
+	FromSeq uint64 // as the record says: the first record that may be lost, 0 for none
+	ToSeq   uint64 // as the record says: the last record before the gap record
+	// LostFrom to LostTo are the records of the range that the log does
+	// not hold (both 0 when it holds all of them).
+	LostFrom, LostTo uint64
+	// Foreign counts the bytes someone else appended to the file before,
+	// which Verify left unread.
+	Foreign int64
+	// Detail says all of it in a sentence.
+	Detail string
+}
+
+// String prints the gap as FILE:1: detail, like a Problem.
+func (g Gap) String() string { return fmt.Sprintf("%s:1: %s", g.File, g.Detail) }
 
 // VerifyOptions adjust Verify.
 type VerifyOptions struct {
@@ -94,8 +125,12 @@ func VerifyWith(opts VerifyOptions, paths ...string) (VerifyResult, error) {
 	if err != nil {
 		return v.res, err
 	}
-	for _, f := range ordered {
-		if err := v.verifyFile(f); err != nil {
+	for i, f := range ordered {
+		var next *Record
+		if i+1 < len(ordered) {
+			next = openingGap(ordered[i+1])
+		}
+		if err := v.verifyFile(f, next); err != nil {
 			return v.res, err
 		}
 	}
@@ -109,14 +144,27 @@ type verifier struct {
 	file        string // of the last record accepted
 	line        int    // of the last record accepted
 	anchorFound bool
+	// What the file before the current one showed past the Writer's last
+	// good record, for the gap record that opens the current one.
+	before, after fileTail
 }
 
-func (v *verifier) verifyFile(path string) error {
-	next := func() uint64 { return v.res.LastSeq + 1 }
-	return scanLines(path, "verifying the audit log", next, func(n int, line []byte) error {
+// fileTail is what a file held past the records a gap record says may be
+// lost: the problem that ended it early, and bytes that were not the
+// Writer's.
+type fileTail struct {
+	damage  *Problem
+	foreign int64
+}
+
+func (v *verifier) verifyFile(path string, next *Record) error {
+	v.before, v.after = v.after, fileTail{}
+	want := func() uint64 { return v.res.LastSeq + 1 }
+	seg := segmentOf(path, next)
+	err := scanLines(path, "verifying the audit log", seg.limit, want, func(n int, line []byte) error {
 		r, err := parseLine(line)
 		if err != nil {
-			return lineProblem(path, n, err, next())
+			return lineProblem(path, n, err, want())
 		}
 		if p := v.link(path, n, r); p != nil {
 			return p
@@ -124,11 +172,84 @@ func (v *verifier) verifyFile(path string) error {
 		v.accept(path, n, r)
 		return nil
 	})
+	// The records the next file's gap record says may be lost may be cut
+	// short, garbled or missing here: that ends this file, and the gap
+	// record says what is left.
+	var p *Problem
+	if errors.As(err, &p) && seg.excuses(want()) {
+		v.after.damage, err = p, nil
+	}
+	if err == nil && seg.limit >= 0 {
+		if st, serr := os.Stat(path); serr == nil && st.Size() > seg.limit {
+			v.after.foreign = st.Size() - seg.limit
+		}
+	}
+	return err
+}
+
+// segment is how much of a file the Writer vouches for, as the gap record
+// opening the next file says: at most limit bytes (-1: all), and records
+// from seq from on (0: none) only as far as they go.
+type segment struct {
+	limit int64
+	from  uint64
+}
+
+func segmentOf(path string, next *Record) segment {
+	s := segment{limit: -1}
+	if next == nil {
+		return s
+	}
+	s.from = next.FromSeq
+	// Someone else wrote to the file: the Writer's part of it is the size
+	// it had written, whatever comes after (records that chain on, even).
+	if (next.Cause == CauseAppended || next.Cause == CauseTruncated) && next.Size > 0 && next.File == filepath.Base(path) {
+		s.limit = next.Size
+	}
+	return s
+}
+
+// excuses says whether a problem where record seq was due is one the gap
+// record accounts for.
+func (s segment) excuses(seq uint64) bool { return s.from > 0 && seq >= s.from }
+
+// openingGap returns the first record of a file when it is a gap record
+// whose line matches its hash, else nil.
+func openingGap(path string) *Record {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	line, complete, err := newLineReader(f).next()
+	if err != nil || !complete {
+		return nil
+	}
+	r, err := parseLine(line)
+	if err != nil || r.Kind != KindGap {
+		return nil
+	}
+	return &r
 }
 
 // link checks that r, on line n of path, follows the record accepted last.
 func (v *verifier) link(path string, n int, r Record) *Problem {
 	p := &Problem{File: path, Line: n, Seq: r.Seq}
+	if r.Kind == KindGap {
+		switch {
+		case n != 1:
+			p.Kind, p.Detail = ProblemMalformed, fmt.Sprintf("record %d is a gap record on line %d, but a gap record opens its file", r.Seq, n)
+			return p
+		case r.ToSeq+1 != r.Seq || r.FromSeq > r.ToSeq:
+			p.Kind, p.Detail = ProblemMalformed, fmt.Sprintf("gap record %d names records %d-%d, which do not end right before it", r.Seq, r.FromSeq, r.ToSeq)
+			return p
+		case v.res.Records > 0:
+			return v.linkGap(path, r)
+		case r.FromSeq == 1:
+			return nil // the log's first file: every record before it is lost, and it says so
+		}
+		// The first record given: linked as any first record, below.
+	}
 	if v.res.Records == 0 {
 		switch {
 		case r.Seq == 1 && r.Prev != "":
@@ -189,7 +310,70 @@ func (v *verifier) reordered(p *Problem, want uint64) bool {
 	return true
 }
 
+// linkGap checks that gap record r, which opens path, follows the records
+// accepted so far: every record before the range it names must be there,
+// none after it, and when the last record of the range is there, r must
+// follow it by hash. Records of the range that are missing are the gap.
+func (v *verifier) linkGap(path string, r Record) *Problem {
+	p := &Problem{File: path, Line: 1, Seq: r.Seq}
+	last, prev := v.res.LastSeq, filepath.Base(v.file)
+	first := cmp.Or(r.FromSeq, r.Seq) // the first record that may be missing
+	switch {
+	case last+1 < first:
+		accounts := "for no lost record"
+		if r.FromSeq > 0 {
+			accounts = "only for " + rangeWords(r.FromSeq, r.ToSeq)
+		}
+		p.Kind = ProblemMissing
+		p.Detail = fmt.Sprintf("%s missing: %s ends at record %d, and gap record %d, which opens this file, accounts %s",
+			recordsAre(last+1, first-1), prev, last, r.Seq, accounts)
+	case last > r.ToSeq:
+		p.Kind = ProblemReordered
+		p.Detail = fmt.Sprintf("the files overlap: this file starts with gap record %d, which follows record %d, but %s holds records up to %d", r.Seq, r.ToSeq, prev, last)
+	case last == r.ToSeq && r.Prev != v.res.LastHash:
+		p.Kind = ProblemEdited
+		p.Detail = fmt.Sprintf("gap record %d does not follow record %d, the last of %s: its prev is not that record's hash, so one of the two was edited and hashed again, or replaced", r.Seq, last, prev)
+	default:
+		v.noteGap(path, r)
+		return nil
+	}
+	return p
+}
+
+// noteGap adds gap record r, which opens path, to the result, with what
+// the files hold of the records it names.
+func (v *verifier) noteGap(path string, r Record) {
+	g := Gap{File: path, Seq: r.Seq, Time: r.Time, Cause: r.Cause, FromSeq: r.FromSeq, ToSeq: r.ToSeq, Foreign: v.before.foreign}
+	last, prev := v.res.LastSeq, filepath.Base(v.file)
+	var found string
+	switch {
+	case v.res.Records == 0 && r.FromSeq == 1:
+		g.LostFrom, g.LostTo = 1, r.ToSeq
+		found = fmt.Sprintf("%s lost: the log holds no record before this one", recordsAre(1, r.ToSeq))
+	case v.res.Records == 0:
+		found = "the records before it are not given, so what is left of those it names cannot be told"
+	case last < r.ToSeq:
+		g.LostFrom, g.LostTo = last+1, r.ToSeq
+		found = fmt.Sprintf("%s lost: the log holds records up to %d, the last of %s", recordsAre(last+1, r.ToSeq), last, prev)
+	case r.FromSeq > 0:
+		found = fmt.Sprintf("none is lost: all of %s are in %s", rangeWords(r.FromSeq, r.ToSeq), prev)
+	default:
+		found = "no record is lost"
+	}
+	if d := v.before.damage; d != nil && g.LostFrom > 0 {
+		found += fmt.Sprintf("; what %s holds after that is not a record as written (line %d: %s)", filepath.Base(d.File), d.Line, d.Detail)
+	}
+	if g.Foreign > 0 {
+		found += fmt.Sprintf("; the %d bytes after the daemon's %d in %s are not its own, and were not read", g.Foreign, r.Size, prev)
+	}
+	g.Detail = fmt.Sprintf("gap record %d (%s, %s): %s; %s", r.Seq, cmp.Or(r.Cause, "no cause given"), r.Time.UTC().Format(time.RFC3339), r.Reason, found)
+	v.res.Gaps = append(v.res.Gaps, g)
+}
+
 func (v *verifier) accept(path string, n int, r Record) {
+	if v.res.Records == 0 && r.Kind == KindGap {
+		v.noteGap(path, r)
+	}
 	if v.res.Records == 0 {
 		v.res.FirstSeq = r.Seq
 	}
@@ -262,6 +446,12 @@ func orderFiles(files []string) ([]string, error) {
 	var firsts []first
 	for _, path := range files {
 		seq, err := firstSeq(path)
+		var p *Problem
+		if rf, ok := parseRotated(filepath.Dir(path), filepath.Base(path)); ok && errors.As(err, &p) {
+			// A rotated file's name says where it goes: its problem is
+			// found in its place (where a gap record may account for it).
+			seq, err = rf.first, nil
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/portvakt/portvakt/internal/backoff"
 )
 
 // Options configure a Writer.
@@ -28,11 +30,31 @@ type Options struct {
 	MaxAge time.Duration
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// AcceptVanished opens a log that was written before (its lock file
+	// is there) although no record of it is left, starting again at
+	// record 1: for an operator who has looked and accepted the loss.
+	// Without it Open refuses such a log (see resume.go).
+	AcceptVanished bool
+	// OnChange is told when the Writer stops taking records, when it
+	// writes a gap record, and when it takes records again: at once, in
+	// the order of the changes, outside the Writer's lock (so it may call
+	// Stats). The daemon turns it into a log line, metrics and health.
+	OnChange func(Event)
 
 	// openFile opens the active file for appending; nil opens it on disk.
 	// Tests replace it to make writes and fsyncs fail.
 	openFile func(path string) (file, error)
+	// retry spaces the attempts to open a new file after a failed write
+	// or fsync; nil is defaultRetry. Tests make it short.
+	retry *backoff.Policy
 }
+
+// defaultRetry spaces the attempts to open a new file after a disk
+// failure: the first no sooner than a second after it, since a disk that
+// has just failed a write rarely takes the next one, and then less and
+// less often, up to about half a minute apart, so that a dead disk is not
+// asked for a new file on every request.
+var defaultRetry = backoff.Policy{Initial: time.Second, Max: 30 * time.Second}
 
 // file is what the Writer needs of the active file. It is an interface so
 // that tests can make a write fall short or an fsync fail, which a real
@@ -57,38 +79,106 @@ var ErrClosed = errors.New("the audit log is closed")
 // not appended to.
 var ErrCannotContinue = errors.New("the audit chain cannot be continued")
 
+// ErrUnavailable is wrapped by the error of every Append while the Writer
+// is broken (see WriterStats.Broken): the record is not written, and the
+// caller must refuse what it was for.
+var ErrUnavailable = errors.New("the audit log is unavailable")
+
 // Writer appends records to the audit log. It is safe for concurrent use;
 // records are written one at a time, write and fsync, so their order in
 // the file is the order of their seq, and with fsync the rate of appends is
 // that of the disk's fsyncs.
+//
+// Before each record the Writer checks that its file is still the one at
+// the path and as long as it wrote it (a stat of the path; see watch.go).
+// When the file was deleted, replaced, truncated or appended to by someone
+// else, or when a write or fsync fails, the Writer breaks: Append fails
+// with ErrUnavailable, and the next record is a KindGap record at the
+// start of a new file, saying which records may be lost and why. After a
+// disk failure the Writer opens that file by itself, at the next Append or
+// Check once its back-off allows, and then takes records again; after
+// someone else's doing it writes the gap record at once, to keep the
+// evidence, and takes no record until the daemon is restarted.
 type Writer struct {
 	opts     Options
 	path     string
 	dir      string
 	now      func() time.Time
 	openFile func(string) (file, error)
+	retry    backoff.Policy
+	onChange func(Event)
 	lock     io.Closer // held while the Writer is open: one writer per log
 
-	mu        sync.Mutex
-	f         file      // nil after a rotation that could not open the new file
-	size      int64     // of the active file, as far as this Writer wrote it
-	fileFirst uint64    // seq of the active file's first record; 0 while it is empty
-	fileStart time.Time // time of the active file's first record, for MaxAge
-	seq       uint64    // of the last record written
-	hash      string    // of the last record written
-	broken    error     // set when the file holds a partial record that could not be removed
-	closed    bool
-	stats     WriterStats
+	mu         sync.Mutex
+	f          file        // nil after a rotation that could not open the new file
+	fi         fs.FileInfo // f's identity, to tell it from another file at the path
+	size       int64       // of the active file, as far as this Writer wrote it
+	fileFirst  uint64      // seq of the active file's first record; 0 while it is empty
+	fileStart  time.Time   // time of the active file's first record, for MaxAge
+	fileGap    uint64      // FromSeq of the gap record the active file opens with, 0 for none
+	seq        uint64      // of the last record written
+	hash       string      // of the last record written
+	synced     uint64      // seq of the last record known to be on disk
+	syncFailed bool        // an fsync of f failed: what f holds after synced cannot be trusted, whatever a later fsync says
+	broken     *breakage   // set while Append refuses records
+	closed     bool
+	stats      WriterStats
+	events     []Event // changes not yet told to onChange
+
+	notifyMu sync.Mutex // keeps onChange calls in the order of the changes
+}
+
+// breakage is why the Writer takes no records, and what its gap record
+// will say.
+type breakage struct {
+	cause string // one of the Cause constants
+	err   error  // what happened, in a sentence
+	final bool   // someone else's doing: no record until the daemon is restarted
+	// The last record of the chain before the gap: the one whose write or
+	// fsync failed, or the last one written. The gap record follows it.
+	toSeq  uint64
+	toHash string
+	// Whether w.size can still be compared with the file's: not after a
+	// failed write whose partial record could be neither cut off nor
+	// measured, lest it be taken for someone else's bytes.
+	sizeKnown bool
+	gap       *Record // the gap record, once it is on disk
+
+	failures  int       // attempts at the new file that failed, the failure itself included
+	notBefore time.Time // no attempt before
+	lastErr   error     // of the last attempt
+}
+
+// Event is a change in what a Writer can do, for logs, metrics and health.
+type Event struct {
+	// Broken: the Writer takes no record (true), or takes records again
+	// after writing a gap record (false).
+	Broken bool
+	// Cause is why it broke, one of the Cause constants.
+	Cause string
+	// Err says why it broke; nil when it takes records again.
+	Err error
+	// Gap is the gap record written with this change, if any: the first
+	// record of a new file.
+	Gap *Record
+	// Final: the Writer takes no record until the daemon is restarted.
+	Final bool
 }
 
 // WriterStats count what a Writer did since it was opened, for metrics.
 type WriterStats struct {
-	Records   uint64 // records appended, the start record included
+	Records   uint64 // records appended, the start and gap records included
 	Failures  uint64 // appends that returned an error
 	Rotations uint64
+	Gaps      uint64 // gap records written
 	LastSeq   uint64 // seq of the last record in the log
 	LastHash  string // its hash: with LastSeq, an anchor to keep outside the log
-	Broken    bool   // every Append fails until the daemon is restarted
+	// Broken: every Append fails, until a new file is opened after a disk
+	// failure, or until the daemon is restarted after someone else
+	// changed the file (Final). Cause says why.
+	Broken bool
+	Final  bool
+	Cause  string
 }
 
 // Open opens the audit log for appending, creating the file (mode 0600) and
@@ -100,8 +190,11 @@ type WriterStats struct {
 // file (a rotation may have been cut short after the rename). Open refuses
 // (with ErrCannotContinue) a log whose last or first record is cut short
 // or does not match its hash: such a chain cannot be continued so that it
-// verifies, and appending to it would hide the damage. The rest of the
-// file is not read; that is Verify's work.
+// verifies, and appending to it would hide the damage. It refuses too a
+// log that was opened before (its lock file is there) but of which no
+// record is left. It first finishes the opening of a new file that a
+// crash interrupted (see resume.go). The rest of the file is not read;
+// that is Verify's work.
 //
 // Only one Writer, in any process, may have a log open: Open takes a lock
 // on the file <Path>.lock beside it, which is left in place.
@@ -112,35 +205,56 @@ func Open(opts Options) (*Writer, error) {
 	if opts.MaxBytes < 0 || opts.MaxAge < 0 {
 		return nil, fmt.Errorf("opening the audit log %s: rotation limits must not be negative", opts.Path)
 	}
-	w := &Writer{opts: opts, path: opts.Path, dir: filepath.Dir(opts.Path), now: opts.Now, openFile: opts.openFile}
+	w := &Writer{opts: opts, path: opts.Path, dir: filepath.Dir(opts.Path), now: opts.Now, openFile: opts.openFile, retry: defaultRetry, onChange: opts.OnChange}
 	if w.now == nil {
 		w.now = time.Now
 	}
 	if w.openFile == nil {
 		w.openFile = openOSFile
 	}
+	if opts.retry != nil {
+		w.retry = *opts.retry
+	}
 	if err := os.MkdirAll(w.dir, 0o750); err != nil {
 		return nil, fmt.Errorf("opening the audit log: %w", err)
 	}
-	lock, err := lockLog(w.path + ".lock")
+	// The lock file is left in place: that it is there says the log was
+	// written before, and so must have records.
+	_, err := os.Lstat(lockPath(w.path))
+	openedBefore := err == nil
+	lock, err := lockLog(lockPath(w.path))
 	if err != nil {
 		return nil, fmt.Errorf("opening the audit log %s: %w", w.path, err)
 	}
 	w.lock = lock
-	if err := w.resume(); err != nil {
-		lock.Close()
+	// On failure the lock file goes too if this Open made it and no record
+	// was written: a daemon whose first start fails (a full disk, say)
+	// has not made a log that the next start must find records in.
+	fail := func(err error) (*Writer, error) {
+		if !openedBefore && w.seq == 0 {
+			_ = os.Remove(lockPath(w.path))
+		}
+		w.mu.Lock()
+		w.close(false) // as it is: a start that fails must not leave a new file with a gap record each time
+		w.mu.Unlock()
 		return nil, err
 	}
+	if err := w.resume(openedBefore && !opts.AcceptVanished); err != nil {
+		return fail(err)
+	}
+	// What an earlier run left is taken as it is: its Close synced it, or
+	// its crash left what the disk has.
+	w.synced = w.seq
 	if err := w.openActive(false); err != nil {
-		lock.Close()
-		return nil, err
+		return fail(err)
 	}
 	if _, err := w.Append(Record{Kind: KindStart, Reason: "audit log opened for writing"}); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("opening the audit log: writing the start record: %w", err)
+		return fail(fmt.Errorf("opening the audit log: writing the start record: %w", err))
 	}
 	return w, nil
 }
+
+func lockPath(active string) string { return active + ".lock" }
 
 // openActive opens the active file for appending. After a rotation the
 // file is new, and must be empty: anything else wrote there meanwhile.
@@ -165,9 +279,9 @@ func (w *Writer) openActive(mustBeEmpty bool) error {
 		f.Close()
 		return fmt.Errorf("opening the audit log %s: %w", w.path, err)
 	}
-	w.f, w.size = f, st.Size()
+	w.f, w.fi, w.size = f, st, st.Size()
 	if w.size == 0 {
-		w.fileFirst, w.fileStart = 0, time.Time{}
+		w.fileFirst, w.fileStart, w.fileGap = 0, time.Time{}, 0
 	}
 	return nil
 }
@@ -177,12 +291,11 @@ func (w *Writer) openActive(mustBeEmpty bool) error {
 // one write call and, unless Options.NoSync, synced to disk before Append
 // returns.
 //
-// When Append fails (disk full, file not writable, fsync failed) the log
-// is as it was: a partly written record is cut off again, and the next
-// Append writes the same seq. The caller must then refuse whatever the
-// record was for. If a partial record cannot be cut off, the Writer stops:
-// every later Append fails until the daemon is restarted and the log has
-// been checked.
+// When Append fails the caller must refuse whatever the record was for.
+// A failed write or fsync breaks the Writer (see Writer): a partly written
+// record is cut off again where it can be, its seq is used up, and the
+// next record written is a gap record in a new file naming it, and every
+// record since the last good fsync, as possibly lost.
 func (w *Writer) Append(r Record) (Record, error) {
 	return w.appendRecord(r, !w.opts.NoSync)
 }
@@ -199,13 +312,20 @@ func (w *Writer) AppendUnsynced(r Record) (Record, error) {
 
 func (w *Writer) appendRecord(r Record, sync bool) (Record, error) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	r, err := w.append(r, sync)
 	if err != nil {
 		w.stats.Failures++
+	} else {
+		w.stats.Records++
+	}
+	notify := len(w.events) > 0
+	w.mu.Unlock()
+	if notify {
+		w.notify()
+	}
+	if err != nil {
 		return Record{}, err
 	}
-	w.stats.Records++
 	return r, nil
 }
 
@@ -213,12 +333,23 @@ func (w *Writer) append(r Record, sync bool) (Record, error) {
 	switch {
 	case w.closed:
 		return Record{}, ErrClosed
-	case w.broken != nil:
-		return Record{}, w.broken
 	case r.Kind == "":
 		return Record{}, errors.New("writing an audit record: the record has no kind")
 	}
 	now := w.now()
+	if w.broken != nil {
+		if err := w.mend(now, false); err != nil {
+			return Record{}, err
+		}
+	}
+	if w.f == nil { // a rotation renamed the file but could not open the next
+		if err := w.openActive(true); err != nil {
+			return Record{}, err
+		}
+	}
+	if err := w.watchOrBreak(now); err != nil {
+		return Record{}, err
+	}
 	r.Seq, r.Prev = w.seq+1, w.hash
 	if r.Time.IsZero() {
 		r.Time = now
@@ -230,55 +361,177 @@ func (w *Writer) append(r Record, sync bool) (Record, error) {
 	if len(line) > MaxLineBytes {
 		return Record{}, fmt.Errorf("writing audit record %d: its line of %d bytes is over the limit of %d", r.Seq, len(line), MaxLineBytes)
 	}
-	if w.f == nil { // a rotation renamed the file but could not open the next
-		if err := w.openActive(true); err != nil {
-			return Record{}, err
-		}
-	}
 	if w.needsRotation(len(line), now) {
 		if err := w.rotate(now); err != nil {
+			if w.broken != nil {
+				return Record{}, w.unavailable()
+			}
 			return Record{}, err
 		}
 	}
-	if err := w.write(line, sync); err != nil {
-		return Record{}, fmt.Errorf("writing audit record %d to %s: %w", r.Seq, w.path, err)
+	if err := w.write(&r, line, sync, now); err != nil {
+		return Record{}, w.unavailable() // which says what failed
 	}
-	if w.fileFirst == 0 {
-		w.fileFirst, w.fileStart = r.Seq, r.Time
-	}
-	w.seq, w.hash = r.Seq, r.Hash
 	return r, nil
 }
 
-// write appends line (and syncs it when sync), or leaves the file as it was.
-func (w *Writer) write(line []byte, sync bool) error {
+// write appends r's line (and syncs it when sync). A failure breaks the
+// Writer; its error is then in w.broken.
+func (w *Writer) write(r *Record, line []byte, sync bool, now time.Time) error {
 	n, err := w.f.Write(line)
 	if err == nil && n != len(line) {
 		err = io.ErrShortWrite
 	}
-	if err == nil && sync {
-		err = w.f.Sync()
-		if err != nil {
-			err = fmt.Errorf("fsync: %w", err)
+	if err != nil {
+		// Cut off what was written of the line, so that the file ends in a
+		// whole record where it can: the gap record names this one as lost
+		// either way, but a verifier then reads every record before it.
+		sizeKnown := true
+		if terr := w.f.Truncate(w.size); terr != nil {
+			st, serr := w.f.Stat()
+			if sizeKnown = serr == nil; sizeKnown {
+				w.size = st.Size() // the part stays; it is not someone else's
+			}
 		}
+		w.breakIO(CauseWrite, fmt.Errorf("writing record %d failed: %w", r.Seq, err), r.Seq, r.Hash, now)
+		w.broken.sizeKnown = sizeKnown
+		return err
 	}
-	if err == nil {
-		w.size += int64(n)
-		return nil
+	w.size += int64(n)
+	w.seq, w.hash = r.Seq, r.Hash
+	if w.fileFirst == 0 {
+		w.fileFirst, w.fileStart = r.Seq, r.Time
 	}
-	// The record was not (durably) written, and the caller will refuse
-	// what it was for: take it out again, so that the file never holds a
-	// record that was reported as failed, nor half a line that would make
-	// the next record unreadable.
-	if terr := w.f.Truncate(w.size); terr != nil {
-		if st, serr := w.f.Stat(); serr == nil && st.Size() == w.size {
-			return err // nothing had been written: nothing to take out
+	if sync {
+		if err := w.f.Sync(); err != nil {
+			// After a failed fsync the kernel may have dropped the dirty
+			// pages: the records since the last good fsync may be gone from
+			// the disk although they still read back, and a later fsync of
+			// this file that "succeeds" proves nothing. So no later record
+			// goes into it.
+			w.syncFailed = true
+			w.breakIO(CauseFsync, fmt.Errorf("fsync after record %d failed: %w", r.Seq, err), r.Seq, r.Hash, now)
+			return err
 		}
-		w.broken = fmt.Errorf("the audit log %s may end in a partial record that could not be removed (%v, after %v): "+
-			"no record is written until the daemon is restarted; run `portvakt audit verify` on it first", w.path, terr, err)
-		return fmt.Errorf("%w; %w", err, w.broken) // one line: operators read it in a log line
+		w.synced = r.Seq
+	}
+	return nil
+}
+
+// breakIO breaks the Writer after a failed write or fsync. The chain's
+// last record is then toSeq (the failed one): the gap record follows it.
+func (w *Writer) breakIO(cause string, err error, toSeq uint64, toHash string, now time.Time) {
+	b := &breakage{cause: cause, err: err, toSeq: toSeq, toHash: toHash, sizeKnown: true, failures: 1}
+	b.notBefore = now.Add(w.retry.Initial + w.retry.Delay(1))
+	w.broken = b
+	w.events = append(w.events, Event{Broken: true, Cause: cause, Err: err})
+}
+
+// mend tries to end the broken state: after a disk failure by opening a
+// new file with a gap record, once the back-off allows (at once when
+// force); after someone else's doing by writing the gap record, if that
+// failed before. It returns nil when the Writer takes records again, and
+// else the error for Append.
+func (w *Writer) mend(now time.Time, force bool) error {
+	b := w.broken
+	if b.gap != nil || (!force && now.Before(b.notBefore)) {
+		return w.unavailable()
+	}
+	if err := w.openSegment(now); err != nil {
+		b = w.broken // openSegment may have found someone else's doing
+		b.failures++
+		b.lastErr = err
+		b.notBefore = now.Add(w.retry.Initial + w.retry.Delay(b.failures))
+		return w.unavailable()
+	}
+	if w.broken != nil {
+		return w.unavailable()
+	}
+	return nil
+}
+
+// unavailable is Append's error while the Writer is broken.
+func (w *Writer) unavailable() error {
+	b := w.broken
+	var then string
+	switch {
+	case b.final && b.gap != nil:
+		then = fmt.Sprintf("gap record %d at the start of %s keeps what happened; no record is written until the daemon is restarted", b.gap.Seq, w.path)
+	case b.final:
+		then = fmt.Sprintf("no record is written until the daemon is restarted (the gap record saying so could not be written yet: %v)", b.lastErr)
+	case b.lastErr != nil:
+		then = fmt.Sprintf("no record is written until a new file is opened (the last attempt failed: %v)", b.lastErr)
+	default:
+		then = "no record is written until a new file is opened"
+	}
+	return fmt.Errorf("%w: %w; %s", ErrUnavailable, b.err, then)
+}
+
+// Check looks at the active file as Append does before each record, and
+// breaks the Writer when the file is no longer the one it wrote; while the
+// Writer is broken it makes the attempt at a new file that Append would.
+// The daemon calls it on a timer, so that a deleted log or a disk that
+// works again shows in its health without waiting for a request. It
+// returns why the Writer takes no records, or nil.
+func (w *Writer) Check() error {
+	w.mu.Lock()
+	err := w.check()
+	notify := len(w.events) > 0
+	w.mu.Unlock()
+	if notify {
+		w.notify()
 	}
 	return err
+}
+
+func (w *Writer) check() error {
+	if w.closed {
+		return ErrClosed
+	}
+	now := w.now()
+	if w.broken != nil {
+		return w.mend(now, false)
+	}
+	if w.f == nil {
+		return w.openActive(true)
+	}
+	return w.watchOrBreak(now)
+}
+
+// watchOrBreak breaks the Writer when watch finds its file changed by
+// someone else, or cannot tell.
+func (w *Writer) watchOrBreak(now time.Time) error {
+	t, err := w.watch(true)
+	switch {
+	case err != nil:
+		w.breakIO(CauseWrite, fmt.Errorf("the active file could not be looked at before record %d: %w", w.seq+1, err), w.seq, w.hash, now)
+	case t != nil:
+		w.breakBy(t, now)
+	default:
+		return nil
+	}
+	return w.unavailable()
+}
+
+// notify tells onChange of the changes queued so far. Changes are queued
+// under mu and told under notifyMu, so that two goroutines that each
+// queued one tell them in their order.
+func (w *Writer) notify() {
+	if w.onChange == nil {
+		w.mu.Lock()
+		w.events = nil
+		w.mu.Unlock()
+		return
+	}
+	w.notifyMu.Lock()
+	defer w.notifyMu.Unlock()
+	w.mu.Lock()
+	events := w.events
+	w.events = nil
+	w.mu.Unlock()
+	for _, e := range events {
+		w.onChange(e)
+	}
 }
 
 // Stats returns what the Writer did since it was opened.
@@ -286,27 +539,53 @@ func (w *Writer) Stats() WriterStats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s := w.stats
-	s.LastSeq, s.LastHash, s.Broken = w.seq, w.hash, w.broken != nil
+	s.LastSeq, s.LastHash = w.seq, w.hash
+	if b := w.broken; b != nil {
+		s.Broken, s.Final, s.Cause = true, b.final, b.cause
+	}
+	if w.f == nil && !w.closed {
+		s.Broken = true // a rotation could not open the next file: every Append tries again
+	}
 	return s
 }
 
 // Close syncs and closes the log (even with NoSync: a clean stop loses
-// nothing) and lets another Writer open it.
+// nothing) and lets another Writer open it. It checks the file once more
+// first, and when the Writer is broken and has not written its gap record
+// yet, it tries to, so that the gap is on record before the log is left.
 func (w *Writer) Close() error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	err := w.close(true)
+	notify := len(w.events) > 0
+	w.mu.Unlock()
+	if notify {
+		w.notify()
+	}
+	return err
+}
+
+func (w *Writer) close(mend bool) error {
 	if w.closed {
 		return nil
 	}
+	now := w.now()
+	if mend && w.broken == nil && w.f != nil && w.watchOrBreak(now) == nil {
+		if err := w.f.Sync(); err != nil {
+			w.syncFailed = true
+			w.breakIO(CauseFsync, fmt.Errorf("fsync at close failed: %w", err), w.seq, w.hash, now)
+		}
+	}
+	if mend && w.broken != nil {
+		_ = w.mend(now, true) // its outcome is in w.broken
+	}
 	w.closed = true
 	var err error
+	if w.broken != nil {
+		err = w.unavailable()
+	}
 	if w.f != nil {
-		if serr := w.f.Sync(); serr != nil {
-			err = fmt.Errorf("fsync: %w", serr)
-		}
-		if cerr := w.f.Close(); err == nil {
-			err = cerr
-		}
+		// Synced above, or broken: closing cannot lose what is not lost.
+		_ = w.f.Close()
 		w.f = nil
 	}
 	if lerr := w.lock.Close(); err == nil {

@@ -55,9 +55,9 @@ func byRequest(records []audit.Record, id string) map[string][]audit.Record {
 }
 
 // TestEveryPathIsAudited: a fetch writes a decision, a signature and an
-// outcome; a cache hit a decision and an outcome naming the signature it
-// reuses; a denial its decision; a refusal by Maskinporten its signature
-// and the MP code. All share the request id the caller got.
+// outcome; a cache hit one decision record, with its outcome, naming the
+// signature it reuses; a denial its decision; a refusal by Maskinporten
+// its signature and the MP code. All share the request id the caller got.
 func TestEveryPathIsAudited(t *testing.T) {
 	w := mptest.New(t, mptest.Options{})
 	e := startDaemon(t, w)
@@ -92,8 +92,8 @@ func TestEveryPathIsAudited(t *testing.T) {
 		t.Errorf("outcome record %+v", out)
 	}
 	hit := byRequest(records, hitID)
-	if len(hit["signature"]) != 0 || len(hit["outcome"]) != 1 || hit["outcome"][0].GrantJTI != sig.GrantJTI {
-		t.Errorf("a cache hit wrote %v; want no signature and an outcome naming grant %s", kindsOf(hit), sig.GrantJTI)
+	if len(hit) != 1 || len(hit["decision"]) != 1 || hit["decision"][0].Outcome != "cached" || hit["decision"][0].GrantJTI != sig.GrantJTI {
+		t.Errorf("a cache hit wrote %v; want one decision record, cached, naming grant %s", kindsOf(hit), sig.GrantJTI)
 	}
 	deny := byRequest(records, denyID)
 	if len(deny["decision"]) != 1 || deny["decision"][0].Decision != "deny" || deny["decision"][0].Reason == "" || len(deny["signature"]) != 0 {
@@ -122,8 +122,10 @@ func containsJTI(jtis []string, jti string) bool {
 	return false
 }
 
-// TestRateLimitedIsAudited: a request over its client's rate limit is on
-// record with its decision and an outcome saying why no token was issued.
+// TestRateLimitedIsAudited: a request over its client's rate limit is
+// refused before any decision, and is on record (the first of a run at
+// once; see TestFloodIsBounded for the rest) with an outcome saying which
+// limit refused it.
 func TestRateLimitedIsAudited(t *testing.T) {
 	w := mptest.New(t, mptest.Options{})
 	e := startDaemon(t, w)
@@ -140,7 +142,10 @@ func TestRateLimitedIsAudited(t *testing.T) {
 		t.Fatalf("second call within the limit's burst of 1: %v", err)
 	}
 	recs := byRequest(auditOf(t, e), id)
-	if len(recs["outcome"]) != 1 || recs["outcome"][0].Outcome != "rate_limited" || len(recs["signature"]) != 0 {
-		t.Fatalf("a rate-limited request wrote %v", kindsOf(recs))
+	if len(recs) != 1 || len(recs["outcome"]) != 1 {
+		t.Fatalf("a rate-limited request wrote %v; want its outcome only", kindsOf(recs))
+	}
+	if out := recs["outcome"][0]; out.Outcome != "rate_limited" || out.Client != "billing" || len(out.Identities) == 0 || !strings.Contains(out.Reason, "rate_limit of 0.001") {
+		t.Fatalf("a rate-limited request's record %+v", out)
 	}
 }

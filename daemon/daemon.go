@@ -45,6 +45,7 @@ type Daemon struct {
 	servers  []*server
 	metrics  *metrics.Metrics
 	audit    *audit.Writer
+	recorder *recorder           // nil until the service is assembled
 	seal     *audit.Checkpointer // nil when the log is not sealed
 	sealHSM  hsm.Token           // where the audit key and the log's head are
 	// auditStart is this run's start record: the first it seals.
@@ -102,7 +103,8 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 			return nil, refuseGap(gap)
 		}
 	}
-	if d.audit, err = audit.Open(audit.Options{Path: cfg.Audit.File, NoSync: cfg.Audit.NoSync, MaxBytes: cfg.Audit.MaxBytes, MaxAge: cfg.Audit.MaxAge}); err != nil {
+	if d.audit, err = audit.Open(audit.Options{Path: cfg.Audit.File, NoSync: cfg.Audit.NoSync, MaxBytes: cfg.Audit.MaxBytes, MaxAge: cfg.Audit.MaxAge,
+		AcceptVanished: opts.AcceptAuditGap, OnChange: d.auditChanged}); err != nil {
 		return nil, fmt.Errorf("audit.file: %w", err)
 	}
 	d.auditStart = d.audit.Stats().LastSeq // the start record Open wrote
@@ -122,12 +124,13 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 	if err := d.openSeal(); err != nil {
 		return nil, err
 	}
+	d.recorder = newRecorder(d.audit, d.metrics, d.log)
 	d.service, err = tokenservice.New(tokenservice.Options{
 		Environments: envs,
 		Policies:     d.policies,
 		Client:       newMaskinportenClient(cfg),
 		Cache:        cacheOptions(cfg),
-		Recorder:     &recorder{audit: d.audit, m: d.metrics, log: d.log},
+		Recorder:     d.recorder,
 		Logger:       d.log,
 
 		ObserveMaskinporten: observeMaskinporten(d.metrics),
@@ -235,14 +238,22 @@ func (d *Daemon) close() {
 			_ = os.Remove(s.listener.Addr().String())
 		}
 	}
+	if d.recorder != nil {
+		// The counts of refused calls not yet written: before the last
+		// checkpoint, so that it seals them too.
+		d.recorder.close()
+	}
 	// The last checkpoint needs the audit key: before the tokens close.
 	d.stopSealing()
 	for _, t := range d.tokens {
 		_ = t.Close()
 	}
 	if d.audit != nil {
+		cerr := d.audit.Close() // checks the file a last time, and writes a pending gap record
 		st := d.audit.Stats()
-		_ = d.audit.Close()
+		if cerr != nil {
+			d.log.Error("audit log closed broken", "error", cerr.Error())
+		}
 		// An anchor for `portvakt audit verify --expect-last-hash`: a copy
 		// kept elsewhere shows records cut from the end of the log.
 		d.log.Info("audit log closed", "last_seq", st.LastSeq, "last_hash", st.LastHash)

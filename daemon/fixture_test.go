@@ -106,6 +106,7 @@ type env struct {
 
 	logs                  *logbuffer.Buffer
 	cfgFile               string
+	ca                    *tlsCA // issues the mTLS client certificates
 	clientCert, clientKey string
 	rogueCert, rogueKey   string
 }
@@ -150,6 +151,7 @@ func prepare(t testing.TB, w *mptest.World) *env {
 	e.writePolicy(t, defaultPolicy())
 
 	ca := newTLSCA(t, "Portvakt Test mTLS CA")
+	e.ca = ca
 	writePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", ca.cert.Raw)
 	ca.issue(t, dir, "server", &x509.Certificate{
 		Subject: pkix.Name{CommonName: "portvakt"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},

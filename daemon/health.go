@@ -6,6 +6,7 @@ import (
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/portvakt/portvakt/audit"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
 )
 
@@ -16,8 +17,9 @@ func HealthService(env string) string {
 	return portvaktv1.TokenService_ServiceDesc.ServiceName + "/" + env
 }
 
-// healthPoll re-reads what no token reports by itself (the audit log),
-// between the tokens' own reports.
+// healthPoll re-reads what no token reports by itself, between the
+// tokens' own reports; and looks at the audit file, so that a deleted log
+// or a disk that works again shows without waiting for a request.
 const healthPoll = 2 * time.Second
 
 // watchHealth keeps the health service current until ctx ends.
@@ -29,9 +31,36 @@ func (d *Daemon) watchHealth(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			// The Writer tells auditChanged of what Check finds; its error
+			// is that, again.
+			_ = d.audit.Check()
 			d.updateHealth()
 		}
 	}
+}
+
+// auditChanged is told by the audit Writer when it stops taking records,
+// writes a gap record, or takes records again. No token is issued while it
+// takes none, so health changes at once, not at the next poll, and one log
+// line says why.
+func (d *Daemon) auditChanged(ev audit.Event) {
+	attrs := []any{"cause", ev.Cause}
+	if g := ev.Gap; g != nil {
+		d.metrics.AuditGaps.WithLabelValues(g.Cause).Inc()
+		attrs = append(attrs, "gap_seq", g.Seq, "from_seq", g.FromSeq, "to_seq", g.ToSeq, "previous_file", g.File)
+	}
+	if ev.Err != nil {
+		attrs = append(attrs, "error", ev.Err.Error())
+	}
+	switch {
+	case ev.Broken && ev.Final:
+		d.log.Error("the audit log was changed by someone else: no token is issued until the daemon is restarted; run `portvakt audit verify` on it", attrs...)
+	case ev.Broken:
+		d.log.Error("the audit log cannot be written: no token is issued until a new audit file is opened (tried with back-off)", attrs...)
+	default:
+		d.log.Warn("the audit log takes records again: a new audit file opens with a gap record naming the records that may be lost", attrs...)
+	}
+	d.updateHealth()
 }
 
 // updateHealth sets each environment's health from its HSM token, and the
@@ -60,7 +89,13 @@ func (d *Daemon) updateHealth() {
 		d.metrics.HSMUp.WithLabelValues(e.Config.Name, e.Signer.Token().Name()).Set(up)
 	}
 	overall := healthpb.HealthCheckResponse_SERVING
-	if !anyUp || d.audit.Stats().Broken {
+	broken := d.audit.Stats().Broken
+	if broken {
+		d.metrics.AuditBroken.Set(1)
+	} else {
+		d.metrics.AuditBroken.Set(0)
+	}
+	if !anyUp || broken {
 		overall = healthpb.HealthCheckResponse_NOT_SERVING
 	}
 	d.health.SetServingStatus("", overall)

@@ -51,7 +51,8 @@ func TestMetrics(t *testing.T) {
 		{"portvakt_certificate_not_after_timestamp_seconds", map[string]string{"environment": "sim"}, float64(w.Chain[0].NotAfter.Unix())},
 		{"portvakt_certificate_expiring_soon", map[string]string{"environment": "sim"}, 0},
 		{"portvakt_policy_reloads_total", map[string]string{"result": "ok"}, 1},
-		{"portvakt_audit_write_seconds", nil, 10},
+		// A miss, two hits (one record each), a denial and a refusal.
+		{"portvakt_audit_write_seconds", nil, 3 + 1 + 1 + 1 + 3},
 		{"portvakt_audit_write_failures_total", nil, 0},
 		{"portvakt_audit_last_seq", nil, 10},
 	}

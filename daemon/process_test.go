@@ -6,11 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/portvakt/portvakt/audit"
@@ -203,11 +205,15 @@ func TestKillNineUnderLoad(t *testing.T) {
 
 // TestUnwritableAuditFailsClosed: when the audit log can no longer be
 // written (here: the file may not grow, as on a full disk), GetToken fails
-// with a clear error and hands out no token, and the log stays verifiable.
+// with a clear error and hands out no token, and health turns NOT_SERVING;
+// the daemon then opens a new audit file by itself (which has room again),
+// whose first record names the record that was lost, and tokens come
+// again. The log verifies, with that gap.
 func TestUnwritableAuditFailsClosed(t *testing.T) {
 	w := mptest.New(t, mptest.Options{})
 	e := prepare(t, w)
 	p := startProcess(t, e, 24) // room for a few dozen records
+	health := processHealth(t, p)
 
 	var tokens []received
 	var failure error
@@ -227,21 +233,40 @@ func TestUnwritableAuditFailsClosed(t *testing.T) {
 	}
 	assertAuditFailure(t, failure)
 	t.Logf("%d tokens before the audit log filled up; then: %v", len(tokens), failure)
-	// And it stays closed: the next request gets no token either.
-	if resp, err := p.api.GetToken(t.Context(), &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim", Resource: "https://api.example/after"}); err == nil {
-		t.Fatalf("a token (%d bytes) was issued while the audit log is unwritable", len(resp.GetAccessToken()))
-	} else {
-		assertAuditFailure(t, err)
+	// And it stays closed, and says so, until a new file is opened: not
+	// before a second has passed (the back-off's floor).
+	resp, err := p.api.GetToken(t.Context(), &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim", Resource: "https://api.example/after"})
+	assertAuditUnavailable(t, resp, err)
+	if s := overallHealth(t, health); s != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health while the audit log is unwritable: %s", s)
 	}
+	waitFor(t, "health SERVING again, once a new audit file is open", func() bool {
+		return overallHealth(t, health) == healthpb.HealthCheckResponse_SERVING
+	})
+	var header metadata.MD
+	if _, err := p.api.GetToken(t.Context(), &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim", Resource: "https://api.example/recovered"}, grpc.Header(&header)); err != nil {
+		t.Fatalf("GetToken after the new audit file: %v", err)
+	}
+	recovered := header.Get("x-request-id")[0]
+	stopProcess(t, p)
+
 	files := auditFiles(t, e)
-	if _, err := audit.Verify(files...); err != nil {
+	res, err := audit.Verify(files...)
+	if err != nil {
 		t.Fatalf("the audit log does not verify after the failures: %v", err)
 	}
+	if len(res.Gaps) != 1 || res.Gaps[0].Cause != audit.CauseWrite || res.Gaps[0].FromSeq == 0 || res.Gaps[0].LostTo != res.Gaps[0].Seq-1 {
+		t.Fatalf("gaps %+v, want one, of the record whose write failed", res.Gaps)
+	}
 	issued, _ := issuedByRequest(t, files)
-	for _, r := range tokens {
+	for _, r := range append(tokens, received{requestID: recovered}) {
 		if _, ok := issued[r.requestID]; !ok {
 			t.Fatalf("request %s got a token with no outcome record", r.requestID)
 		}
+	}
+	out, code := verifyProcess(t, e)
+	if code != 5 || !regexp.MustCompile(`audit\.log:1: gap record \d+ \(write, \S+\): writing record \d+ failed: write \S+: file too large; records? [\d-]+ (is|are) lost`).MatchString(out) {
+		t.Fatalf("portvakt audit verify exited %d, printing:\n%s", code, out)
 	}
 }
 

@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 
@@ -25,12 +28,74 @@ import (
 // recorder puts every decision, key use and outcome on the audit log, and
 // counts them. The audit record carries the same request id as the log
 // line of the call.
+//
+// What one caller can make it write is bounded: a cached token is one
+// record, and denials and rate-limited calls repeated by the same caller
+// are counted, one record a second (see coalescer), rather than written
+// one by one. No record is over maxRecordBytes.
 type recorder struct {
 	audit *audit.Writer
 	m     *metrics.Metrics
 	log   *slog.Logger
+
+	denials *coalescer // identical denials
+	limited *coalescer // rate-limited calls, by caller
 }
 
+// maxRecordBytes bounds a record's line in the log. The token service
+// bounds what a caller sends so that no record comes near it; this check
+// holds whatever else changes: a record over it is refused, and with it
+// the request it was for, rather than written.
+const maxRecordBytes = 4 << 10
+
+// maxErrorBytes bounds the error message an outcome records: messages
+// name a cause, and Maskinporten's part of them is bounded already.
+const maxErrorBytes = 1 << 10
+
+func newRecorder(w *audit.Writer, m *metrics.Metrics, log *slog.Logger) *recorder {
+	r := &recorder{audit: w, m: m, log: log}
+	r.denials = newCoalescer(r.appendUnsynced, log)
+	r.limited = newCoalescer(r.appendUnsynced, log)
+	return r
+}
+
+// close writes the counts not yet written. It must be called before the
+// audit log is closed.
+func (r *recorder) close() {
+	r.denials.close()
+	r.limited.close()
+}
+
+// RateLimited records calls refused by a rate limit, before any decision,
+// counted per caller and written once a second: a flooding caller makes
+// most of its calls over its limit, and writing each would let it fill the
+// disk, while a count shows no less who was limited and how hard.
+func (r *recorder) RateLimited(ctx context.Context, l tokenservice.RateLimited) error {
+	method, _ := grpc.Method(ctx)
+	rec := audit.Record{
+		Kind:       audit.KindOutcome,
+		RequestID:  requestid.From(ctx),
+		Transport:  l.Caller.Transport,
+		Identities: l.Caller.Identities,
+		Client:     l.Client,
+		Method:     method,
+		Outcome:    "rate_limited",
+		Reason:     fmt.Sprintf("client %q is over its rate_limit of %g calls per second (burst %d)", l.Client, l.Limit.PerSecond, l.Limit.Burst),
+	}
+	if l.Client == "" {
+		rec.Reason = fmt.Sprintf("no client claims the caller, and the rate limit all such callers share (%g calls per second, burst %d) is used up", l.Limit.PerSecond, l.Limit.Burst)
+	}
+	return r.limited.add(rec, func(rec audit.Record) audit.Record {
+		// Too many callers at once to count each: count them by client.
+		rec.Identities, rec.Transport = nil, ""
+		rec.Reason += fmt.Sprintf("; counted for all its callers together, as more than %d were being counted", maxRuns)
+		return rec
+	})
+}
+
+// Decision records a decision; for a request answered from the cache, the
+// one record of the request, with the token's grant and expiry. A denial
+// repeated exactly is counted rather than written again (see coalescer).
 func (r *recorder) Decision(ctx context.Context, d tokenservice.Decision) error {
 	decision := "deny"
 	if d.Decision.Allowed {
@@ -43,6 +108,15 @@ func (r *recorder) Decision(ctx context.Context, d tokenservice.Decision) error 
 	rec.Decision = decision
 	rec.Rule = strings.Join(d.Decision.Rules, ",")
 	rec.Reason = d.Decision.Reason
+	if !d.Decision.Allowed {
+		return r.denials.add(rec, nil)
+	}
+	if tok := d.Cached; tok != nil {
+		rec.Outcome = "cached"
+		rec.GrantJTI = tok.GrantJTI
+		expiry := tok.ExpiresAt.UTC()
+		rec.TokenExpiry = &expiry
+	}
 	return r.appendUnsynced(rec)
 }
 
@@ -67,7 +141,7 @@ func (r *recorder) Outcome(ctx context.Context, o tokenservice.Outcome) error {
 	} else {
 		rec.Outcome, rec.MPCode = classify(o.Err)
 		// Errors name fields, MP codes and causes; never a grant or token.
-		rec.Error = o.Err.Error()
+		rec.Error = cut(o.Err.Error(), maxErrorBytes)
 	}
 	err := r.appendUnsynced(rec)
 	if err != nil && o.Token == nil {
@@ -108,6 +182,10 @@ func (r *recorder) appendSynced(rec audit.Record) error {
 }
 
 func (r *recorder) write(rec audit.Record, appendRecord func(audit.Record) (audit.Record, error)) error {
+	if n := lineBound(rec); n > maxRecordBytes {
+		r.m.AuditWriteFailures.Inc()
+		return fmt.Errorf("writing the audit record: its line would be up to %d bytes, over the %d a record may have", n, maxRecordBytes)
+	}
 	start := time.Now()
 	_, err := appendRecord(rec)
 	r.m.AuditWriteSeconds.Observe(time.Since(start).Seconds())
@@ -125,11 +203,34 @@ func classify(err error) (outcome, mpCode string) {
 		return "maskinporten_error", mpErr.MPCode
 	case errors.Is(err, signer.ErrUnavailable), errors.Is(err, signer.ErrBusy):
 		return "hsm_error", ""
-	case errors.Is(err, tokenservice.ErrRateLimited):
-		return "rate_limited", ""
 	default:
 		return "error", ""
 	}
+}
+
+// lineBound is the most bytes rec's line can take in the log: rec as
+// Append will write it, with the longest seq, time and prev there are.
+func lineBound(rec audit.Record) int {
+	rec.Seq = math.MaxUint64
+	rec.Time = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+	rec.Prev = strings.Repeat("0", sha256.Size*2)
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return math.MaxInt // Append cannot write it either
+	}
+	// The line is b without its '}', then ,"hash":"<64 hex>"} and a newline.
+	return len(b) - 1 + len(`,"hash":""}`) + sha256.Size*2 + 1
+}
+
+// cut shortens s to at most n bytes, on a character boundary, marking the cut.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 func fingerprint(s *signer.Signer) string {

@@ -27,6 +27,8 @@ type Metrics struct {
 	PolicyReloads      *prometheus.CounterVec   // result
 	AuditWriteSeconds  prometheus.Histogram     //
 	AuditWriteFailures prometheus.Counter       //
+	AuditBroken        prometheus.Gauge         //
+	AuditGaps          *prometheus.CounterVec   // cause
 }
 
 // New makes and registers the metrics, and the Go runtime's and process's.
@@ -57,6 +59,11 @@ func New() *Metrics {
 		AuditWriteSeconds: f.histogram("audit_write_seconds",
 			"Time to append (and sync) one audit record.", []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25}),
 		AuditWriteFailures: f.counter("audit_write_failures_total", "Audit records that could not be written (each failed a request)."),
+		AuditBroken: f.gauge("audit_broken",
+			"1 while the audit log takes no record, and so no token is issued: after a failed write or fsync until a new audit file is opened, "+
+				"after the file was deleted, replaced, truncated or appended to by someone else until the daemon is restarted; else 0. The daemon's log says why."),
+		AuditGaps: f.counterVec("audit_gaps_total",
+			"Gap records written, by cause (write, fsync, deleted, replaced, truncated, appended): each opens a new audit file and names the records that may be lost.", "cause"),
 	}
 }
 
@@ -83,6 +90,12 @@ func (f factory) counterVec(name, help string, labels ...string) *prometheus.Cou
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
 	f.r.MustRegister(c)
 	return c
+}
+
+func (f factory) gauge(name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help})
+	f.r.MustRegister(g)
+	return g
 }
 
 func (f factory) gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {

@@ -18,6 +18,8 @@
 //	        scopes: [svv:kjoretoy/ecoc.delegert]
 //	        consumer_orgs: ["974760673"]
 //	    rate_limit: {per_second: 5, burst: 10}     # optional token bucket
+//	unknown_callers:                   # optional: every caller no client claims
+//	  rate_limit: {per_second: 1, burst: 10}       # one bucket they share; this is the default
 //
 // Everything not allowed is denied. A request is allowed when a client
 // claims one of the caller's identities (tried in the caller's order) and
@@ -27,6 +29,12 @@
 // scopes; a rule without consumer_orgs allows only requests on the
 // client's own behalf. Scopes and identities match exactly; DNS names are
 // compared in lower case, as DNS compares them.
+//
+// Every call is rate limited before anything else is done for it (Admit):
+// a client's calls by its rate_limit, if it has one, and the calls of all
+// callers no client claims by the one bucket they share, so that such
+// callers, who are only ever denied, cannot make the daemon or its audit
+// log work without bound.
 //
 // Load and Parse check the whole file and report every problem at once,
 // each as FILE:LINE: what is wrong and what to do. Store keeps the policy in

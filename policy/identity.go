@@ -21,6 +21,12 @@ const (
 	prefixGID = "gid:"
 )
 
+// MaxIdentityBytes bounds an identity, in the policy and of a caller (the
+// daemon refuses a caller with a longer one): every audit record of a call
+// names the caller's identities, and records are kept small. A URI, DNS
+// name or common name in a client certificate is far shorter.
+const MaxIdentityBytes = 256
+
 // identityForms is said whenever an identity is not understood.
 const identityForms = "write a URI with a scheme and a host (spiffe://…, https://…), or dns:NAME, cn:NAME, uid:NUMBER or gid:NUMBER"
 
@@ -78,6 +84,9 @@ func lowerASCII(s string) string {
 
 // checkIdentity says what is wrong with an identity in the policy.
 func checkIdentity(id string) error {
+	if len(id) > MaxIdentityBytes {
+		return fmt.Errorf("%d bytes long; an identity has at most %d", len(id), MaxIdentityBytes)
+	}
 	switch {
 	case strings.HasPrefix(id, prefixUID), strings.HasPrefix(id, prefixGID):
 		return checkNumericID(id[:3], id[4:])

@@ -3,6 +3,7 @@ package policy
 import (
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -17,6 +18,7 @@ func TestCheckIdentity(t *testing.T) {
 		"uid:0",
 		"uid:1000",
 		"gid:4294967295",
+		"spiffe://portvakt.test/" + strings.Repeat("a", MaxIdentityBytes-len("spiffe://portvakt.test/")),
 	}
 	for _, id := range valid {
 		if err := checkIdentity(id); err != nil {
@@ -31,6 +33,9 @@ func TestCheckIdentity(t *testing.T) {
 		"cn:", "cn: billing", "cn:billing\n", "cn:\xff",
 		"spiffe://", "spiffe:///path", "SPIFFE://portvakt.test/x", "https://billing.internal/a b",
 		"uid://1000", "dns://billing.internal", "https://billing.internal/\x00",
+		// Longer than a caller the daemon takes may have.
+		"spiffe://portvakt.test/" + strings.Repeat("a", MaxIdentityBytes+1-len("spiffe://portvakt.test/")),
+		"cn:" + strings.Repeat("a", MaxIdentityBytes),
 	}
 	for _, id := range invalid {
 		if err := checkIdentity(id); err == nil {

@@ -41,12 +41,13 @@ func Parse(name string, data []byte) (*Policy, error) {
 		ps:     ps,
 		names:  map[string]int{},
 		owners: map[string]owner{},
-		p:      &Policy{source: name, byName: map[string]*client{}, byIdentity: map[string]*client{}},
+		p:      &Policy{source: name, byName: map[string]*client{}, byIdentity: map[string]*client{}, unknownLimit: DefaultUnknownRateLimit},
 	}
 	b.policy(root)
 	if len(ps.found) > 0 {
 		return nil, ps.err()
 	}
+	b.p.unknownLimiter = b.p.unknownLimit.limiter()
 	return b.p, nil
 }
 
@@ -118,9 +119,12 @@ type owner struct {
 }
 
 func (b *builder) policy(root *yaml.Node) {
-	top, ok := b.ps.mapping(root, "the policy", "clients")
+	top, ok := b.ps.mapping(root, "the policy", "clients", "unknown_callers")
 	if !ok {
 		return
+	}
+	if f, ok := top["unknown_callers"]; ok {
+		b.unknownCallers(f)
 	}
 	f, ok := top["clients"]
 	if !ok {

@@ -16,6 +16,11 @@ type Policy struct {
 	byIdentity   map[string]*client // identity (canonical) → client
 	environments []string           // sorted, without repeats
 	rules        int
+
+	// unknownLimit is the bucket shared by every caller no client claims
+	// (unknown_callers.rate_limit, or DefaultUnknownRateLimit).
+	unknownLimit   RateLimit
+	unknownLimiter *rate.Limiter
 }
 
 // client is one entry of clients: in the file.

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
-	"golang.org/x/time/rate"
 
 	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/orgno"
@@ -82,7 +81,7 @@ func (b *builder) client(n *yaml.Node) *client {
 	if f, ok := fs["rate_limit"]; ok {
 		if limit, ok := b.rateLimit(f); ok {
 			c.limit = limit
-			c.limiter = rate.NewLimiter(rate.Limit(limit.PerSecond), limit.Burst)
+			c.limiter = limit.limiter()
 		}
 	}
 	return c
@@ -193,7 +192,24 @@ func (b *builder) rule(n *yaml.Node, label string) *rule {
 	return r
 }
 
-// rateLimit checks a client's rate_limit.
+// unknownCallers checks unknown_callers, which holds the rate limit shared
+// by every caller no client claims.
+func (b *builder) unknownCallers(f field) {
+	fs, ok := b.ps.mapping(f.value, "unknown_callers", "rate_limit")
+	if !ok {
+		return
+	}
+	rl, ok := fs["rate_limit"]
+	if !ok {
+		b.ps.addf(f.value.Line, "unknown_callers has no rate_limit: give the limit all callers no client claims share, such as rate_limit: {per_second: 1, burst: 10}, or remove unknown_callers for that default")
+		return
+	}
+	if limit, ok := b.rateLimit(rl); ok {
+		b.p.unknownLimit = limit
+	}
+}
+
+// rateLimit checks a client's rate_limit, or unknown_callers' one.
 func (b *builder) rateLimit(f field) (RateLimit, bool) {
 	ps := b.ps
 	fs, ok := ps.mapping(f.value, "rate_limit", "per_second", "burst")

@@ -104,12 +104,8 @@ func (c *Cache) Get(ctx context.Context, key Key, minValidity time.Duration) (ma
 		c.mu.Unlock()
 		return maskinporten.Token{}, fmt.Errorf("%w: Maskinporten issues tokens valid for %s here, and %s was asked for", ErrTooShort, lifetime, minValidity)
 	}
-	if left := e.token.Remaining(now); e.hasToken && left > minValidity && left > 0 {
-		tok := e.token
-		if left < c.refreshPoint(tok) && !e.refreshing {
-			e.refreshing = true
-			go c.refresh(context.WithoutCancel(ctx), key)
-		}
+	if tok, ok := c.usable(e, now, minValidity); ok {
+		c.refreshIfDue(ctx, key, e, now)
 		c.mu.Unlock()
 		c.stats.hits.Add(1)
 		return tok, nil
@@ -141,6 +137,61 @@ func (c *Cache) Get(ctx context.Context, key Key, minValidity time.Duration) (ma
 			return maskinporten.Token{}, fmt.Errorf("%w: Maskinporten issued a token valid for %s, and %s was asked for", ErrTooShort, left.Round(time.Second), minValidity)
 		}
 		return tok, nil
+	}
+}
+
+// GetCached hands out the token the cache holds for key, if it has more
+// than minValidity left, without ever fetching one: ok is false, and accept
+// is not called, when there is none (Get then gets one). accept is called
+// with the token before it is handed out, outside the cache's lock, and
+// may refuse it with an error, which GetCached returns: the token service
+// writes the request's audit record there, so that a token is never
+// handed out before it is on record. Only a token accepted counts as a hit
+// and may start the refresh of a token near expiry, so that the refresh's
+// signature comes after the record of the hit that caused it.
+func (c *Cache) GetCached(ctx context.Context, key Key, minValidity time.Duration, accept func(maskinporten.Token) error) (tok maskinporten.Token, ok bool, err error) {
+	c.mu.Lock()
+	el, found := c.entries[key]
+	if found {
+		tok, ok = c.usable(el.Value.(*entry), c.opts.Now(), minValidity)
+	}
+	c.mu.Unlock()
+	if !ok {
+		return maskinporten.Token{}, false, nil
+	}
+	if err := accept(tok); err != nil {
+		return maskinporten.Token{}, false, err
+	}
+	c.mu.Lock()
+	if el, found := c.entries[key]; found {
+		e := el.Value.(*entry)
+		c.lru.MoveToFront(el)
+		// The entry may hold a newer token by now; refresh only if it too
+		// is due, and only once.
+		if e.hasToken {
+			c.refreshIfDue(ctx, key, e, c.opts.Now())
+		}
+	}
+	c.mu.Unlock()
+	c.stats.hits.Add(1)
+	return tok, true, nil
+}
+
+// usable returns e's token when it has more than minValidity left. c.mu
+// must be held.
+func (c *Cache) usable(e *entry, now time.Time, minValidity time.Duration) (maskinporten.Token, bool) {
+	if left := e.token.Remaining(now); e.hasToken && left > minValidity && left > 0 {
+		return e.token, true
+	}
+	return maskinporten.Token{}, false
+}
+
+// refreshIfDue starts a background refresh of e's token when it is near
+// expiry and none is running. c.mu must be held.
+func (c *Cache) refreshIfDue(ctx context.Context, key Key, e *entry, now time.Time) {
+	if e.token.Remaining(now) < c.refreshPoint(e.token) && !e.refreshing {
+		e.refreshing = true
+		go c.refresh(context.WithoutCancel(ctx), key)
 	}
 }
 

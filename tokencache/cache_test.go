@@ -248,3 +248,63 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestGetCached: GetCached hands out only a token the cache already holds,
+// after accept took it; it never fetches, and a refused token is neither a
+// hit nor the cause of a refresh.
+func TestGetCached(t *testing.T) {
+	boom := errors.New("not on record")
+	tests := []struct {
+		name        string
+		warm        bool          // a Get first
+		advance     time.Duration // then the clock moves
+		minValidity time.Duration
+		refuse      error // accept's answer
+		wantOK      bool
+		wantAccept  bool
+		wantErr     error
+		wantFetches int64 // after any refresh has run
+		wantHits    uint64
+	}{
+		{name: "empty cache", wantFetches: 0},
+		{name: "cached token", warm: true, wantOK: true, wantAccept: true, wantFetches: 1, wantHits: 1},
+		{name: "refused by accept", warm: true, refuse: boom, wantAccept: true, wantErr: boom, wantFetches: 1},
+		{name: "too little validity left", warm: true, minValidity: 2 * time.Minute, wantFetches: 1},
+		{name: "expired", warm: true, advance: 121 * time.Second, wantFetches: 1},
+		{name: "near expiry: refreshed after it was accepted", warm: true, advance: 95 * time.Second, wantOK: true, wantAccept: true, wantFetches: 2, wantHits: 1},
+		{name: "near expiry but refused: no refresh", warm: true, advance: 95 * time.Second, refuse: boom, wantAccept: true, wantErr: boom, wantFetches: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, f, clk := newTestCache(120 * time.Second)
+			if tt.warm {
+				value(t, c, testKey, 0)
+			}
+			clk.Advance(tt.advance)
+			before := c.Stats().Hits
+			var accepted string
+			tok, ok, err := c.GetCached(context.Background(), testKey, tt.minValidity, func(tok maskinporten.Token) error {
+				accepted = tok.AccessToken.Reveal()
+				return tt.refuse
+			})
+			if ok != tt.wantOK || !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
+				t.Fatalf("GetCached = ok %v, err %v; want ok %v, err %v", ok, err, tt.wantOK, tt.wantErr)
+			}
+			if (accepted != "") != tt.wantAccept {
+				t.Fatalf("accept called with %q; want it called: %v", accepted, tt.wantAccept)
+			}
+			if ok && tok.AccessToken.Reveal() != accepted {
+				t.Fatalf("handed out %q after accepting %q", tok.AccessToken.Reveal(), accepted)
+			}
+			if tt.wantFetches > 1 {
+				waitFor(t, func() bool { return c.Stats().Refreshes == 1 })
+			}
+			if n := f.calls.Load(); n != tt.wantFetches {
+				t.Fatalf("%d fetches, want %d", n, tt.wantFetches)
+			}
+			if hits := c.Stats().Hits - before; hits != tt.wantHits {
+				t.Fatalf("%d hits, want %d", hits, tt.wantHits)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package tokenservice
 
 import (
 	"context"
+	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -16,23 +17,39 @@ import (
 
 // GetToken is the whole flow of a token request:
 //
-//	identity -> request fields -> policy decision (recorded) -> rate limit
-//	-> cache -> on a miss: grant -> HSM signature -> record -> token endpoint
-//	-> reply
+//	identity -> rate limit -> request fields -> policy decision
+//	-> cached: decision and token on one record -> reply
+//	-> on a miss: decision recorded -> grant -> HSM signature -> record
+//	   -> token endpoint -> outcome recorded -> reply
 //
 // Every step that cannot be completed stops the request: no token is given
-// to a caller who is not identified, not allowed, or not on record.
+// to a caller who is not identified, not allowed, or not on record. What a
+// caller can make the daemon write is bounded: the rate limit comes before
+// any record, and the fields are bounded before they reach one.
 func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest) (*portvaktv1.GetTokenResponse, error) {
 	caller, err := identity.FromContext(ctx)
 	if err != nil {
 		return nil, status.Error(codes.Unauthenticated, err.Error())
 	}
+	if err := checkIdentities(caller.Identities); err != nil {
+		return nil, status.Error(codes.Unauthenticated, err.Error())
+	}
+	pol := s.policies.Current()
+	// The rate limit comes first, before the request is even read, so
+	// that a flood (of valid requests or not, by a client or by a caller
+	// the policy does not know) costs no more than the limit allows.
+	if client, ok := pol.Admit(caller.Identities); !ok {
+		requestid.SetClient(ctx, client)
+		return nil, s.rateLimited(ctx, pol, caller, client)
+	}
+	// A request with a bad field is refused before the policy sees it and
+	// is not recorded: nothing was decided, and the call's log line says
+	// which field (never what it held).
 	r, err := s.parseRequest(req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 
-	pol := s.policies.Current()
 	decision := pol.Decide(policy.Request{
 		Identities:  caller.Identities,
 		Environment: r.key.Environment,
@@ -40,25 +57,36 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 		ConsumerOrg: r.key.ConsumerOrg,
 	})
 	requestid.SetClient(ctx, decision.Client)
-	if err := s.recorder.Decision(ctx, Decision{Caller: caller, Request: r.key, Decision: decision}); err != nil {
-		return nil, s.unrecorded(ctx, err)
-	}
+	d := Decision{Caller: caller, Request: r.key, Decision: decision}
 	if !decision.Allowed {
+		if err := s.recorder.Decision(ctx, d); err != nil {
+			return nil, s.unrecorded(ctx, err)
+		}
 		return nil, permissionDenied(decision)
 	}
-	if !pol.Allow(decision.Client) {
-		// The decision on record says allow; the outcome says why no token.
-		_ = s.recorder.Outcome(ctx, Outcome{Caller: caller, Request: r.key, Decision: decision, Err: ErrRateLimited})
-		return nil, status.Errorf(codes.ResourceExhausted, "client %q is over its rate limit; retry later", decision.Client)
-	}
 
-	tok, err := s.cache.Get(ctx, r.key, r.minValidity)
-	outcome := Outcome{Caller: caller, Request: r.key, Decision: decision, Token: tokenOrNil(tok, err), Err: err}
-	if recErr := s.recorder.Outcome(ctx, outcome); recErr != nil && err == nil {
-		return nil, s.unrecorded(ctx, recErr)
-	}
+	// Most calls are answered from the cache: one record holds both the
+	// decision and the token it hands out, written before the reply.
+	tok, hit, err := s.cache.GetCached(ctx, r.key, r.minValidity, func(tok maskinporten.Token) error {
+		hitDecision := d
+		hitDecision.Cached = &tok
+		return s.recorder.Decision(ctx, hitDecision)
+	})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, s.unrecorded(ctx, err)
+	}
+	if !hit {
+		if err := s.recorder.Decision(ctx, d); err != nil {
+			return nil, s.unrecorded(ctx, err)
+		}
+		tok, err = s.cache.Get(ctx, r.key, r.minValidity)
+		outcome := Outcome{Caller: caller, Request: r.key, Decision: decision, Token: tokenOrNil(tok, err), Err: err}
+		if recErr := s.recorder.Outcome(ctx, outcome); recErr != nil && err == nil {
+			return nil, s.unrecorded(ctx, recErr)
+		}
+		if err != nil {
+			return nil, toStatus(err)
+		}
 	}
 	return &portvaktv1.GetTokenResponse{
 		AccessToken: tok.AccessToken.Reveal(),
@@ -67,6 +95,21 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 		Scopes:      r.key.ScopeList(),
 		Environment: r.key.Environment,
 	}, nil
+}
+
+// rateLimited tells the recorder of a call over its rate limit and says
+// so to the caller.
+func (s *Service) rateLimited(ctx context.Context, pol *policy.Policy, caller identity.Caller, client string) error {
+	limit, _ := pol.RateLimit(client)
+	msg := fmt.Sprintf("client %q is over its rate limit of %g calls per second; retry later", client, limit.PerSecond)
+	if client == "" {
+		limit = pol.UnknownRateLimit()
+		msg = fmt.Sprintf("the callers no client of the policy claims are over the rate limit of %g calls per second they share; retry later", limit.PerSecond)
+	}
+	if err := s.recorder.RateLimited(ctx, RateLimited{Caller: caller, Client: client, Limit: limit}); err != nil {
+		s.log.ErrorContext(ctx, "audit record of a rate-limited call could not be written", "error", err.Error())
+	}
+	return status.Error(codes.ResourceExhausted, msg)
 }
 
 func tokenOrNil(tok maskinporten.Token, err error) *maskinporten.Token {

@@ -14,14 +14,32 @@ import (
 // error from it fails the request closed: a token that cannot be
 // accounted for is not handed out.
 type Recorder interface {
-	// Decision is called once per GetToken, allowed or not.
+	// RateLimited is called for every GetToken refused by a rate limit,
+	// before anything else is done for it. The recorder may count such
+	// calls rather than record each: they are what a flooding caller makes
+	// most of. Its error is logged, not returned: the call is refused.
+	RateLimited(ctx context.Context, r RateLimited) error
+	// Decision is called once per GetToken that was admitted by the rate
+	// limit and whose request is valid, allowed or not. For a request
+	// answered from the cache, d.Cached is the token, the call ends there
+	// and Outcome is not called: one record says both.
 	Decision(ctx context.Context, d Decision) error
 	// KeyUse is called after each grant is signed and before it is sent.
 	KeyUse(ctx context.Context, k KeyUse) error
-	// Outcome is called when a GetToken ends, before the reply, with the
-	// token or the error. When a token was obtained and its outcome cannot
-	// be recorded, the caller does not get the token.
+	// Outcome is called when a GetToken that was not answered from the
+	// cache ends, before the reply, with the token or the error. When a
+	// token was obtained and its outcome cannot be recorded, the caller
+	// does not get the token.
 	Outcome(ctx context.Context, o Outcome) error
+}
+
+// RateLimited is a call refused by a rate limit.
+type RateLimited struct {
+	Caller identity.Caller
+	// Client is the client whose rate_limit refused the call, or "" for a
+	// caller no client claims, refused by the limit such callers share.
+	Client string
+	Limit  policy.RateLimit
 }
 
 // Decision is a policy decision on a request.
@@ -29,6 +47,10 @@ type Decision struct {
 	Caller   identity.Caller
 	Request  tokencache.Key
 	Decision policy.Decision
+	// Cached, when set, is the token the cache held for an allowed
+	// request: the request is answered with it, once this decision is on
+	// record. Its GrantJTI names the signature that obtained it.
+	Cached *maskinporten.Token
 }
 
 // KeyUse is one signature by the HSM key.
@@ -49,10 +71,6 @@ type Outcome struct {
 	Err   error
 }
 
-// ErrRateLimited is the outcome of a request refused by its client's rate
-// limit.
-var ErrRateLimited = errors.New("over the client's rate limit")
-
 // ErrNotRecorded means the audit could not record a key use or outcome:
 // the request is failed rather than leave a use of the key unaccounted for.
 var ErrNotRecorded = errors.New("the audit log could not record the request")
@@ -60,6 +78,7 @@ var ErrNotRecorded = errors.New("the audit log could not record the request")
 // NopRecorder records nothing.
 type NopRecorder struct{}
 
-func (NopRecorder) Decision(context.Context, Decision) error { return nil }
-func (NopRecorder) KeyUse(context.Context, KeyUse) error     { return nil }
-func (NopRecorder) Outcome(context.Context, Outcome) error   { return nil }
+func (NopRecorder) RateLimited(context.Context, RateLimited) error { return nil }
+func (NopRecorder) Decision(context.Context, Decision) error       { return nil }
+func (NopRecorder) KeyUse(context.Context, KeyUse) error           { return nil }
+func (NopRecorder) Outcome(context.Context, Outcome) error         { return nil }

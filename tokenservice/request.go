@@ -8,13 +8,33 @@ import (
 
 	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/orgno"
+	"github.com/portvakt/portvakt/policy"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
 	"github.com/portvakt/portvakt/tokencache"
 )
 
+// The bounds of what a caller sends. Everything a caller controls ends up
+// in audit records, which must stay small (under 4 KiB even for a request
+// at every bound) whatever is sent, and in error messages and log lines,
+// so each field is measured before it is read any further, and the
+// messages about a field too long never repeat it.
 const (
 	// maxScopes bounds a request: Digdir recommends one scope per token.
 	maxScopes = 10
+	// maxScopeBytes bounds one scope. Maskinporten's scopes are
+	// prefix:name and a few dozen characters long (svv:kjoretoy/ecoc).
+	maxScopeBytes = 128
+	// maxScopesBytes bounds the scopes together: they are in a decision
+	// record twice, as themselves and in the policy's reason.
+	maxScopesBytes = 512
+	// maxResourceBytes bounds resource, an API's audience URL.
+	maxResourceBytes = 256
+	// maxEnvironmentBytes bounds environment, the name of one of the
+	// daemon's environments, before it is looked up and quoted back.
+	maxEnvironmentBytes = 64
+	// maxConsumerOrgBytes bounds consumer_org, nine digits when valid,
+	// before it is parsed and quoted back.
+	maxConsumerOrgBytes = 32
 	// maxMinValidity bounds min_validity: no Maskinporten token lives
 	// longer than a few hours, so more can never be met.
 	maxMinValidity = 2 * time.Hour
@@ -44,21 +64,39 @@ func (s *Service) parseRequest(req *portvaktv1.GetTokenRequest) (tokenRequest, e
 	if len(scopes) > maxScopes {
 		return tokenRequest{}, &fieldError{"scopes", fmt.Sprintf("%d scopes; at most %d in one token", len(scopes), maxScopes)}
 	}
+	total := 0
+	for i, sc := range scopes {
+		if len(sc) > maxScopeBytes {
+			return tokenRequest{}, &fieldError{"scopes", fmt.Sprintf("scope %d is %d bytes long; a scope has at most %d", i+1, len(sc), maxScopeBytes)}
+		}
+		total += len(sc)
+	}
+	if total > maxScopesBytes {
+		return tokenRequest{}, &fieldError{"scopes", fmt.Sprintf("the scopes are %d bytes long together; at most %d", total, maxScopesBytes)}
+	}
 	for _, sc := range scopes {
 		if err := maskinporten.ValidateScope(sc); err != nil {
 			return tokenRequest{}, &fieldError{"scopes", err.Error()}
 		}
 	}
+	if n := len(req.GetEnvironment()); n > maxEnvironmentBytes {
+		return tokenRequest{}, &fieldError{"environment", fmt.Sprintf("%d bytes long; an environment's name has at most %d: give one of %s", n, maxEnvironmentBytes, strings.Join(s.envNames, ", "))}
+	}
 	env, err := s.environment(req.GetEnvironment())
 	if err != nil {
 		return tokenRequest{}, err
 	}
-	if c := req.GetConsumerOrg(); c != "" {
+	if c := req.GetConsumerOrg(); len(c) > maxConsumerOrgBytes {
+		return tokenRequest{}, &fieldError{"consumer_org", fmt.Sprintf("%d bytes long; at most %d (an organisation number is 9 digits)", len(c), maxConsumerOrgBytes)}
+	} else if c != "" {
 		if _, err := orgno.Parse(c); err != nil {
 			return tokenRequest{}, &fieldError{"consumer_org", err.Error()}
 		}
 	}
 	resource := req.GetResource()
+	if len(resource) > maxResourceBytes {
+		return tokenRequest{}, &fieldError{"resource", fmt.Sprintf("%d bytes long; at most %d", len(resource), maxResourceBytes)}
+	}
 	if resource == "" {
 		resource = env.Config.Resource
 	} else if u, err := url.Parse(resource); err != nil || !u.IsAbs() || u.Host == "" {
@@ -79,6 +117,19 @@ func (s *Service) parseRequest(req *portvaktv1.GetTokenRequest) (tokenRequest, e
 		key:         tokencache.NewKey(env.Config.Name, env.ClientID, scopes, resource, req.GetConsumerOrg()),
 		minValidity: minValidity,
 	}, nil
+}
+
+// checkIdentities bounds the caller's identities, which every record of
+// its calls names. A Unix peer's are short; a certificate's are what its CA
+// put in it. A caller with an identity over the bound is refused before
+// anything is recorded or rate limited: no policy can name it.
+func checkIdentities(ids []string) error {
+	for _, id := range ids {
+		if len(id) > policy.MaxIdentityBytes {
+			return fmt.Errorf("the caller's identity is %d bytes long; Portvakt takes identities of at most %d", len(id), policy.MaxIdentityBytes)
+		}
+	}
+	return nil
 }
 
 // environment resolves a requested environment name. With one environment

@@ -1,7 +1,9 @@
 package tokenservice
 
 import (
+	"cmp"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -29,23 +31,38 @@ func TestParseRequest(t *testing.T) {
 		}
 		return r
 	}
+	long := func(prefix string, n int) string { return prefix + strings.Repeat("a", n-len(prefix)) }
+	atBound := make([]string, maxScopesBytes/maxScopeBytes) // every scope and the total at their bounds
+	for i := range atBound {
+		atBound[i] = long(fmt.Sprintf("svv:%d/", i), maxScopeBytes)
+	}
 	tests := []struct {
 		name  string
 		s     *Service
 		req   *portvaktv1.GetTokenRequest
 		field string // of the error; "" for success
+		says  string // a part of the error's message, such as its bound
 	}{
-		{"minimal", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"svv:kjoretoy/ecoc"}}), ""},
-		{"environment implied", testService("prod"), &portvaktv1.GetTokenRequest{Scopes: []string{"svv:kjoretoy/ecoc"}}, ""},
-		{"environment needed", two, &portvaktv1.GetTokenRequest{Scopes: []string{"svv:kjoretoy/ecoc"}}, "environment"},
-		{"unknown environment", two, &portvaktv1.GetTokenRequest{Scopes: []string{"svv:kjoretoy/ecoc"}, Environment: "ver2"}, "environment"},
-		{"no scope", two, ok(&portvaktv1.GetTokenRequest{}), "scopes"},
-		{"eleven scopes", two, ok(&portvaktv1.GetTokenRequest{Scopes: strings.Fields(strings.Repeat("a:b ", 11))}), "scopes"},
-		{"bad scope", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"svv:a b"}}), "scopes"},
-		{"bad consumer_org", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, ConsumerOrg: "12345678"}), "consumer_org"},
-		{"bad resource", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, Resource: "/relative"}), "resource"},
-		{"negative min validity", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, MinValidity: durationpb.New(-time.Second)}), "min_validity"},
-		{"min validity too long", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, MinValidity: durationpb.New(3 * time.Hour)}), "min_validity"},
+		{"minimal", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"svv:kjoretoy/ecoc"}}), "", ""},
+		{"environment implied", testService("prod"), &portvaktv1.GetTokenRequest{Scopes: []string{"svv:kjoretoy/ecoc"}}, "", ""},
+		{"environment needed", two, &portvaktv1.GetTokenRequest{Scopes: []string{"svv:kjoretoy/ecoc"}}, "environment", ""},
+		{"unknown environment", two, &portvaktv1.GetTokenRequest{Scopes: []string{"svv:kjoretoy/ecoc"}, Environment: "ver2"}, "environment", ""},
+		{"no scope", two, ok(&portvaktv1.GetTokenRequest{}), "scopes", ""},
+		{"eleven scopes", two, ok(&portvaktv1.GetTokenRequest{Scopes: strings.Fields(strings.Repeat("a:b ", 11))}), "scopes", ""},
+		{"bad scope", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"svv:a b"}}), "scopes", ""},
+		{"bad consumer_org", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, ConsumerOrg: "12345678"}), "consumer_org", ""},
+		{"bad resource", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, Resource: "/relative"}), "resource", ""},
+		{"negative min validity", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, MinValidity: durationpb.New(-time.Second)}), "min_validity", ""},
+		{"min validity too long", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, MinValidity: durationpb.New(3 * time.Hour)}), "min_validity", ""},
+
+		// Bounds, so that no record grows with what a caller sends.
+		{"scopes at every bound", two, ok(&portvaktv1.GetTokenRequest{Scopes: atBound, Resource: long("https://api.example/", maxResourceBytes)}), "", ""},
+		{"a scope too long", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b", long("svv:", maxScopeBytes+1)}}), "scopes", "scope 2 is 129 bytes long; a scope has at most 128"},
+		{"a scope of 60 kB", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{long("svv:", 60_000)}}), "scopes", "at most 128"},
+		{"scopes too long together", two, ok(&portvaktv1.GetTokenRequest{Scopes: append(atBound, "a:b")}), "scopes", "at most 512"},
+		{"environment too long", two, &portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, Environment: long("prod", 60_000)}, "environment", "at most 64"},
+		{"consumer_org too long", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, ConsumerOrg: long("9", 60_000)}), "consumer_org", "at most 32"},
+		{"resource too long", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, Resource: long("https://api.example/", maxResourceBytes+1)}), "resource", "at most 256"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -54,14 +71,19 @@ func TestParseRequest(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if r.key.Resource != "https://www.utv.vegvesen.no" {
-					t.Errorf("default resource not applied: %+v", r.key)
+				if want := cmp.Or(tt.req.Resource, "https://www.utv.vegvesen.no"); r.key.Resource != want {
+					t.Errorf("resource %q, want %q", r.key.Resource, want)
 				}
 				return
 			}
 			var fe *fieldError
-			if !errors.As(err, &fe) || fe.field != tt.field {
-				t.Fatalf("error = %v, want a problem with field %s", err, tt.field)
+			if !errors.As(err, &fe) || fe.field != tt.field || !strings.Contains(fe.Error(), tt.says) {
+				t.Fatalf("error = %v, want a problem with field %s saying %q", err, tt.field, tt.says)
+			}
+			// The message is a log line's and the caller's: it must not
+			// grow with what was sent.
+			if n := len(fe.Error()); n > 300 {
+				t.Fatalf("a message of %d bytes: %.100s…", n, fe.Error())
 			}
 		})
 	}

@@ -1,8 +1,8 @@
 // Package tokenservice is the gRPC TokenService: it answers who may have
 // which Maskinporten token, and gets it. One request flows one way, and
-// gettoken.go reads as that flow: identity, policy decision, cache, and on
-// a miss the grant, the HSM signature, its audit record and the token
-// endpoint.
+// gettoken.go reads as that flow: identity, rate limit, request fields,
+// policy decision, cache, and on a miss the grant, the HSM signature, its
+// audit record and the token endpoint.
 package tokenservice
 
 import (

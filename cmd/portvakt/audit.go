@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -54,6 +56,13 @@ func newAuditVerifyCommand() *cobra.Command {
 and exits 0. Otherwise the first problem is printed as FILE:LINE: what is
 wrong, and the exit status is 1 (2 for a mistake in the command line).
 
+A log whose daemon lost records (a write or fsync failed) or found its
+file deleted, replaced, truncated or appended to by someone else holds a
+gap record at the start of the file it opened then. verify prints each as
+  FILE:1: gap record N (CAUSE, TIME): what happened; what is lost
+checks the chain across it, then prints GAPS: ... instead of ok, and
+exits 5.
+
 Records deleted from the end of the newest file leave a valid, shorter
 chain, which cannot be told from the files alone. Keep the last seq and
 hash that verify prints somewhere the daemon cannot write, and give them
@@ -77,28 +86,25 @@ the log no longer reaches record N.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if res.Records == 0 {
+			for _, g := range res.Gaps {
+				fmt.Fprintln(out, g) // FILE:1: what happened, and what is lost
+			}
+			switch {
+			case len(res.Gaps) > 0:
+				fmt.Fprintf(out, "GAPS: %s in %s (seq %d-%d, %s), last hash %s: the chain holds across them, but records may be lost; each gap is above\n",
+					plural(len(res.Gaps), "gap"), plural(res.Records, "record"), res.FirstSeq, res.LastSeq, plural(res.Files, "file"), res.LastHash)
+			case res.Records == 0:
 				fmt.Fprintf(out, "ok, 0 records (%s)\n", plural(res.Files, "file"))
-			} else {
+			default:
 				fmt.Fprintf(out, "ok, %s (seq %d-%d, %s), last hash %s\n",
 					plural(res.Records, "record"), res.FirstSeq, res.LastSeq, plural(res.Files, "file"), res.LastHash)
 			}
-			if opts.ExpectHash != "" {
-				fmt.Fprintf(out, "the log still holds the record with hash %s\n", opts.ExpectHash)
+			err = verifyMore(out, opts, head, publicKey, args)
+			// A gap outweighs an unsealed tail, not a problem found further on.
+			if len(res.Gaps) > 0 && (err == nil || isUnsealed(err)) {
+				return gapsFound{len(res.Gaps)}
 			}
-			if opts.ExpectMinSeq > 0 {
-				fmt.Fprintf(out, "the log still reaches record %d\n", opts.ExpectMinSeq)
-			}
-			if head.label != "" {
-				if err := reportHead(out, head, publicKey, args); err != nil {
-					return err
-				}
-			}
-			if publicKey == "" {
-				fmt.Fprintln(out, "checkpoints not checked: give --public-key (from `portvakt audit public-key`) to know which records the daemon sealed")
-				return nil
-			}
-			return reportSeals(out, publicKey, args)
+			return err
 		},
 	}
 	fs := cmd.Flags()
@@ -108,6 +114,41 @@ the log no longer reaches record N.`,
 	head.register(fs) // --token etc.: check the log against the head the HSM keeps
 	fs.StringVar(&publicKey, "public-key", "", "the audit key's public half (PEM, from `portvakt audit public-key`): check every checkpoint and report records no checkpoint seals (exit status 4)")
 	return cmd
+}
+
+// gapsFound is verify's verdict on a log whose chain holds but which has
+// gap records: the daemon lost records, or found its file changed by
+// someone else, and said so. main exits 5; the gaps are printed already.
+type gapsFound struct{ n int }
+
+func (g gapsFound) Error() string {
+	return fmt.Sprintf("the audit log has %s (printed above): records may be lost", plural(g.n, "gap"))
+}
+
+func isGaps(err error) bool {
+	var g gapsFound
+	return errors.As(err, &g)
+}
+
+// verifyMore is what verify checks after the chain: the anchors given, the
+// HSM's head, the checkpoints.
+func verifyMore(out io.Writer, opts audit.VerifyOptions, head tokenFlags, publicKey string, args []string) error {
+	if opts.ExpectHash != "" {
+		fmt.Fprintf(out, "the log still holds the record with hash %s\n", opts.ExpectHash)
+	}
+	if opts.ExpectMinSeq > 0 {
+		fmt.Fprintf(out, "the log still reaches record %d\n", opts.ExpectMinSeq)
+	}
+	if head.label != "" {
+		if err := reportHead(out, head, publicKey, args); err != nil {
+			return err
+		}
+	}
+	if publicKey == "" {
+		fmt.Fprintln(out, "checkpoints not checked: give --public-key (from `portvakt audit public-key`) to know which records the daemon sealed")
+		return nil
+	}
+	return reportSeals(out, publicKey, args)
 }
 
 func newAuditQueryCommand() *cobra.Command {
@@ -127,6 +168,11 @@ against their hashes).
 
 --since and --until take a time in RFC 3339 (2026-11-24T15:04:05Z) or a
 duration before now (30m, 24h, 7d). --since is inclusive, --until not.
+
+A token answered from the cache is one decision record with its outcome
+(RESULT "allow cached"). Calls refused again and again (the same denial, a
+caller over its rate limit) are counted, one record a second: RESULT gives
+the number of calls such a record stands for, as in "deny (37 calls)".
 
 query reads what the records say without checking their hashes, so that a
 damaged log can still be searched. --verify checks the whole chain first
@@ -199,9 +245,10 @@ func printTable(out io.Writer, files []string, f audit.Filter, lastSeq uint64) e
 		if r.Seq > lastSeq {
 			return nil
 		}
-		result := r.Decision + r.Outcome // a record has one or the other
-		if r.MPCode != "" {
-			result += " " + r.MPCode
+		// A cached token's decision record has its outcome too.
+		result := strings.Join(slices.DeleteFunc([]string{r.Decision, r.Outcome, r.MPCode}, func(s string) bool { return s == "" }), " ")
+		if r.Count > 0 { // calls counted rather than recorded one by one
+			result += " (" + plural(int(r.Count), "call") + ")"
 		}
 		_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Seq, r.Time.UTC().Format("2006-01-02T15:04:05.000Z"),
 			r.Kind, dash(r.RequestID), dash(r.Client), dash(r.Environment), dash(strings.Join(r.Scopes, ",")), dash(result), dash(r.GrantJTI))

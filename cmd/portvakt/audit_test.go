@@ -153,3 +153,58 @@ func TestAuditUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditQueryShowsCountsAndCachedTokens: records written before the
+// count field existed and records with it verify and list together; the
+// table shows a cached token's decision and outcome, and how many calls a
+// counted record stands for.
+func TestAuditQueryShowsCountsAndCachedTokens(t *testing.T) {
+	path := auditLog(t) // records without a count, as every older log
+	w, err := audit.Open(audit.Options{Path: path, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := audit.Record{Transport: "unix", Identities: []string{"uid:1000"}, Client: "billing", Environment: "prod", Scopes: []string{"svv:kjoretoy/ecoc"}}
+	for _, fill := range []func(r *audit.Record){
+		func(r *audit.Record) {
+			r.Kind, r.RequestID, r.Decision, r.Outcome, r.GrantJTI = audit.KindDecision, "req-2", "allow", "cached", "jti-1"
+		},
+		func(r *audit.Record) { r.Kind, r.RequestID, r.Decision = audit.KindDecision, "req-3", "deny" },
+		func(r *audit.Record) {
+			r.Kind, r.RequestID, r.Decision, r.Count = audit.KindDecision, "req-40", "deny", 37
+		},
+		func(r *audit.Record) {
+			r.Kind, r.RequestID, r.Outcome, r.Count, r.Scopes = audit.KindOutcome, "req-99", "rate_limited", 1, nil
+		},
+	} {
+		r := base
+		fill(&r)
+		if _, err := w.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Close()
+
+	dir := filepath.Dir(path)
+	if out, err := runAudit(t, "verify", dir); err != nil || !strings.HasPrefix(out, "ok, 9 records") {
+		t.Fatalf("verify: %q, %v", out, err)
+	}
+	out, err := runAudit(t, "query", dir, "--verify", "--since", "1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^6 .* decision +req-2 +billing +prod +svv:kjoretoy/ecoc +allow cached +jti-1$`),
+		regexp.MustCompile(`(?m)^7 .* decision +req-3 +billing +prod +svv:kjoretoy/ecoc +deny +-$`),
+		regexp.MustCompile(`(?m)^8 .* decision +req-40 +billing +prod +svv:kjoretoy/ecoc +deny \(37 calls\) +-$`),
+		regexp.MustCompile(`(?m)^9 .* outcome +req-99 +billing +prod +- +rate_limited \(1 call\) +-$`),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("query printed:\n%s\nwant a line matching %s", out, want)
+		}
+	}
+	out, err = runAudit(t, "query", dir, "--request-id", "req-40", "--json")
+	if err != nil || !strings.Contains(out, `"count":37,`) {
+		t.Fatalf("query --json: %q, %v; want the line with its count", out, err)
+	}
+}

@@ -20,6 +20,9 @@ func main() {
 		if isUnsealed(err) {
 			os.Exit(4) // `audit verify` has printed the UNSEALED line
 		}
+		if isGaps(err) {
+			os.Exit(5) // `audit verify` has printed the gaps and the GAPS line
+		}
 		// One line, what went wrong and what to do: operators read this.
 		fmt.Fprintln(os.Stderr, "portvakt:", err)
 		var usage usageError
