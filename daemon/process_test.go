@@ -57,14 +57,16 @@ type process struct {
 
 // startProcess runs the daemon on e's configuration, with a shell limit on
 // the size of the files it writes when fileLimitKiB > 0 (ulimit -f: writes
-// past it fail with EFBIG, as on a full disk, even for root).
-func startProcess(t *testing.T, e *env, fileLimitKiB int) *process {
+// past it fail with EFBIG, as on a full disk, even for root), and with any
+// further flags of serve.
+func startProcess(t *testing.T, e *env, fileLimitKiB int, serveFlags ...string) *process {
 	t.Helper()
 	limit := "unlimited"
 	if fileLimitKiB > 0 {
 		limit = fmt.Sprint(fileLimitKiB)
 	}
-	cmd := exec.Command("bash", "-c", `ulimit -f "$1"; exec "$2" serve --config "$3"`, "sh", limit, portvaktBinary(t), e.cfgFile)
+	args := append([]string{"-c", `ulimit -f "$1"; exec "$2" serve --config "$3" "${@:4}"`, "sh", limit, portvaktBinary(t), e.cfgFile}, serveFlags...)
+	cmd := exec.Command("bash", args...)
 	logFile, err := os.Create(filepath.Join(e.dir, fmt.Sprintf("portvakt-%d.log", time.Now().UnixNano())))
 	if err != nil {
 		t.Fatal(err)
