@@ -36,6 +36,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseError$$' -fuzztime 30s ./maskinporten
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./policy
 	$(GO) test -run '^$$' -fuzz '^FuzzVerifyLine$$' -fuzztime 30s ./audit
+	$(GO) test -run '^$$' -fuzz '^FuzzLatestHead$$' -fuzztime 30s ./audit
 
 ## demo: the whole flow: an HSM-held eSeal, a local Maskinporten, the daemon, tokens, the audit.
 demo: deps build
