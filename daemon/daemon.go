@@ -38,6 +38,7 @@ type Daemon struct {
 	log      *slog.Logger
 	service  *tokenservice.Service
 	policies *policy.Store
+	watcher  *policy.Watcher
 	tokens   []*signer.Token // one per HSM in use
 	serving  atomic.Bool     // health is reported from Serve on
 	healthMu sync.Mutex
@@ -118,8 +119,13 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkPolicyEnvironments(d.policies.Current(), envs); err != nil {
+	// Checked now and at every reload: a policy naming an environment the
+	// daemon does not serve is most likely a typo that would deny silently.
+	if err := d.policies.Require(func(p *policy.Policy) error { return checkPolicyEnvironments(p, envs) }); err != nil {
 		return nil, err
+	}
+	if d.watcher, err = d.policies.NewWatcher(); err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
 	}
 	if err := d.openSeal(); err != nil {
 		return nil, err
@@ -186,7 +192,13 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		}()
 		d.log.Info("listening", "listener", s.name, "address", s.listener.Addr().String())
 	}
-	go func() { _ = d.policies.Watch(ctx) }()
+	d.metrics.PolicyWatching.Set(1)
+	go func() {
+		if err := d.watcher.Run(ctx); err != nil {
+			d.metrics.PolicyWatching.Set(0)
+			d.log.Error("the policy file is no longer watched: changes take effect only on SIGHUP", "error", err.Error())
+		}
+	}()
 	if d.scrape != nil {
 		go func() {
 			if err := d.scrape.Serve(ctx); err != nil {
@@ -242,6 +254,9 @@ func (d *Daemon) close() {
 		// The counts of refused calls not yet written: before the last
 		// checkpoint, so that it seals them too.
 		d.recorder.close()
+	}
+	if d.watcher != nil {
+		_ = d.watcher.Close()
 	}
 	// The last checkpoint needs the audit key: before the tokens close.
 	d.stopSealing()

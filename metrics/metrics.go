@@ -25,6 +25,7 @@ type Metrics struct {
 	CertNotAfter       *prometheus.GaugeVec     // environment
 	CertExpiringSoon   *prometheus.GaugeVec     // environment
 	PolicyReloads      *prometheus.CounterVec   // result
+	PolicyWatching     prometheus.Gauge         //
 	AuditWriteSeconds  prometheus.Histogram     //
 	AuditWriteFailures prometheus.Counter       //
 	AuditBroken        prometheus.Gauge         //
@@ -56,6 +57,8 @@ func New() *Metrics {
 		CertExpiringSoon: f.gaugeVec("certificate_expiring_soon",
 			"1 when the environment's certificate expires within the warning window, else 0.", "environment"),
 		PolicyReloads: f.counterVec("policy_reloads_total", "Policy reloads by result (ok or failed).", "result"),
+		PolicyWatching: f.gauge("policy_watching",
+			"1 while changes to the policy file are reloaded by themselves; 0 when the watch failed (SIGHUP still reloads)."),
 		AuditWriteSeconds: f.histogram("audit_write_seconds",
 			"Time to append (and sync) one audit record.", []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25}),
 		AuditWriteFailures: f.counter("audit_write_failures_total", "Audit records that could not be written (each failed a request)."),

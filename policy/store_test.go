@@ -275,3 +275,33 @@ func TestRequire(t *testing.T) {
 		t.Fatal("Require did not check the policy in force")
 	}
 }
+
+// TestWatcherThatCannotStartIsAnError: a watch that cannot be set up is
+// reported when it is made, not dropped, so that hot reload is never
+// silently off.
+func TestWatcherThatCannotStartIsAnError(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "policy")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "policy.yaml")
+	writeFile(t, path, policyFor(scopeA, ""))
+	s, err := NewStore(path, slog.New(slog.NewTextHandler(&logbuffer.Buffer{}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil { // nothing left to watch
+		t.Fatal(err)
+	}
+	w, err := s.NewWatcher()
+	if err == nil {
+		w.Close()
+		t.Fatal("NewWatcher succeeded on a directory that is gone")
+	}
+	if !strings.Contains(err.Error(), "watching the policy's directory") || !strings.Contains(err.Error(), "SIGHUP") {
+		t.Fatalf("NewWatcher: %v; want it to name the directory and the fallback", err)
+	}
+	if err := s.Watch(context.Background()); err == nil {
+		t.Fatal("Watch returned nil for a watch that never started")
+	}
+}

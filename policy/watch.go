@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -26,18 +27,54 @@ const watchDebounce = 100 * time.Millisecond
 // made since NewStore. Failed reloads are logged and reported to the
 // OnReload hooks; they do not stop the watch.
 func (s *Store) Watch(ctx context.Context) error {
+	w, err := s.NewWatcher()
+	if err != nil {
+		return err
+	}
+	return w.Run(ctx)
+}
+
+// Watcher follows a Store's file; see Watch. NewWatcher sets it up, so
+// that a watch that cannot start is an error at start, not a reload
+// silently off.
+type Watcher struct {
+	s         *Store
+	w         *fsnotify.Watcher
+	base      string
+	closeOnce sync.Once
+}
+
+// NewWatcher starts watching the policy file's directory. Run the Watcher
+// or Close it.
+func (s *Store) NewWatcher() (*Watcher, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
-		return fmt.Errorf("watching the policy: %w", err)
+		return nil, fmt.Errorf("watching the policy: %w", err)
 	}
-	defer w.Close()
 	dir, base := filepath.Split(s.path)
 	if dir == "" {
 		dir = "."
 	}
 	if err := w.Add(dir); err != nil {
-		return fmt.Errorf("watching the policy's directory %s: %w", dir, err)
+		_ = w.Close()
+		return nil, fmt.Errorf("watching the policy's directory %s: %w (SIGHUP still reloads it)", dir, err)
 	}
+	return &Watcher{s: s, w: w, base: base}, nil
+}
+
+// Close stops the watch.
+func (w *Watcher) Close() error {
+	var err error
+	w.closeOnce.Do(func() { err = w.w.Close() })
+	return err
+}
+
+// Run reloads the policy on every change until ctx ends (it then returns
+// nil), or until the watch itself fails (an error: reloads on change are
+// then off, SIGHUP still works). It closes the Watcher.
+func (w *Watcher) Run(ctx context.Context) error {
+	defer w.Close()
+	s := w.s
 	// The file may have changed between NewStore and now; unchanged, this
 	// costs one read.
 	_ = s.Reload()
@@ -49,14 +86,14 @@ func (s *Store) Watch(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-w.Events:
+		case ev, ok := <-w.w.Events:
 			if !ok {
 				return errors.New("watching the policy: the watcher stopped")
 			}
-			if concerns(ev.Name, base) {
+			if concerns(ev.Name, w.base) {
 				timer.Reset(watchDebounce)
 			}
-		case err, ok := <-w.Errors:
+		case err, ok := <-w.w.Errors:
 			if !ok {
 				return errors.New("watching the policy: the watcher stopped")
 			}

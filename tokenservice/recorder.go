@@ -74,11 +74,3 @@ type Outcome struct {
 // ErrNotRecorded means the audit could not record a key use or outcome:
 // the request is failed rather than leave a use of the key unaccounted for.
 var ErrNotRecorded = errors.New("the audit log could not record the request")
-
-// NopRecorder records nothing.
-type NopRecorder struct{}
-
-func (NopRecorder) RateLimited(context.Context, RateLimited) error { return nil }
-func (NopRecorder) Decision(context.Context, Decision) error       { return nil }
-func (NopRecorder) KeyUse(context.Context, KeyUse) error           { return nil }
-func (NopRecorder) Outcome(context.Context, Outcome) error         { return nil }

@@ -79,7 +79,9 @@ func New(opts Options) (*Service, error) {
 		return nil, fmt.Errorf("no environment to serve")
 	}
 	if opts.Recorder == nil {
-		opts.Recorder = NopRecorder{}
+		// Fail closed: a service without a recorder would issue tokens no
+		// audit knows of.
+		return nil, fmt.Errorf("no recorder: every decision and key use must be recorded")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
