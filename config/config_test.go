@@ -132,3 +132,43 @@ func TestEmptyConfig(t *testing.T) {
 		t.Fatalf("empty configuration: %v", err)
 	}
 }
+
+// TestPINLiteralNeverEchoed: a PIN written into the configuration instead of
+// {file: …} or {env: …} is refused with what to write instead, and the
+// error never carries the PIN.
+func TestPINLiteralNeverEchoed(t *testing.T) {
+	const literal = "Lit-PIN-4711"
+	const hsmsConfig = "hsms:\n  - {name: prod-hsm, token: prod, pin: {file: user.pin}}\n"
+	base := strings.Replace(validConfig, "hsm:\n  token: portvakt\n  pin: {file: user.pin}\n", hsmsConfig, 1)
+	tests := []struct {
+		name    string
+		base    string
+		replace [2]string
+		want    string
+	}{
+		{"quoted", validConfig, [2]string{"pin: {file: user.pin}", `pin: "` + literal + `"`}, "line 11: give the PIN as {file: PATH} or {env: VARIABLE}; a PIN is never written in the configuration"},
+		{"plain", validConfig, [2]string{"pin: {file: user.pin}", "pin: " + literal}, "give the PIN as {file: PATH} or {env: VARIABLE}"},
+		{"number", validConfig, [2]string{"pin: {file: user.pin}", "pin: 4711"}, "give the PIN as {file: PATH} or {env: VARIABLE}"},
+		{"sequence", validConfig, [2]string{"pin: {file: user.pin}", "pin: [" + literal + "]"}, "give the PIN as {file: PATH} or {env: VARIABLE}"},
+		{"unknown key", validConfig, [2]string{"pin: {file: user.pin}", "pin: {value: " + literal + "}"}, `unknown key "value"`},
+		{"in hsms", base, [2]string{"pin: {file: user.pin}", "pin: " + literal}, "line 10: give the PIN as {file: PATH} or {env: VARIABLE}"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := strings.Replace(tt.base, tt.replace[0], tt.replace[1], 1)
+			if body == tt.base {
+				t.Fatalf("test is stale: %q not in the configuration", tt.replace[0])
+			}
+			_, err := Load(writeConfig(t, body))
+			if err == nil {
+				t.Fatal("Load() accepted a PIN written into the configuration")
+			}
+			if strings.Contains(err.Error(), literal) || strings.Contains(err.Error(), "4711") {
+				t.Fatalf("Load() error echoes the PIN: %v", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Load() error = %v\nwant it to say %q", err, tt.want)
+			}
+		})
+	}
+}

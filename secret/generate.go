@@ -28,5 +28,5 @@ func Generate(path string) (Value, error) {
 		_ = os.Remove(path)
 		return Value{}, fmt.Errorf("writing secret file %s: %w", path, err)
 	}
-	return Value{value: value}, nil
+	return wrap(value), nil
 }

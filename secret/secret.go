@@ -20,8 +20,29 @@ import (
 // marshalling) yields "[redacted]"; only Reveal returns it, and only the
 // code that hands it on (to PKCS#11, to a caller that asked for a token)
 // should call it.
+//
+// The secret sits behind a pointer to a string type: when a Value is
+// reached through an unexported field (a Signer's token, a cache entry), fmt
+// cannot call its methods and prints its fields by reflection instead, and a
+// pointer to a string it prints only as an address, at any depth and also
+// in its %!verb(...) reports of a verb that does not fit. So no holder of a
+// Value can print the secret, whatever its fields are called.
 type Value struct {
-	value string
+	p *plain
+}
+
+// plain is the secret. It is a string type, not a struct, so that fmt never
+// follows a pointer to it; it formats itself redacted too, in case a plain
+// is ever printed directly.
+type plain string
+
+// Format implements fmt.Formatter without revealing the secret.
+func (plain) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
+
+// wrap makes a Value of a non-empty secret.
+func wrap(value string) Value {
+	p := plain(value)
+	return Value{p: &p}
 }
 
 const redacted = "[redacted]"
@@ -32,14 +53,19 @@ func New(value string) (Value, error) {
 	if value == "" {
 		return Value{}, errors.New("the secret is empty")
 	}
-	return Value{value: value}, nil
+	return wrap(value), nil
 }
 
-// Reveal returns the secret.
-func (p Value) Reveal() string { return p.value }
+// Reveal returns the secret, or "" for the zero Value.
+func (p Value) Reveal() string {
+	if p.p == nil {
+		return ""
+	}
+	return string(*p.p)
+}
 
 // IsZero reports whether no secret has been set.
-func (p Value) IsZero() bool { return p.value == "" }
+func (p Value) IsZero() bool { return p.p == nil }
 
 // String implements fmt.Stringer without revealing the secret.
 func (p Value) String() string { return redacted }
@@ -100,7 +126,7 @@ func (s Source) Load() (Value, error) {
 		if value == "" {
 			return Value{}, fmt.Errorf("environment variable %s is empty", s.Env)
 		}
-		return Value{value: value}, nil
+		return wrap(value), nil
 	default:
 		return Value{}, errors.New("no source: give a file or the name of an environment variable that holds it")
 	}
@@ -114,6 +140,9 @@ func loadFile(path string) (Value, error) {
 	}
 	if !info.Mode().IsRegular() {
 		return Value{}, fmt.Errorf("secret file %s is not a regular file", path)
+	}
+	if perm := info.Mode().Perm(); perm&0o077 != 0 {
+		return Value{}, fmt.Errorf("secret file %s has mode %#o, so other users may read it: run `chmod 600 %s` (and change the secret if it was exposed)", path, perm, path)
 	}
 	if info.Size() > maxFileSize {
 		return Value{}, fmt.Errorf("secret file %s is %d bytes; it must hold only the secret (at most %d bytes)", path, info.Size(), maxFileSize)
@@ -130,7 +159,7 @@ func loadFile(path string) (Value, error) {
 	if strings.ContainsAny(string(data), "\n\x00") {
 		return Value{}, fmt.Errorf("secret file %s holds more than one line; it must hold only the secret", path)
 	}
-	return Value{value: string(data)}, nil
+	return wrap(string(data)), nil
 }
 
 // maxFileSize bounds what Load reads, so that a mistaken path (a key file,

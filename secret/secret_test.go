@@ -19,6 +19,10 @@ func writeFile(t *testing.T, content string, mode os.FileMode) string {
 	if err := os.WriteFile(path, []byte(content), mode); err != nil {
 		t.Fatal(err)
 	}
+	// Chmod, so that the umask does not change the mode under test.
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
 	return path
 }
 
@@ -43,6 +47,11 @@ func TestSourceLoad(t *testing.T) {
 		{"two lines", Source{File: writeFile(t, "a\nb\n", 0o600)}, "", "more than one line"},
 		{"huge file", Source{File: writeFile(t, strings.Repeat("x", 1000), 0o600)}, "", "must hold only the secret"},
 		{"directory", Source{File: t.TempDir()}, "", "not a regular file"},
+		{"owner read-only file", Source{File: writeFile(t, secretValue, 0o400)}, secretValue, ""},
+		{"group-readable file", Source{File: writeFile(t, secretValue, 0o640)}, "", "run `chmod 600 "},
+		{"world-readable file", Source{File: writeFile(t, secretValue, 0o644)}, "", "run `chmod 600 "},
+		{"others-only bits", Source{File: writeFile(t, secretValue, 0o601)}, "", "run `chmod 600 "},
+		{"group-writable file", Source{File: writeFile(t, secretValue, 0o620)}, "", "run `chmod 600 "},
 		{"unset env", Source{Env: "PORTVAKT_TEST_UNSET_XYZ"}, "", "is not set"},
 		{"empty env", Source{Env: "PORTVAKT_TEST_EMPTY"}, "", "is empty"},
 	}

@@ -1,12 +1,16 @@
 package signer
 
 import (
+	"context"
 	"crypto"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/secret"
+	"github.com/portvakt/portvakt/tokencache"
 )
 
 // TestPINNeverInLogsOrErrors drives the Signer through the paths that log
@@ -68,5 +72,66 @@ func TestPINNeverInLogsOrErrors(t *testing.T) {
 	}
 	if !strings.Contains(logs, "[redacted]") {
 		t.Errorf("the logged config does not show the PIN as [redacted]:\n%s", logs)
+	}
+}
+
+// TestHoldersNeverFormatThePIN formats every type that holds a secret.Value,
+// directly or through unexported fields (where fmt cannot call the Value's
+// own Format method and falls back to reflection), with every common verb,
+// and checks that the secret never appears.
+func TestHoldersNeverFormatThePIN(t *testing.T) {
+	f := newFixture(t)
+	s := f.open(t)
+	tok, err := OpenToken(f.config().Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+
+	pin := f.tok.PIN
+	tokenConfig := f.config().Token
+	access, _ := secret.New("access-token-" + strings.Repeat("9", 12))
+	assertion, _ := secret.New("grant-assertion-" + strings.Repeat("8", 12))
+	mpToken := maskinporten.Token{AccessToken: access, TokenType: "Bearer", ExpiresIn: time.Hour}
+	cache := tokencache.New(func(context.Context, tokencache.Key) (maskinporten.Token, error) {
+		t := mpToken
+		t.IssuedAt = time.Now()
+		t.ExpiresAt = t.IssuedAt.Add(t.ExpiresIn)
+		return t, nil
+	}, tokencache.Options{})
+	if _, err := cache.Get(context.Background(), tokencache.NewKey("test", "client", []string{"scope"}, "", ""), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{pin.Reveal(), f.tok.SOPIN.Reveal(), access.Reveal(), assertion.Reveal()}
+
+	holders := []struct {
+		name  string
+		value any
+	}{
+		{"*signer.Signer", s},
+		{"*signer.Token", tok},
+		{"*signer.Token through the Signer", s.token},
+		{"signer.Config", f.config()},
+		{"signer.TokenConfig", f.config().Token},
+		{"*signer.TokenConfig", &tokenConfig},
+		{"hsm.Token", f.tok.Token},
+		{"softhsmtest.Token", f.tok},
+		{"maskinporten.Token", mpToken},
+		{"maskinporten.Grant", maskinporten.Grant{Assertion: assertion, JTI: "jti"}},
+		{"*tokencache.Cache", cache},
+		{"unexported holder", struct{ cfg TokenConfig }{f.config().Token}},
+		{"unexported secret.Value", struct{ pin secret.Value }{pin}},
+	}
+	for _, h := range holders {
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {
+			t.Run(h.name+" "+verb, func(t *testing.T) {
+				out := fmt.Sprintf(verb, h.value)
+				for _, sec := range secrets {
+					if strings.Contains(out, sec) {
+						t.Fatalf("fmt.Sprintf(%q) reveals a secret:\n%s", verb, out)
+					}
+				}
+			})
+		}
 	}
 }
