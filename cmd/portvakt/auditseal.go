@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -44,19 +43,7 @@ what tells the daemon's checkpoints from anyone else's.`,
 			if kf.label == "" && kf.id == "" {
 				kf.label = "portvakt-audit"
 			}
-			sel, err := kf.selector()
-			if err != nil {
-				return err
-			}
-			tok, err := tf.token()
-			if err != nil {
-				return err
-			}
-			s, err := signer.Open(signer.Config{
-				Token: signer.TokenConfig{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN,
-					Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))},
-				Key: signer.KeyConfig{KeyLabel: sel.Label, KeyID: sel.ID, NoCertificate: true},
-			})
+			s, err := openKey(cmd, &tf, &kf, signer.KeyConfig{NoCertificate: true})
 			if err != nil {
 				return err
 			}

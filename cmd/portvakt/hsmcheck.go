@@ -34,21 +34,7 @@ verify each signature with the certificate's public key.`,
 		Example: `  portvakt hsm check --softhsm-dir ./hsm --token portvakt --pin-file ./hsm/user.pin --label eseal`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			sel, err := kf.selector()
-			if err != nil {
-				return err
-			}
-			tok, err := tf.token()
-			if err != nil {
-				return err
-			}
-			s, err := signer.Open(signer.Config{
-				Token: signer.TokenConfig{
-					Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN,
-					Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
-				},
-				Key: signer.KeyConfig{KeyLabel: sel.Label, KeyID: sel.ID, CertificateFile: certFile},
-			})
+			s, err := openKey(cmd, &tf, &kf, signer.KeyConfig{CertificateFile: certFile})
 			if err != nil {
 				return err
 			}
@@ -103,4 +89,25 @@ func checkSignatures(w io.Writer, s *signer.Signer) error {
 		fmt.Fprintf(w, "%s:        signed in the HSM, verified with the certificate\n", alg.name)
 	}
 	return nil
+}
+
+// openKey opens the key the flags select, as the daemon does; key adds
+// what the flags do not say (a certificate file, or none at all).
+func openKey(cmd *cobra.Command, tf *tokenFlags, kf *keyFlags, key signer.KeyConfig) (*signer.Signer, error) {
+	sel, err := kf.selector()
+	if err != nil {
+		return nil, err
+	}
+	tok, err := tf.token()
+	if err != nil {
+		return nil, err
+	}
+	key.KeyLabel, key.KeyID = sel.Label, sel.ID
+	return signer.Open(signer.Config{
+		Token: signer.TokenConfig{
+			Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN,
+			Logger: slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
+		},
+		Key: key,
+	})
 }
