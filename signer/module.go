@@ -1,6 +1,7 @@
 package signer
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/portvakt/portvakt/internal/p11"
@@ -17,14 +18,15 @@ type module struct {
 	// mu serialises reconnection attempts and restarts of the module. It is
 	// taken before any Token.mu, never after.
 	mu sync.Mutex
+	// tokens use the module; guarded by registry's lock.
+	tokens []*Token
 }
 
-// registry holds the modules in use, by path, and their tokens.
+// registry holds the modules in use, by path.
 var registry = struct {
 	sync.Mutex
 	modules map[string]*module
-	tokens  map[*module][]*Token
-}{modules: map[string]*module{}, tokens: map[*module][]*Token{}}
+}{modules: map[string]*module{}}
 
 // join records that t uses the module at path.
 func join(path string, t *Token) *module {
@@ -35,7 +37,7 @@ func join(path string, t *Token) *module {
 		m = &module{path: path}
 		registry.modules[path] = m
 	}
-	registry.tokens[m] = append(registry.tokens[m], t)
+	m.tokens = append(m.tokens, t)
 	return m
 }
 
@@ -43,32 +45,17 @@ func join(path string, t *Token) *module {
 func (m *module) leave(t *Token) {
 	registry.Lock()
 	defer registry.Unlock()
-	tokens := registry.tokens[m]
-	for i, o := range tokens {
-		if o == t {
-			tokens = append(tokens[:i:i], tokens[i+1:]...)
-			break
-		}
-	}
-	if len(tokens) == 0 {
-		delete(registry.tokens, m)
+	m.tokens = slices.DeleteFunc(m.tokens, func(o *Token) bool { return o == t })
+	if len(m.tokens) == 0 {
 		delete(registry.modules, m.path)
-		return
 	}
-	registry.tokens[m] = tokens
 }
 
 // others are the module's tokens other than t.
 func (m *module) others(t *Token) []*Token {
 	registry.Lock()
 	defer registry.Unlock()
-	var others []*Token
-	for _, o := range registry.tokens[m] {
-		if o != t {
-			others = append(others, o)
-		}
-	}
-	return others
+	return slices.DeleteFunc(slices.Clone(m.tokens), func(o *Token) bool { return o == t })
 }
 
 // reconnect makes one attempt to bring t back. When the token is not

@@ -112,17 +112,7 @@ func (t *Token) ask() probeAnswer {
 			return probeAnswer{c, err}
 		}
 	}
-	if len(c.keys) == 0 {
-		// No key to ask about: ask for randomness instead, which needs a
-		// live session too.
-		if r, err := c.ctx.NewRandomReader(); err == nil {
-			var b [1]byte
-			if _, err := r.Read(b[:]); err != nil && p11.Classify(err) == p11.Gone {
-				return probeAnswer{c, err}
-			}
-		}
-	}
-	return probeAnswer{c, nil}
+	return probeAnswer{c, nil} // a token with no key yet has nothing to lose
 }
 
 // attempt tries once to open the token again with all its keys, and

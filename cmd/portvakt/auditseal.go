@@ -130,9 +130,10 @@ func reportSeals(w io.Writer, keyFile string, paths []string) error {
 	return nil
 }
 
-var errUnsealed unsealed
-
-func isUnsealed(err error) bool { return errors.As(err, &errUnsealed) }
+func isUnsealed(err error) bool {
+	var u unsealed
+	return errors.As(err, &u)
+}
 
 // reportHead reads the log's head from the HSM and checks the log reaches
 // it (and, with the public key, that the head is the audit key's).

@@ -266,20 +266,7 @@ func newOpenCryptokiToken(t testing.TB) Token {
 // (CKR_TOKEN_NOT_PRESENT) until the directory is back.
 func (tok Token) takeAwayOpenCryptoki(t testing.TB) (bringBack func()) {
 	t.Helper()
-	path := filepath.Join(ockDataDir, ockTokDir)
-	away := filepath.Join(ockDataDir, "away-"+ockTokDir)
-	if err := os.Rename(path, away); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	bringBack = func() {
-		once.Do(func() {
-			if err := os.Rename(away, path); err != nil {
-				panic(fmt.Sprintf("bringing token %q back: %v", tok.Label, err))
-			}
-		})
-	}
-	t.Cleanup(bringBack)
+	bringBack = tok.moveAway(t, filepath.Join(ockDataDir, ockTokDir), filepath.Join(ockDataDir, "away-"+ockTokDir))
 	m, err := p11.Open(module)
 	if err != nil {
 		t.Fatal(err)

@@ -46,7 +46,13 @@ func (tok Token) TakeAway(t testing.TB) (bringBack func()) {
 		return tok.takeAwayOpenCryptoki(t)
 	}
 	path := tok.Directory(t)
-	away := filepath.Join(filepath.Dir(dir.TokenDir()), "away-"+filepath.Base(path))
+	return tok.moveAway(t, path, filepath.Join(filepath.Dir(dir.TokenDir()), "away-"+filepath.Base(path)))
+}
+
+// moveAway renames the token's directory path to away and returns how to
+// bring it back, once; the test's end brings it back too.
+func (tok Token) moveAway(t testing.TB, path, away string) (bringBack func()) {
+	t.Helper()
 	if err := os.Rename(path, away); err != nil {
 		t.Fatal(err)
 	}
