@@ -52,26 +52,18 @@ func Query(paths []string, f Filter, each func(Record) error) error {
 	if err != nil {
 		return err
 	}
-	for i, path := range ordered {
-		var next *Record
-		if i+1 < len(ordered) {
-			next = openingGap(ordered[i+1])
-		}
-		if err := queryFileBefore(path, next, f, each); err != nil {
+	for _, lf := range ordered {
+		if err := queryFile(lf.path, lf.next, f, each); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func queryFile(path string, f Filter, each func(Record) error) error {
-	return queryFileBefore(path, nil, f, each)
-}
-
-// queryFileBefore queries path, which comes before a file opening with
+// queryFile queries path, which comes before a file opening with
 // gap record next (or nil): like Verify, it reads only the Writer's part of
 // the file, and stops without a problem at damage the gap accounts for.
-func queryFileBefore(path string, next *Record, f Filter, each func(Record) error) error {
+func queryFile(path string, next *Record, f Filter, each func(Record) error) error {
 	seg := segmentOf(path, next)
 	var last uint64
 	err := scanLines(path, "reading the audit log", seg.limit, func() uint64 { return 0 }, func(n int, line []byte) error {

@@ -125,12 +125,8 @@ func VerifyWith(opts VerifyOptions, paths ...string) (VerifyResult, error) {
 	if err != nil {
 		return v.res, err
 	}
-	for i, f := range ordered {
-		var next *Record
-		if i+1 < len(ordered) {
-			next = openingGap(ordered[i+1])
-		}
-		if err := v.verifyFile(f, next); err != nil {
+	for _, f := range ordered {
+		if err := v.verifyFile(f.path, f.next); err != nil {
 			return v.res, err
 		}
 	}
@@ -212,25 +208,6 @@ func segmentOf(path string, next *Record) segment {
 // excuses says whether a problem where record seq was due is one the gap
 // record accounts for.
 func (s segment) excuses(seq uint64) bool { return s.from > 0 && seq >= s.from }
-
-// openingGap returns the first record of a file when it is a gap record
-// whose line matches its hash, else nil.
-func openingGap(path string) *Record {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	line, complete, err := newLineReader(f).next()
-	if err != nil || !complete {
-		return nil
-	}
-	r, err := parseLine(line)
-	if err != nil || r.Kind != KindGap {
-		return nil
-	}
-	return &r
-}
 
 // link checks that r, on line n of path, follows the record accepted last.
 func (v *verifier) link(path string, n int, r Record) *Problem {
@@ -435,17 +412,26 @@ func lineProblem(path string, n int, err error, want uint64) error {
 	return p
 }
 
+// logFile is a file of the log, in its place.
+type logFile struct {
+	path string
+	// next is the gap record the file after this one opens with (nil for
+	// none): it says how much of this file the Writer vouches for.
+	next *Record
+}
+
 // orderFiles puts files in the order of their first records, leaving out
 // empty ones. A file whose first line cannot be read is a problem now: it
 // cannot be put in its place.
-func orderFiles(files []string) ([]string, error) {
+func orderFiles(files []string) ([]logFile, error) {
 	type first struct {
 		path string
 		seq  uint64
+		gap  *Record
 	}
 	var firsts []first
 	for _, path := range files {
-		seq, err := firstSeq(path)
+		seq, gap, err := firstSeq(path)
 		var p *Problem
 		if rf, ok := parseRotated(filepath.Dir(path), filepath.Base(path)); ok && errors.As(err, &p) {
 			// A rotated file's name says where it goes: its problem is
@@ -456,46 +442,52 @@ func orderFiles(files []string) ([]string, error) {
 			return nil, err
 		}
 		if seq > 0 {
-			firsts = append(firsts, first{path, seq})
+			firsts = append(firsts, first{path, seq, gap})
 		}
 	}
 	slices.SortStableFunc(firsts, func(a, b first) int { return cmp.Compare(a.seq, b.seq) })
-	ordered := make([]string, len(firsts))
+	ordered := make([]logFile, len(firsts))
 	for i, f := range firsts {
-		ordered[i] = f.path
+		ordered[i].path = f.path
+		if i > 0 {
+			ordered[i-1].next = f.gap
+		}
 	}
 	return ordered, nil
 }
 
-// firstSeq returns the seq of a file's first record, 0 for an empty file.
+// firstSeq returns the seq of a file's first record, 0 for an empty file,
+// and the record when it is a gap record whose line matches its hash.
 // A record that does not match its hash still has its place by its seq:
 // the problem is reported when the file is verified, in order.
-func firstSeq(path string) (uint64, error) {
+func firstSeq(path string) (uint64, *Record, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, fmt.Errorf("reading the audit log: %w", err)
+		return 0, nil, fmt.Errorf("reading the audit log: %w", err)
 	}
 	defer f.Close()
 	line, complete, err := newLineReader(f).next()
 	switch {
 	case errors.Is(err, io.EOF):
-		return 0, nil
+		return 0, nil, nil
 	case errors.Is(err, errLineTooLong):
-		return 0, &Problem{File: path, Line: 1, Kind: ProblemMalformed, Detail: "not an audit record: " + err.Error()}
+		return 0, nil, &Problem{File: path, Line: 1, Kind: ProblemMalformed, Detail: "not an audit record: " + err.Error()}
 	case err != nil:
-		return 0, fmt.Errorf("reading the audit log: %s: %w", path, err)
+		return 0, nil, fmt.Errorf("reading the audit log: %s: %w", path, err)
 	case !complete:
-		return 0, truncated(path, 1, line, 0)
+		return 0, nil, truncated(path, 1, line, 0)
 	}
 	r, err := parseLine(line)
 	var le *lineError
 	switch {
+	case err == nil && r.Kind == KindGap:
+		return r.Seq, &r, nil
 	case err == nil:
-		return r.Seq, nil
+		return r.Seq, nil, nil
 	case errors.As(err, &le) && le.kind == ProblemEdited && le.seq > 0:
-		return le.seq, nil
+		return le.seq, nil, nil
 	}
-	return 0, lineProblem(path, 1, err, 0)
+	return 0, nil, lineProblem(path, 1, err, 0)
 }
 
 // findSeq returns the number of the first line after line from that holds

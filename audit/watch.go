@@ -29,7 +29,7 @@ type tamper struct {
 // still there cannot be told.
 func (w *Writer) watch(checkSize bool) (*tamper, error) {
 	if size, same, ok := sameFile(w.path, w.fi); ok && same && (!checkSize || size == w.size) {
-		return nil, nil // the usual case, without an allocation where the platform allows
+		return nil, nil // the usual case: no FileInfo allocated where the platform allows
 	}
 	st, err := os.Stat(w.path)
 	if err == nil && os.SameFile(st, w.fi) {

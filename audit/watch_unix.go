@@ -19,7 +19,8 @@ func linkCount(fi fs.FileInfo) (uint64, bool) {
 
 // sameFile stats path and says whether it is the file fi describes, and
 // its size. It is watch's usual case, once per record: the stat goes into
-// a Stat_t on the stack, where os.Stat would allocate a FileInfo. ok is
+// a Stat_t on the stack, where os.Stat would allocate a FileInfo (only the
+// path's C string is allocated, by the syscall package). ok is
 // false when it cannot tell (an error, which watch then looks at itself).
 func sameFile(path string, fi fs.FileInfo) (size int64, same, ok bool) {
 	ours, isStat := fi.Sys().(*syscall.Stat_t)
