@@ -28,6 +28,11 @@ type Options struct {
 	// MaxAge rotates the file before a record when its first record is
 	// this old; 0 never rotates by age.
 	MaxAge time.Duration
+	// MaxRecordBytes refuses (ErrRecordTooLong) a record whose line, its
+	// newline included, would be longer; 0 or more than MaxLineBytes is
+	// MaxLineBytes. The line is encoded once, to be written: bounding it
+	// here costs nothing more.
+	MaxRecordBytes int
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 	// AcceptVanished opens a log that was written before (its lock file
@@ -69,6 +74,18 @@ type file interface {
 
 func openOSFile(path string) (file, error) {
 	return os.OpenFile(path, os.O_APPEND|os.O_WRONLY|os.O_CREATE, 0o600)
+}
+
+// ErrRecordTooLong is wrapped by the error of Append for a record whose
+// line is over Options.MaxRecordBytes; the log is left as it was.
+var ErrRecordTooLong = errors.New("the audit record is too long")
+
+// maxRecordBytes is the longest line Append writes.
+func (w *Writer) maxRecordBytes() int {
+	if n := w.opts.MaxRecordBytes; n > 0 && n < MaxLineBytes {
+		return n
+	}
+	return MaxLineBytes
 }
 
 // ErrClosed is returned by Append after Close.
@@ -358,8 +375,8 @@ func (w *Writer) append(r Record, sync bool) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	if len(line) > MaxLineBytes {
-		return Record{}, fmt.Errorf("writing audit record %d: its line of %d bytes is over the limit of %d", r.Seq, len(line), MaxLineBytes)
+	if limit := w.maxRecordBytes(); len(line) > limit {
+		return Record{}, fmt.Errorf("%w: record %d: its line of %d bytes is over the %d a record may have", ErrRecordTooLong, r.Seq, len(line), limit)
 	}
 	if w.needsRotation(len(line), now) {
 		if err := w.rotate(now); err != nil {

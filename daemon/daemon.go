@@ -105,7 +105,7 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 		}
 	}
 	if d.audit, err = audit.Open(audit.Options{Path: cfg.Audit.File, NoSync: cfg.Audit.NoSync, MaxBytes: cfg.Audit.MaxBytes, MaxAge: cfg.Audit.MaxAge,
-		AcceptVanished: opts.AcceptAuditGap, OnChange: d.auditChanged}); err != nil {
+		MaxRecordBytes: maxRecordBytes, AcceptVanished: opts.AcceptAuditGap, OnChange: d.auditChanged}); err != nil {
 		return nil, fmt.Errorf("audit.file: %w", err)
 	}
 	d.auditStart = d.audit.Stats().LastSeq // the start record Open wrote

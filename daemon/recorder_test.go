@@ -2,8 +2,11 @@ package daemon
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -169,7 +172,7 @@ func waitUntil(t *testing.T, cond func() bool) {
 func testRecorder(t *testing.T) (*recorder, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "audit.log")
-	w, err := audit.Open(audit.Options{Path: path, NoSync: true})
+	w, err := audit.Open(audit.Options{Path: path, NoSync: true, MaxRecordBytes: maxRecordBytes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,4 +282,18 @@ func TestRecorderCountsRateLimitedCalls(t *testing.T) {
 			t.Errorf("client %q: %d records counting %d calls, want 2 counting 100", tt.client, n, total)
 		}
 	}
+}
+
+// lineBound is the most bytes rec's line can take in the log: rec as
+// Append will write it, with the longest seq, time and prev there are.
+func lineBound(rec audit.Record) int {
+	rec.Seq = math.MaxUint64
+	rec.Time = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+	rec.Prev = strings.Repeat("0", sha256.Size*2)
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return math.MaxInt // Append cannot write it either
+	}
+	// The line is b without its '}', then ,"hash":"<64 hex>"} and a newline.
+	return len(b) - 1 + len(`,"hash":""}`) + sha256.Size*2 + 1
 }

@@ -50,10 +50,11 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 		return nil, toStatus(err)
 	}
 
+	scopes := r.key.ScopeList()
 	decision := pol.Decide(policy.Request{
 		Identities:  caller.Identities,
 		Environment: r.key.Environment,
-		Scopes:      r.key.ScopeList(),
+		Scopes:      scopes,
 		ConsumerOrg: r.key.ConsumerOrg,
 	})
 	requestid.SetClient(ctx, decision.Client)
@@ -92,7 +93,7 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 		AccessToken: tok.AccessToken.Reveal(),
 		TokenType:   tok.TokenType,
 		ExpiresAt:   timestamppb.New(tok.ExpiresAt),
-		Scopes:      r.key.ScopeList(),
+		Scopes:      scopes,
 		Environment: r.key.Environment,
 	}, nil
 }
