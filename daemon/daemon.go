@@ -49,11 +49,9 @@ type Daemon struct {
 	recorder *recorder           // nil until the service is assembled
 	seal     *audit.Checkpointer // nil when the log is not sealed
 	sealHSM  hsm.Token           // where the audit key and the log's head are
-	// auditStart is this run's start record: the first it seals.
-	auditStart uint64
-	sealStop   context.CancelFunc
-	sealDone   chan struct{}
-	scrape     *metrics.Listener
+	sealStop context.CancelFunc
+	sealDone chan struct{}
+	scrape   *metrics.Listener
 }
 
 // server is one gRPC server on one listener.
@@ -108,7 +106,7 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 		MaxRecordBytes: maxRecordBytes, AcceptVanished: opts.AcceptAuditGap, OnChange: d.auditChanged}); err != nil {
 		return nil, fmt.Errorf("audit.file: %w", err)
 	}
-	d.auditStart = d.audit.Stats().LastSeq // the start record Open wrote
+	auditStart := d.audit.Stats().LastSeq // the start record Open wrote: the first this run seals
 	if gap != nil {
 		if _, err := d.audit.Append(audit.Record{Kind: audit.KindHeadGap, Reason: "started on a log behind the HSM's head, as the operator accepted: " + gap.Detail}); err != nil {
 			return nil, fmt.Errorf("audit.file: recording the accepted gap: %w", err)
@@ -127,7 +125,7 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 	if d.watcher, err = d.policies.NewWatcher(); err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	if err := d.openSeal(); err != nil {
+	if err := d.openSeal(auditStart); err != nil {
 		return nil, err
 	}
 	d.recorder = newRecorder(d.audit, d.metrics, d.log)

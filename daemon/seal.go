@@ -10,8 +10,9 @@ import (
 )
 
 // openSeal opens the audit key and prepares the checkpoints that seal the
-// log. Without audit.seal it says, once, that the log is not sealed.
-func (d *Daemon) openSeal() error {
+// log from record from (this run's start record) on. Without audit.seal it
+// says, once, that the log is not sealed.
+func (d *Daemon) openSeal(from uint64) error {
 	a := d.cfg.Audit.Seal
 	if a == nil {
 		d.log.Warn("the audit log is not sealed: anyone who can write its file can rewrite it unseen; configure audit.seal with an audit key in the HSM")
@@ -28,7 +29,7 @@ func (d *Daemon) openSeal() error {
 	}
 	d.seal, err = audit.NewCheckpointer(d.audit, audit.CheckpointOptions{
 		Key: key, EveryRecords: a.EveryRecords, Every: a.Every, Logger: d.log,
-		From: d.auditStart, OnCheckpoint: d.keepHead,
+		From: from, OnCheckpoint: d.keepHead,
 	})
 	if err != nil {
 		return fmt.Errorf("audit.seal: %w", err)
