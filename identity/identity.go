@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 
-	"github.com/portvakt/portvakt/policy"
+	"github.com/portvakt/portvakt/syntax"
 )
 
 // Transports a caller can arrive by.
@@ -50,7 +50,7 @@ func FromContext(ctx context.Context) (Caller, error) {
 	case UnixAuthInfo:
 		return Caller{
 			Transport:  TransportUnix,
-			Identities: policy.UnixPeerIdentities(info.UID, info.GID),
+			Identities: syntax.UnixPeerIdentities(info.UID, info.GID),
 			PID:        info.PID,
 		}, nil
 	case credentials.TLSInfo:
@@ -77,15 +77,15 @@ func FromContext(ctx context.Context) (Caller, error) {
 func FromCertificate(cert *x509.Certificate) (string, error) {
 	switch {
 	case len(cert.URIs) > 0:
-		id, ok := policy.URIIdentity(cert.URIs[0])
+		id, ok := syntax.URIIdentity(cert.URIs[0])
 		if !ok {
 			return "", fmt.Errorf("client certificate %q: URI SAN %q cannot identify a caller (use scheme://host/…, such as a SPIFFE ID)", cert.Subject, cert.URIs[0].String())
 		}
 		return id, nil
 	case len(cert.DNSNames) > 0:
-		return policy.DNSIdentity(cert.DNSNames[0]), nil
+		return syntax.DNSIdentity(cert.DNSNames[0]), nil
 	case cert.Subject.CommonName != "":
-		return policy.CNIdentity(cert.Subject.CommonName), nil
+		return syntax.CNIdentity(cert.Subject.CommonName), nil
 	default:
 		return "", fmt.Errorf("client certificate %q (serial %x) has no URI SAN, DNS SAN or common name to identify it by", cert.Subject, cert.SerialNumber)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/portvakt/portvakt/orgno"
 	"github.com/portvakt/portvakt/secret"
+	"github.com/portvakt/portvakt/syntax"
 )
 
 // MaxGrantLifetime is the longest exp - iat Maskinporten accepts.
@@ -113,7 +114,7 @@ func (r GrantRequest) Validate() error {
 		return errors.New("no scope asked for")
 	}
 	for _, s := range r.Scopes {
-		if err := ValidateScope(s); err != nil {
+		if err := syntax.CheckScope(s); err != nil {
 			return err
 		}
 	}
@@ -125,21 +126,6 @@ func (r GrantRequest) Validate() error {
 	if r.ConsumerOrg != "" {
 		if _, err := orgno.Parse(r.ConsumerOrg); err != nil {
 			return fmt.Errorf("consumer_org: %w", err)
-		}
-	}
-	return nil
-}
-
-// ValidateScope checks the syntax Maskinporten scopes have: a prefix, a
-// colon and a name, printable ASCII without spaces or quotes.
-func ValidateScope(scope string) error {
-	i := strings.IndexByte(scope, ':')
-	if i <= 0 || i == len(scope)-1 {
-		return fmt.Errorf("scope %q: a Maskinporten scope is prefix:name, such as svv:kjoretoy/ecoc", scope)
-	}
-	for _, c := range scope {
-		if c <= ' ' || c > '~' || c == '"' || c == '\\' {
-			return fmt.Errorf("scope %q: character %q is not allowed in a scope", scope, c)
 		}
 	}
 	return nil

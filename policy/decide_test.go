@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/portvakt/portvakt/syntax"
 )
 
 const goodPolicy = "testdata/good.yaml"
@@ -110,7 +112,7 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name:   "unknown Unix peer",
-			req:    Request{Identities: UnixPeerIdentities(1001, 1001), Environment: "prod", Scopes: []string{ecoc}},
+			req:    Request{Identities: syntax.UnixPeerIdentities(1001, 1001), Environment: "prod", Scopes: []string{ecoc}},
 			reason: "no client claims identity uid:1001 or gid:1001",
 		},
 		{
@@ -120,19 +122,19 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name:    "uid preferred over gid",
-			req:     Request{Identities: UnixPeerIdentities(1000, 2000), Environment: "prod", Scopes: []string{ecoc}},
+			req:     Request{Identities: syntax.UnixPeerIdentities(1000, 2000), Environment: "prod", Scopes: []string{ecoc}},
 			allowed: true, client: "billing", identity: "uid:1000",
 			rules: []string{"testdata/good.yaml:10"},
 		},
 		{
 			name:   "uid preferred over gid, even when only the gid's client is allowed",
-			req:    Request{Identities: UnixPeerIdentities(1000, 2000), Environment: "prod", Scopes: []string{"svv:kjoretoy/leasingtaker"}},
+			req:    Request{Identities: syntax.UnixPeerIdentities(1000, 2000), Environment: "prod", Scopes: []string{"svv:kjoretoy/leasingtaker"}},
 			client: "billing", identity: "uid:1000",
 			reason: `client "billing" has no rule`,
 		},
 		{
 			name:    "gid when the uid is unknown",
-			req:     Request{Identities: UnixPeerIdentities(1001, 2000), Environment: "prod", Scopes: []string{"svv:kjoretoy/leasingtaker"}},
+			req:     Request{Identities: syntax.UnixPeerIdentities(1001, 2000), Environment: "prod", Scopes: []string{"svv:kjoretoy/leasingtaker"}},
 			allowed: true, client: "reports", identity: "gid:2000",
 			rules: []string{"testdata/good.yaml:21"},
 		},

@@ -4,6 +4,8 @@ import (
 	"slices"
 
 	"golang.org/x/time/rate"
+
+	"github.com/portvakt/portvakt/syntax"
 )
 
 // Policy is a loaded, valid policy. It is never changed once loaded (its
@@ -118,7 +120,7 @@ func (p *Policy) ClientOf(identities []string) (clientName string, identity stri
 
 func (p *Policy) clientOf(identities []string) (*client, string) {
 	for _, id := range identities {
-		if c := p.byIdentity[canonicalIdentity(id)]; c != nil {
+		if c := p.byIdentity[syntax.CanonicalIdentity(id)]; c != nil {
 			return c, id
 		}
 	}

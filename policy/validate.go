@@ -9,8 +9,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/orgno"
+	"github.com/portvakt/portvakt/syntax"
 )
 
 // delegatedSuffix marks the scopes a supplier uses on behalf of a consumer,
@@ -61,7 +61,7 @@ func (b *builder) client(n *yaml.Node) *client {
 	}
 
 	if f, ok := fs["identities"]; !ok {
-		ps.addf(n.Line, "%s has no identities: list who it is, such as identities: [uid:1000]; %s", label, identityForms)
+		ps.addf(n.Line, "%s has no identities: list who it is, such as identities: [uid:1000]; %s", label, syntax.IdentityForms)
 	} else if items, ok := ps.list(f, "identities", "[spiffe://example.org/ns/billing/sa/api, uid:1000]"); ok {
 		for _, item := range items {
 			b.identity(c, label, item)
@@ -92,11 +92,11 @@ func (b *builder) identity(c *client, label string, item *yaml.Node) {
 	if !ok {
 		return
 	}
-	if err := checkIdentity(id); err != nil {
+	if err := syntax.CheckIdentity(id); err != nil {
 		b.ps.addf(item.Line, "identity %q: %w", id, err)
 		return
 	}
-	key := canonicalIdentity(id)
+	key := syntax.CanonicalIdentity(id)
 	switch o, taken := b.owners[key]; {
 	case !taken:
 		b.owners[key] = owner{label: label, c: c, line: item.Line}
@@ -144,7 +144,7 @@ func (b *builder) rule(n *yaml.Node, label string) *rule {
 			if !ok {
 				continue
 			}
-			if err := maskinporten.ValidateScope(scope); err != nil {
+			if err := syntax.CheckScope(scope); err != nil {
 				ps.add(item.Line, err)
 				continue
 			}

@@ -6,10 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/orgno"
-	"github.com/portvakt/portvakt/policy"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
+	"github.com/portvakt/portvakt/syntax"
 	"github.com/portvakt/portvakt/tokencache"
 )
 
@@ -75,7 +74,7 @@ func (s *Service) parseRequest(req *portvaktv1.GetTokenRequest) (tokenRequest, e
 		return tokenRequest{}, &fieldError{"scopes", fmt.Sprintf("the scopes are %d bytes long together; at most %d", total, maxScopesBytes)}
 	}
 	for _, sc := range scopes {
-		if err := maskinporten.ValidateScope(sc); err != nil {
+		if err := syntax.CheckScope(sc); err != nil {
 			return tokenRequest{}, &fieldError{"scopes", err.Error()}
 		}
 	}
@@ -125,8 +124,8 @@ func (s *Service) parseRequest(req *portvaktv1.GetTokenRequest) (tokenRequest, e
 // anything is recorded or rate limited: no policy can name it.
 func checkIdentities(ids []string) error {
 	for _, id := range ids {
-		if len(id) > policy.MaxIdentityBytes {
-			return fmt.Errorf("the caller's identity is %d bytes long; Portvakt takes identities of at most %d", len(id), policy.MaxIdentityBytes)
+		if len(id) > syntax.MaxIdentityBytes {
+			return fmt.Errorf("the caller's identity is %d bytes long; Portvakt takes identities of at most %d", len(id), syntax.MaxIdentityBytes)
 		}
 	}
 	return nil

@@ -1,4 +1,4 @@
-package policy
+package syntax
 
 import (
 	"net/url"
@@ -21,8 +21,8 @@ func TestCheckIdentity(t *testing.T) {
 		"spiffe://portvakt.test/" + strings.Repeat("a", MaxIdentityBytes-len("spiffe://portvakt.test/")),
 	}
 	for _, id := range valid {
-		if err := checkIdentity(id); err != nil {
-			t.Errorf("checkIdentity(%q) = %v", id, err)
+		if err := CheckIdentity(id); err != nil {
+			t.Errorf("CheckIdentity(%q) = %v", id, err)
 		}
 	}
 	invalid := []string{
@@ -38,8 +38,8 @@ func TestCheckIdentity(t *testing.T) {
 		"cn:" + strings.Repeat("a", MaxIdentityBytes),
 	}
 	for _, id := range invalid {
-		if err := checkIdentity(id); err == nil {
-			t.Errorf("checkIdentity(%q) accepted it", id)
+		if err := CheckIdentity(id); err == nil {
+			t.Errorf("CheckIdentity(%q) accepted it", id)
 		}
 	}
 }
@@ -73,7 +73,7 @@ func TestIdentityConstructors(t *testing.T) {
 		t.Error("URIIdentity(nil) = true")
 	}
 	// The Kelvin sign folds to k under Unicode rules, not under DNS's.
-	if got := canonicalIdentity("dns:\u212aey.internal"); got == "dns:key.internal" {
-		t.Errorf("canonicalIdentity folded a non-ASCII letter: %q", got)
+	if got := CanonicalIdentity("dns:\u212aey.internal"); got == "dns:key.internal" {
+		t.Errorf("CanonicalIdentity folded a non-ASCII letter: %q", got)
 	}
 }

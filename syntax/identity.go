@@ -1,4 +1,4 @@
-package policy
+package syntax
 
 import (
 	"errors"
@@ -27,8 +27,8 @@ const (
 // name or common name in a client certificate is far shorter.
 const MaxIdentityBytes = 256
 
-// identityForms is said whenever an identity is not understood.
-const identityForms = "write a URI with a scheme and a host (spiffe://…, https://…), or dns:NAME, cn:NAME, uid:NUMBER or gid:NUMBER"
+// IdentityForms is said whenever an identity is not understood.
+const IdentityForms = "write a URI with a scheme and a host (spiffe://…, https://…), or dns:NAME, cn:NAME, uid:NUMBER or gid:NUMBER"
 
 // UnixPeerIdentities returns a Unix-socket peer's identities (from
 // SO_PEERCRED) in the order Decide must try them: the uid first, because it
@@ -60,9 +60,9 @@ func URIIdentity(u *url.URL) (string, bool) {
 	return s, true
 }
 
-// canonicalIdentity is the form identities are compared in: DNS names in
+// CanonicalIdentity is the form identities are compared in: DNS names in
 // lower case, everything else as it is.
-func canonicalIdentity(id string) string {
+func CanonicalIdentity(id string) string {
 	if name, ok := strings.CutPrefix(id, prefixDNS); ok {
 		return prefixDNS + lowerASCII(name)
 	}
@@ -82,8 +82,8 @@ func lowerASCII(s string) string {
 	return string(b)
 }
 
-// checkIdentity says what is wrong with an identity in the policy.
-func checkIdentity(id string) error {
+// CheckIdentity says what is wrong with an identity in the policy.
+func CheckIdentity(id string) error {
 	if len(id) > MaxIdentityBytes {
 		return fmt.Errorf("%d bytes long; an identity has at most %d", len(id), MaxIdentityBytes)
 	}
@@ -155,7 +155,7 @@ func checkCommonName(cn string) error {
 func checkURIIdentity(id string) error {
 	scheme, rest, ok := strings.Cut(id, "://")
 	if !ok || scheme == "" {
-		return errors.New(identityForms)
+		return errors.New(IdentityForms)
 	}
 	switch lowerASCII(scheme) {
 	case "dns", "cn", "uid", "gid":
@@ -171,7 +171,7 @@ func checkURIIdentity(id string) error {
 		return fmt.Errorf("not a URI: %w", err)
 	}
 	if u.Host == "" || rest == "" {
-		return fmt.Errorf("the URI has no host after %s://; %s", scheme, identityForms)
+		return fmt.Errorf("the URI has no host after %s://; %s", scheme, IdentityForms)
 	}
 	// The daemon compares the certificate's URI as Go prints it; a policy
 	// entry written differently (an upper-case scheme, other escaping)
