@@ -17,6 +17,7 @@ import (
 	"github.com/portvakt/portvakt/internal/mptest"
 	"github.com/portvakt/portvakt/mpsim"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
+	"github.com/portvakt/portvakt/softhsm"
 )
 
 func TestTokenSourceReusesItsToken(t *testing.T) {
@@ -127,6 +128,9 @@ func TestStartFailuresSayWhatToFix(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg, err := config.Load(path)
+			if err == nil {
+				err = softhsm.Resolve(cfg)
+			}
 			if err != nil {
 				t.Fatal(err)
 			}

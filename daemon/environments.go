@@ -11,7 +11,6 @@ import (
 	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/policy"
 	"github.com/portvakt/portvakt/signer"
-	"github.com/portvakt/portvakt/softhsm"
 	"github.com/portvakt/portvakt/tokencache"
 	"github.com/portvakt/portvakt/tokenservice"
 )
@@ -89,26 +88,17 @@ func (d *Daemon) openToken(h *config.HSM) (*signer.Token, error) {
 	return tok, nil
 }
 
-// resolveHSM finds an HSM's module (SoftHSM2 by default, pointed at its
-// directory) and reads its PIN.
+// resolveHSM reads an HSM's PIN. Its module path is given: the command
+// line fills in SoftHSM2's for development (softhsm.Resolve).
 func resolveHSM(h *config.HSM) (hsm.Token, error) {
-	if h.SoftHSMDir != "" {
-		if err := softhsm.Dir(h.SoftHSMDir).Activate(); err != nil {
-			return hsm.Token{}, fmt.Errorf("HSM %s: softhsm_dir: %w", h.Name, err)
-		}
-	}
-	module := h.Module
-	if module == "" {
-		var err error
-		if module, err = softhsm.FindModule(); err != nil {
-			return hsm.Token{}, fmt.Errorf("HSM %s: module is not set and %w", h.Name, err)
-		}
+	if h.Module == "" {
+		return hsm.Token{}, fmt.Errorf("HSM %s: module is not set: give the path of the HSM's PKCS#11 module", h.Name)
 	}
 	pin, err := h.PIN.Load()
 	if err != nil {
 		return hsm.Token{}, fmt.Errorf("HSM %s: pin: %w", h.Name, err)
 	}
-	return hsm.Token{Module: module, Label: h.Token, PIN: pin}, nil
+	return hsm.Token{Module: h.Module, Label: h.Token, PIN: pin}, nil
 }
 
 // checkCertificate refuses to start with a certificate that is not valid

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/portvakt/portvakt/internal/logbuffer"
+	"github.com/portvakt/portvakt/softhsm"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -218,6 +219,9 @@ func (e *env) edit(t testing.TB, edits ...func(config string) string) {
 func (e *env) serve(t testing.TB) {
 	t.Helper()
 	cfg, err := config.Load(e.cfgFile)
+	if err == nil {
+		err = softhsm.Resolve(cfg)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/portvakt/portvakt/config"
 	"github.com/portvakt/portvakt/daemon"
+	"github.com/portvakt/portvakt/softhsm"
 )
 
 func newServeCommand() *cobra.Command {
@@ -36,7 +37,7 @@ stops taking calls and lets those in flight finish.`,
 			if configFile == "" {
 				return usageError{fmt.Errorf("--config FILE is required")}
 			}
-			cfg, err := config.Load(configFile)
+			cfg, err := loadConfig(configFile)
 			if err != nil {
 				return err
 			}
@@ -69,4 +70,17 @@ func newLogger(w io.Writer, cfg config.Log) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// loadConfig reads the daemon's configuration and fills in the development
+// conveniences (softhsm_dir, SoftHSM2's module when none is named).
+func loadConfig(file string) (*config.Config, error) {
+	cfg, err := config.Load(file)
+	if err != nil {
+		return nil, err
+	}
+	if err := softhsm.Resolve(cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return cfg, nil
 }
