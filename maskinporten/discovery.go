@@ -21,9 +21,10 @@ type Metadata struct {
 
 // Discovery finds token endpoints from the issuers' metadata and caches
 // them. An outage of the metadata never stops tokens whose endpoint is
-// already known: a stale entry is used while it is refreshed in the
-// background, and the configured endpoint stands in when nothing was ever
-// fetched.
+// already known: a stale entry is refreshed by the next caller and used
+// when the refresh fails, and the configured endpoint stands in when
+// nothing was ever fetched. It starts no goroutine of its own, so nothing
+// of it outlives the calls that use it.
 type Discovery struct {
 	http    *http.Client
 	ttl     time.Duration
@@ -56,21 +57,21 @@ func (d *Discovery) TokenEndpoint(ctx context.Context, env Environment) (string,
 	d.mu.Lock()
 	entry, ok := d.entries[env.Issuer]
 	d.mu.Unlock()
-	if ok {
-		if time.Since(entry.fetched) > d.ttl {
-			// Refresh without making this caller wait for it.
-			go func() { _, _ = d.refresh(context.WithoutCancel(ctx), env) }()
-		}
+	if ok && time.Since(entry.fetched) <= d.ttl {
 		return entry.meta.TokenEndpoint, nil
 	}
+	// Once an hour at most, a miss (which posts to Maskinporten anyway)
+	// waits for the metadata too.
 	meta, err := d.refresh(ctx, env)
-	if err == nil {
+	switch {
+	case err == nil:
 		return meta.TokenEndpoint, nil
-	}
-	if env.TokenEndpoint != "" {
+	case ok:
+		return entry.meta.TokenEndpoint, nil
+	case env.TokenEndpoint != "":
 		return env.TokenEndpoint, nil
 	}
-	return "", fmt.Errorf("environment %s: no token endpoint configured, and discovery failed: %w", env.Name, err)
+	return "", fmt.Errorf("environment %s: %w: no token endpoint is configured, and %w", env.Name, ErrDiscovery, err)
 }
 
 // refresh fetches the metadata once for all concurrent callers.
@@ -98,15 +99,18 @@ func (d *Discovery) fetch(ctx context.Context, env Environment) (Metadata, error
 	req.Header.Set("Accept", "application/json")
 	resp, err := d.http.Do(req)
 	if err != nil {
-		return Metadata{}, fmt.Errorf("fetching %s: %w", env.MetadataURL(), err)
+		return Metadata{}, &networkError{what: env.MetadataURL(), err: err}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<10))
 	if err != nil {
-		return Metadata{}, fmt.Errorf("reading %s: %w", env.MetadataURL(), err)
+		return Metadata{}, &networkError{what: env.MetadataURL(), err: fmt.Errorf("reading the answer: %w", err)}
 	}
-	if resp.StatusCode != http.StatusOK {
-		return Metadata{}, fmt.Errorf("fetching %s: HTTP %d", env.MetadataURL(), resp.StatusCode)
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return Metadata{}, &networkError{what: env.MetadataURL(), err: fmt.Errorf("HTTP %d", resp.StatusCode)}
+	case resp.StatusCode != http.StatusOK:
+		return Metadata{}, fmt.Errorf("%w: %s answered HTTP %d", ErrBadResponse, env.MetadataURL(), resp.StatusCode)
 	}
 	return ParseMetadata(body, env.Issuer)
 }

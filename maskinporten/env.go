@@ -1,6 +1,7 @@
 // Package maskinporten speaks Maskinporten's token protocol: the
-// environments, the JWT grant signed in the HSM, the token request with its
-// retries, and the parsing of tokens and errors. The protocol facts it
+// environments, the JWT grant signed in the HSM, one token request at a
+// time (the token cache decides on retries), and the parsing of tokens and
+// errors. The protocol facts it
 // follows are in shared/maskinporten.md.
 package maskinporten
 

@@ -17,6 +17,9 @@ var (
 	ErrInvalidRequest = errors.New("invalid token request")
 	// ErrBadResponse means Maskinporten's answer could not be understood.
 	ErrBadResponse = errors.New("unusable response from Maskinporten")
+	// ErrDiscovery means no token endpoint is known: none is configured
+	// and the issuer's metadata could not be had.
+	ErrDiscovery = errors.New("discovery failed")
 )
 
 // Error is a refusal from Maskinporten (or from whatever answered in its

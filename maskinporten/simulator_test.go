@@ -2,6 +2,7 @@ package maskinporten
 
 import (
 	"encoding/base64"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -37,8 +38,46 @@ func (w world) request(scopes ...string) GrantRequest {
 	return GrantRequest{Issuer: w.Issuer, ClientID: mptest.ClientID, Scopes: scopes}
 }
 
-func fastRetries() ClientOptions {
-	return ClientOptions{Retry: RetryPolicy{MaxAttempts: 3, Initial: 5 * time.Millisecond, Max: 20 * time.Millisecond, Deadline: 10 * time.Second}}
+// token makes one attempt, as the token cache does for each of its own:
+// it builds a grant (a new jti, one signature in the HSM) and posts it
+// once. It checks that one request reached the simulator and that the
+// Attempt reported for metrics agrees with the result.
+func (w world) token(t testing.TB, c *Client, b *GrantBuilder, req GrantRequest) (Token, error) {
+	t.Helper()
+	g, err := b.Build(req)
+	if err != nil {
+		t.Fatalf("building the grant: %v", err)
+	}
+	before := w.Sim.Stats().TokenRequests
+	tok, attempt, err := c.Post(t.Context(), w.Endpoint, g)
+	checkAttempt(t, attempt, err)
+	if n := w.Sim.Stats().TokenRequests - before; n != 1 {
+		t.Fatalf("the simulator saw %d requests for one Post, want 1", n)
+	}
+	if err == nil && tok.GrantJTI != g.JTI {
+		t.Fatalf("token from grant %s, want the posted grant %s", tok.GrantJTI, g.JTI)
+	}
+	return tok, err
+}
+
+// checkAttempt: the Attempt given for metrics is the attempt's outcome.
+func checkAttempt(t testing.TB, a Attempt, err error) {
+	t.Helper()
+	if a.Err != err {
+		t.Fatalf("Attempt.Err = %v, want the returned error %v", a.Err, err)
+	}
+	if a.Duration <= 0 {
+		t.Fatalf("Attempt.Duration = %v, want the time the attempt took", a.Duration)
+	}
+	var mpErr *Error
+	switch {
+	case errors.As(err, &mpErr):
+		if a.Status != mpErr.Status || a.MPCode != mpErr.MPCode {
+			t.Fatalf("Attempt status %d %q, want the refusal's %d %q", a.Status, a.MPCode, mpErr.Status, mpErr.MPCode)
+		}
+	case err == nil && a.Status != http.StatusOK:
+		t.Fatalf("Attempt.Status = %d for a token, want 200", a.Status)
+	}
 }
 
 // accessClaims decodes the simulator's access token (the test trusts it;
@@ -62,11 +101,11 @@ func accessClaims(t *testing.T, tok Token) map[string]any {
 
 func TestTokensFromTheSimulator(t *testing.T) {
 	w := newWorld(t)
-	c := NewClient(fastRetries())
+	c := NewClient(ClientOptions{})
 	b := w.builder(t, GrantOptions{})
 
 	t.Run("consumer", func(t *testing.T) {
-		tok, err := c.Token(t.Context(), Exchange{Endpoint: w.Endpoint, Builder: b, Request: w.request(mptest.ScopeOwn)})
+		tok, err := w.token(t, c, b, w.request(mptest.ScopeOwn))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +124,7 @@ func TestTokensFromTheSimulator(t *testing.T) {
 		req := w.request(mptest.ScopeDelegated)
 		req.ConsumerOrg = mptest.ConsumerOrg
 		req.Resource = "https://www.utv.vegvesen.no"
-		tok, err := c.Token(t.Context(), Exchange{Endpoint: w.Endpoint, Builder: b, Request: req})
+		tok, err := w.token(t, c, b, req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,74 +135,91 @@ func TestTokensFromTheSimulator(t *testing.T) {
 			t.Errorf("delegated token claims = %v", claims)
 		}
 	})
+	t.Run("validity counts from the client's clock", func(t *testing.T) {
+		at := time.Now().Add(-time.Hour).Truncate(time.Second)
+		tok, err := w.token(t, NewClient(ClientOptions{Now: func() time.Time { return at }}), b, w.request(mptest.ScopeOwn))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tok.IssuedAt.Equal(at) || !tok.ExpiresAt.Equal(at.Add(tok.ExpiresIn)) {
+			t.Fatalf("issued %v, expires %v; want from ClientOptions.Now %v", tok.IssuedAt, tok.ExpiresAt, at)
+		}
+	})
 }
 
 // TestSimulatorRefusals drives every refusal the issue names with grants
 // signed in the HSM, and checks Maskinporten's status, error and MP code
-// reach the caller in a typed *Error.
+// reach the caller in a typed *Error, after exactly one request.
 func TestSimulatorRefusals(t *testing.T) {
 	w := newWorld(t)
-	c := NewClient(fastRetries())
+	c := NewClient(ClientOptions{})
 	now := time.Now()
 
 	// A second key on the token, certified for another organisation.
 	foreignSigner := w.CertifiedKeyFor(t, "foreign", "974760673")
 
+	// attempt is what a case sends: a builder and request for the client
+	// (Build, then one Post), or a raw assertion the builder would refuse
+	// to make, posted as the client does.
+	type attempt struct {
+		builder   *GrantBuilder
+		request   GrantRequest
+		assertion string
+	}
 	tests := []struct {
 		name   string
 		status int
 		code   string
 		mp     string
-		// grant returns the assertion to post, or nil to use the client.
-		exchange func(t *testing.T) (Exchange, string)
+		grant  func(t *testing.T) attempt
 	}{
-		{"wrong aud", 400, "invalid_grant", "MP-110", func(t *testing.T) (Exchange, string) {
+		{"wrong aud", 400, "invalid_grant", "MP-110", func(t *testing.T) attempt {
 			req := w.request(mptest.ScopeOwn)
 			req.Issuer = "https://maskinporten.no/"
-			return Exchange{Endpoint: w.Endpoint, Builder: w.builder(t, GrantOptions{}), Request: req}, ""
+			return attempt{builder: w.builder(t, GrantOptions{}), request: req}
 		}},
-		{"clock skew", 400, "invalid_grant", "MP-130", func(t *testing.T) (Exchange, string) {
+		{"clock skew", 400, "invalid_grant", "MP-130", func(t *testing.T) attempt {
 			b := w.builder(t, GrantOptions{Now: func() time.Time { return now.Add(-30 * time.Second) }})
-			return Exchange{Endpoint: w.Endpoint, Builder: b, Request: w.request(mptest.ScopeOwn)}, ""
+			return attempt{builder: b, request: w.request(mptest.ScopeOwn)}
 		}},
-		{"too long a lifetime", 400, "invalid_grant", "MP-130", func(t *testing.T) (Exchange, string) {
-			return Exchange{}, signClaims(t, w.builder(t, GrantOptions{}), grantClaims{
+		{"too long a lifetime", 400, "invalid_grant", "MP-130", func(t *testing.T) attempt {
+			return attempt{assertion: signClaims(t, w.builder(t, GrantOptions{}), grantClaims{
 				Audience: w.Issuer, Issuer: mptest.ClientID, Scope: mptest.ScopeOwn, IssuedAt: now.Unix(), ExpiresAt: now.Unix() + 121, ID: newJTI(t),
-			})
+			})}
 		}},
-		{"unknown claim", 400, "invalid_request", "MP-011", func(t *testing.T) (Exchange, string) {
-			return Exchange{}, signClaims(t, w.builder(t, GrantOptions{}), extraClaim{grantClaims{
+		{"unknown claim", 400, "invalid_request", "MP-011", func(t *testing.T) attempt {
+			return attempt{assertion: signClaims(t, w.builder(t, GrantOptions{}), extraClaim{grantClaims{
 				Audience: w.Issuer, Issuer: mptest.ClientID, Scope: mptest.ScopeOwn, IssuedAt: now.Unix(), ExpiresAt: now.Unix() + 60, ID: newJTI(t),
-			}, "portvakt"})
+			}, "portvakt"})}
 		}},
-		{"wrong organisation", 400, "invalid_grant", "MP-122", func(t *testing.T) (Exchange, string) {
+		{"wrong organisation", 400, "invalid_grant", "MP-122", func(t *testing.T) attempt {
 			b, err := NewGrantBuilder(foreignSigner, GrantOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			return Exchange{Endpoint: w.Endpoint, Builder: b, Request: w.request(mptest.ScopeOwn)}, ""
+			return attempt{builder: b, request: w.request(mptest.ScopeOwn)}
 		}},
-		{"unregistered scope", 400, "invalid_scope", "MP-200", func(t *testing.T) (Exchange, string) {
-			return Exchange{Endpoint: w.Endpoint, Builder: w.builder(t, GrantOptions{}), Request: w.request(mptest.ScopeNotGranted)}, ""
+		{"unregistered scope", 400, "invalid_scope", "MP-200", func(t *testing.T) attempt {
+			return attempt{builder: w.builder(t, GrantOptions{}), request: w.request(mptest.ScopeNotGranted)}
 		}},
-		{"delegated to another supplier only", 403, "forbidden", "MP-251", func(t *testing.T) (Exchange, string) {
+		{"delegated to another supplier only", 403, "forbidden", "MP-251", func(t *testing.T) attempt {
 			req := w.request(mptest.ScopeElsewhere)
 			req.ConsumerOrg = mptest.ConsumerOrg
-			return Exchange{Endpoint: w.Endpoint, Builder: w.builder(t, GrantOptions{}), Request: req}, ""
+			return attempt{builder: w.builder(t, GrantOptions{}), request: req}
 		}},
-		{"no delegation at all", 403, "forbidden", "MP-250", func(t *testing.T) (Exchange, string) {
+		{"no delegation at all", 403, "forbidden", "MP-250", func(t *testing.T) attempt {
 			req := w.request(mptest.ScopeDelegated)
 			req.ConsumerOrg = mptest.StrangerOrg
-			return Exchange{Endpoint: w.Endpoint, Builder: w.builder(t, GrantOptions{}), Request: req}, ""
+			return attempt{builder: w.builder(t, GrantOptions{}), request: req}
 		}},
-		{"bad signature", 400, "invalid_grant", "MP-124", func(t *testing.T) (Exchange, string) {
+		{"bad signature", 400, "invalid_grant", "MP-124", func(t *testing.T) attempt {
 			g, err := w.builder(t, GrantOptions{}).Build(w.request(mptest.ScopeOwn))
 			if err != nil {
 				t.Fatal(err)
 			}
-			return Exchange{}, tamperSignature(g.Assertion.Reveal())
+			return attempt{assertion: tamperSignature(g.Assertion.Reveal())}
 		}},
-		{"broken chain", 400, "invalid_grant", "MP-123", func(t *testing.T) (Exchange, string) {
+		{"broken chain", 400, "invalid_grant", "MP-123", func(t *testing.T) attempt {
 			b := w.builder(t, GrantOptions{})
 			other, err := devca.New("Unrelated")
 			if err != nil {
@@ -171,18 +227,18 @@ func TestSimulatorRefusals(t *testing.T) {
 			}
 			// The leaf, then a CA that did not issue it.
 			b.x5c = []string{b.x5c[0], base64.StdEncoding.EncodeToString(other.Issuing.Raw)}
-			return Exchange{Endpoint: w.Endpoint, Builder: b, Request: w.request(mptest.ScopeOwn)}, ""
+			return attempt{builder: b, request: w.request(mptest.ScopeOwn)}
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			a := tt.grant(t)
 			before := w.Sim.Stats().TokenRequests
-			x, assertion := tt.exchange(t)
 			var err error
-			if assertion != "" {
-				err = postRaw(t, w.Endpoint, assertion)
+			if a.assertion != "" {
+				err = postRaw(t, w.Endpoint, a.assertion)
 			} else {
-				_, err = c.Token(t.Context(), x)
+				_, err = w.token(t, c, a.builder, a.request)
 			}
 			mpErr, ok := err.(*Error)
 			if !ok {
@@ -192,8 +248,11 @@ func TestSimulatorRefusals(t *testing.T) {
 				t.Fatalf("got HTTP %d %s %s trace %q (%s), want HTTP %d %s %s with a trace id",
 					mpErr.Status, mpErr.Code, mpErr.MPCode, mpErr.TraceID, mpErr.Description, tt.status, tt.code, tt.mp)
 			}
+			if IsTemporary(err) || RetryAfter(err) != 0 {
+				t.Fatalf("IsTemporary = %v, RetryAfter = %v for a 4xx refusal: the cache would try again a request that will be refused again", IsTemporary(err), RetryAfter(err))
+			}
 			if n := w.Sim.Stats().TokenRequests - before; n != 1 {
-				t.Fatalf("%d requests for a 4xx refusal, want 1: refusals are not retried", n)
+				t.Fatalf("%d requests for one attempt, want 1", n)
 			}
 		})
 	}
