@@ -54,6 +54,11 @@ func TestGRPCStreamsFitHTTP2(t *testing.T) {
 		"grpc.max_concurrent_streams 5000000000: at most 4294967295")
 }
 
+func TestGRPCKeepaliveAtLeastASecond(t *testing.T) {
+	loadFails(t, validConfig, [2]string{"cache: {refresh_margin: 45s}", "cache: {refresh_margin: 45s}\ngrpc: {keepalive_time: 100ms}"},
+		"grpc.keepalive_time 100ms: at least 1s")
+}
+
 // TestGRPCProblemsTogether: each bad key is named, in one error.
 func TestGRPCProblemsTogether(t *testing.T) {
 	_, err := Load(writeConfig(t, validConfig+"grpc: {max_connections: -1, keepalive_timeout: -1s}\n"))

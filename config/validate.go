@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/portvakt/portvakt/maskinporten"
 )
@@ -268,5 +269,6 @@ func (c *Config) validateGRPC(v *validator) {
 	} {
 		v.require(d.ok, fmt.Sprintf("grpc.%s must be positive (leave it out for the default)", d.key))
 	}
+	v.require(g.KeepaliveTime <= 0 || g.KeepaliveTime >= time.Second, fmt.Sprintf("grpc.keepalive_time %s: at least 1s (gRPC pings no more often)", g.KeepaliveTime))
 	v.require(int64(g.MaxConcurrentStreams) <= math.MaxUint32, fmt.Sprintf("grpc.max_concurrent_streams %d: at most %d (an HTTP/2 setting is 32 bits)", g.MaxConcurrentStreams, uint32(math.MaxUint32)))
 }
