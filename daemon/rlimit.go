@@ -17,7 +17,9 @@ const fdReserve = 64
 // when the process starts (syscall's init, go.dev/issue/46279), leaving it
 // alone when soft and hard are set equal. Doing it here anyway says in the
 // daemon what it relies on, and the result is logged where an operator
-// looks for it. It returns the limits in force.
+// looks for it. (Processes started after it inherit the raised limit,
+// not the original one: the daemon starts none.) It returns the limits in
+// force.
 func raiseFileLimit() (soft, hard uint64, err error) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
