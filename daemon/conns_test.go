@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"context"
+	byteorder "encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -250,4 +251,44 @@ func TestDeadPeerClosed(t *testing.T) {
 		t.Fatalf("the silent peer's connection was not closed: %v", err)
 	}
 	waitFor(t, "the daemon to count the connection closed", func() bool { return unixConnections(t, e) == 0 })
+}
+
+// TestMaxConcurrentStreamsAdvertised: the daemon tells each client, in its
+// HTTP/2 settings, how many calls it may have in flight on a connection.
+func TestMaxConcurrentStreamsAdvertised(t *testing.T) {
+	w := mptest.New(t, mptest.Options{})
+	e := startDaemon(t, w, withGRPC("max_concurrent_streams: 7"))
+	c, err := net.Dial("unix", e.daemon.Addresses()["unix"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(http2Preface); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second)) // a hang guard
+	// The server's first frame is its SETTINGS: a 9-byte header (length,
+	// type 4, flags, stream 0), then 6 bytes a setting (id, value).
+	header := make([]byte, 9)
+	if _, err := io.ReadFull(c, header); err != nil {
+		t.Fatal(err)
+	}
+	length := int(header[0])<<16 | int(header[1])<<8 | int(header[2])
+	if header[3] != 4 || length%6 != 0 {
+		t.Fatalf("first frame from the daemon: %x, want SETTINGS", header)
+	}
+	body := make([]byte, length)
+	if _, err := io.ReadFull(c, body); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(body); i += 6 {
+		id := byteorder.BigEndian.Uint16(body[i:])
+		if v := byteorder.BigEndian.Uint32(body[i+2:]); id == 3 { // SETTINGS_MAX_CONCURRENT_STREAMS
+			if v != 7 {
+				t.Fatalf("max concurrent streams advertised: %d, want 7", v)
+			}
+			return
+		}
+	}
+	t.Fatalf("the daemon's settings %x bound no streams", body)
 }
