@@ -143,6 +143,24 @@ type GRPC struct {
 	// ShutdownGrace is how long calls in flight may finish after SIGTERM.
 	// Default 15 s.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// MaxConnections bounds the connections each listener holds open.
+	// At the bound a new connection is still accepted and the one that has
+	// read nothing for longest is closed, so that idle connections cannot
+	// lock callers out. Lowered at start to fit the file descriptor limit.
+	// Default 1024.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionIdle closes a connection that has had no call for this
+	// long (the client reconnects when it next calls). Default 5 min.
+	MaxConnectionIdle time.Duration `yaml:"max_connection_idle"`
+	// MaxConcurrentStreams bounds the calls in flight on one connection.
+	// Default 100.
+	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
+	// KeepaliveTime is how long a connection may be silent before the
+	// daemon pings the client, and KeepaliveTimeout how long it then waits
+	// for the answer before closing the connection: so a peer that died
+	// without closing is found. Defaults 1 min and 20 s.
+	KeepaliveTime    time.Duration `yaml:"keepalive_time"`
+	KeepaliveTimeout time.Duration `yaml:"keepalive_timeout"`
 }
 
 // Log configures structured logs.

@@ -86,6 +86,21 @@ func (c *Config) setDefaults() {
 	if c.GRPC.ShutdownGrace == 0 {
 		c.GRPC.ShutdownGrace = 15 * time.Second
 	}
+	if c.GRPC.MaxConnections == 0 {
+		c.GRPC.MaxConnections = 1024
+	}
+	if c.GRPC.MaxConnectionIdle == 0 {
+		c.GRPC.MaxConnectionIdle = 5 * time.Minute
+	}
+	if c.GRPC.MaxConcurrentStreams == 0 {
+		c.GRPC.MaxConcurrentStreams = 100
+	}
+	if c.GRPC.KeepaliveTime == 0 {
+		c.GRPC.KeepaliveTime = time.Minute
+	}
+	if c.GRPC.KeepaliveTimeout == 0 {
+		c.GRPC.KeepaliveTimeout = 20 * time.Second
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
 	}

@@ -4,11 +4,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/portvakt/portvakt/maskinporten"
 )
@@ -27,7 +29,7 @@ func (c *Config) Validate() error {
 	}
 	v.require(c.Cache.RefreshMargin >= 0 && c.Cache.ErrorBackoff >= 0 && c.Cache.MaxEntries >= 0, "cache: values must not be negative")
 	v.require(c.Maskinporten.RequestTimeout >= 0 && c.Maskinporten.MaxAttempts >= 0 && c.Maskinporten.RetryDeadline >= 0, "maskinporten: values must not be negative")
-	v.require(c.GRPC.MaxRecvBytes > 0 && c.GRPC.ShutdownGrace > 0, "grpc: values must be positive")
+	c.validateGRPC(&v)
 	v.require(c.Log.Format == "json" || c.Log.Format == "text", fmt.Sprintf("log.format %q: use json or text", c.Log.Format))
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -248,3 +250,25 @@ func (v *validator) fileExists(field, path string) {
 }
 
 func (v *validator) err() error { return errors.Join(v.problems...) }
+
+// validateGRPC checks the server's settings; zero took the default, so
+// only a negative one (or one past what HTTP/2 can carry) is wrong.
+func (c *Config) validateGRPC(v *validator) {
+	g := c.GRPC
+	for _, d := range []struct {
+		key string
+		ok  bool
+	}{
+		{"max_recv_bytes", g.MaxRecvBytes > 0},
+		{"shutdown_grace", g.ShutdownGrace > 0},
+		{"max_connections", g.MaxConnections > 0},
+		{"max_connection_idle", g.MaxConnectionIdle > 0},
+		{"max_concurrent_streams", g.MaxConcurrentStreams > 0},
+		{"keepalive_time", g.KeepaliveTime > 0},
+		{"keepalive_timeout", g.KeepaliveTimeout > 0},
+	} {
+		v.require(d.ok, fmt.Sprintf("grpc.%s must be positive (leave it out for the default)", d.key))
+	}
+	v.require(g.KeepaliveTime <= 0 || g.KeepaliveTime >= time.Second, fmt.Sprintf("grpc.keepalive_time %s: at least 1s (gRPC pings no more often)", g.KeepaliveTime))
+	v.require(int64(g.MaxConcurrentStreams) <= math.MaxUint32, fmt.Sprintf("grpc.max_concurrent_streams %d: at most %d (an HTTP/2 setting is 32 bits)", g.MaxConcurrentStreams, uint32(math.MaxUint32)))
+}

@@ -20,14 +20,24 @@ import (
 	"github.com/portvakt/portvakt/identity"
 )
 
-// listen opens the configured listeners and a gRPC server on each.
+// listen opens the configured listeners and a gRPC server on each, each
+// listener holding at most grpc.max_connections (lowered to fit the file
+// descriptor limit, which is raised first).
 func (d *Daemon) listen() error {
+	listeners := 0
+	if d.cfg.Listen.Unix != nil {
+		listeners++
+	}
+	if d.cfg.Listen.TCP != nil {
+		listeners++
+	}
+	maxConns := d.fitConnections(listeners)
 	if u := d.cfg.Listen.Unix; u != nil {
 		lis, err := listenUnix(u.Path, u.Mode)
 		if err != nil {
 			return err
 		}
-		d.addServer("unix", lis, identity.UnixCredentials())
+		d.addServer("unix", d.limitConnections("unix", lis, maxConns), unwrappedCredentials{identity.UnixCredentials()})
 	}
 	if t := d.cfg.Listen.TCP; t != nil {
 		creds := insecure.NewCredentials()
@@ -42,21 +52,42 @@ func (d *Daemon) listen() error {
 		if err != nil {
 			return fmt.Errorf("listen.tcp.address: %w", err)
 		}
-		d.addServer("tcp", lis, creds)
+		d.addServer("tcp", d.limitConnections("tcp", lis, maxConns), creds)
 	}
 	return nil
 }
 
 func (d *Daemon) addServer(name string, lis net.Listener, creds credentials.TransportCredentials) {
-	g := grpc.NewServer(
+	g := d.cfg.GRPC
+	srv := grpc.NewServer(
 		grpc.Creds(creds),
-		grpc.MaxRecvMsgSize(d.cfg.GRPC.MaxRecvBytes),
+		grpc.MaxRecvMsgSize(g.MaxRecvBytes),
+		// A connection that has not finished its handshake and HTTP/2
+		// preface by then is closed.
 		grpc.ConnectionTimeout(10*time.Second),
+		grpc.MaxConcurrentStreams(uint32(g.MaxConcurrentStreams)), // validated to fit
+		// Clients may ping every 10 s, with or without a call in flight;
+		// more often is answered with GOAWAY.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			// A connection with no call for this long is closed (GOAWAY);
+			// its client reconnects when it calls again.
+			MaxConnectionIdle: g.MaxConnectionIdle,
+			// A connection silent this long is pinged, and closed when the
+			// answer does not come in Timeout: a peer that died without
+			// closing (a lost VM, a cut network) does not keep its place.
+			Time:    g.KeepaliveTime,
+			Timeout: g.KeepaliveTimeout,
+			// No MaxConnectionAge: callers reach the daemon on the same
+			// host (the socket) or straight over mutual TLS, not through
+			// an L7 balancer that a periodic reconnect would rebalance;
+			// and each forced reconnect would cost a TLS handshake and
+			// race the calls starting on the old connection.
+		}),
 		grpc.ChainUnaryInterceptor(d.requestInterceptor(name)),
 	)
-	d.registerServices(g)
-	d.servers = append(d.servers, &server{name: name, grpc: g, listener: lis})
+	d.registerServices(srv)
+	d.servers = append(d.servers, &server{name: name, grpc: srv, listener: lis})
 }
 
 // listenUnix opens the socket with its permission set before anyone can

@@ -61,11 +61,29 @@ type process struct {
 // further flags of serve.
 func startProcess(t *testing.T, e *env, fileLimitKiB int, serveFlags ...string) *process {
 	t.Helper()
-	limit := "unlimited"
-	if fileLimitKiB > 0 {
-		limit = fmt.Sprint(fileLimitKiB)
+	return startProcessLimited(t, e, processLimits{fileKiB: fileLimitKiB}, serveFlags...)
+}
+
+// processLimits are shell limits on a daemon process; zero is unlimited
+// (for open files: the limit the tests run with).
+type processLimits struct {
+	fileKiB int // ulimit -f
+	// openFiles is ulimit -n: the soft and the hard limit on file
+	// descriptors, so that the daemon cannot raise it.
+	openFiles int
+}
+
+// startProcessLimited is startProcess with any of the limits.
+func startProcessLimited(t *testing.T, e *env, limits processLimits, serveFlags ...string) *process {
+	t.Helper()
+	fileLimit, script := "unlimited", `ulimit -f "$1"; exec "$2" serve --config "$3" "${@:4}"`
+	if limits.fileKiB > 0 {
+		fileLimit = fmt.Sprint(limits.fileKiB)
 	}
-	args := append([]string{"-c", `ulimit -f "$1"; exec "$2" serve --config "$3" "${@:4}"`, "sh", limit, portvaktBinary(t), e.cfgFile}, serveFlags...)
+	if limits.openFiles > 0 {
+		script = fmt.Sprintf("ulimit -n %d; %s", limits.openFiles, script)
+	}
+	args := append([]string{"-c", script, "sh", fileLimit, portvaktBinary(t), e.cfgFile}, serveFlags...)
 	cmd := exec.Command("bash", args...)
 	logFile, err := os.Create(filepath.Join(e.dir, fmt.Sprintf("portvakt-%d.log", time.Now().UnixNano())))
 	if err != nil {

@@ -30,6 +30,9 @@ type Metrics struct {
 	AuditWriteFailures prometheus.Counter       //
 	AuditBroken        prometheus.Gauge         //
 	AuditGaps          *prometheus.CounterVec   // cause
+	GRPCConnections    *prometheus.GaugeVec     // listener
+	GRPCMaxConnections *prometheus.GaugeVec     // listener
+	GRPCEvicted        *prometheus.CounterVec   // listener
 }
 
 // New makes and registers the metrics, and the Go runtime's and process's.
@@ -67,6 +70,12 @@ func New() *Metrics {
 				"after the file was deleted, replaced, truncated or appended to by someone else until the daemon is restarted; else 0. The daemon's log says why."),
 		AuditGaps: f.counterVec("audit_gaps_total",
 			"Gap records written, by cause (write, fsync, deleted, replaced, truncated, appended): each opens a new audit file and names the records that may be lost.", "cause"),
+		GRPCConnections: f.gaugeVec("grpc_connections",
+			"Connections each gRPC listener (unix, tcp) holds open, handshaking or not.", "listener"),
+		GRPCMaxConnections: f.gaugeVec("grpc_max_connections",
+			"The cap on each listener's connections: grpc.max_connections, or lower when the file descriptor limit needs it.", "listener"),
+		GRPCEvicted: f.counterVec("grpc_connections_evicted_total",
+			"Connections closed because their listener was at its cap: each time the one that had read nothing for longest.", "listener"),
 	}
 }
 
