@@ -481,3 +481,111 @@ func TestFaultMaskinporten(t *testing.T) {
 		})
 	}
 }
+
+// withDiscoveryEnvironment adds an environment, disc, at the same
+// simulator that reads its token endpoint from the issuer's metadata and
+// has no configured one to fall back on, and lets billing use it.
+func withDiscoveryEnvironment(t *testing.T, e *env, w *mptest.World) {
+	t.Helper()
+	e.edit(t, func(cfg string) string {
+		first := fmt.Sprintf("  - {name: sim, issuer: %q, token_endpoint: %q, client_id: %q, key_label: eseal}\n", w.Issuer, w.Endpoint, mptest.ClientID)
+		disc := fmt.Sprintf("  - {name: disc, issuer: %q, discovery: true, client_id: %q, key_label: eseal}\n", w.Issuer, mptest.ClientID)
+		return mustReplace(t, cfg, first, first+disc)
+	})
+	e.writePolicy(t, strings.ReplaceAll(defaultPolicy(), "environments: [sim]", "environments: [sim, disc]"))
+}
+
+// TestFaultStartedWhileMaskinportenDown: the daemon starts while
+// Maskinporten is down, one environment with discovery (which fails); cold
+// calls get UNAVAILABLE with RetryInfo, fast; each environment's health is
+// NOT_SERVING; and when Maskinporten comes up, tokens flow in both without
+// a restart.
+func TestFaultStartedWhileMaskinportenDown(t *testing.T) {
+	w := mptest.New(t, mptest.Options{})
+	e := prepare(t, w)
+	e.edit(t, withFaultTuning(t))
+	withDiscoveryEnvironment(t, e, w)
+	w.Down(t)
+	downSince := time.Now()
+	t.Cleanup(func() { w.Up(t) })
+	p := startProcess(t, e, 0) // fails the test if the daemon does not come up
+	health := processHealth(t, p)
+
+	for _, envName := range []string{"sim", "disc"} {
+		// Enough cold calls to open the breaker, each checked.
+		var answers []answer
+		for i := range breakerThreshold + 1 {
+			answers = append(answers, ask(p.api, faultRequest(envName, fmt.Sprintf("https://api.example/%s/%d", envName, i))))
+		}
+		checkCold(t, envName+" started while Maskinporten is down", downSince, answers)
+		if !eventually(3*time.Second, func() bool { return envHealth(health, envName) == healthpb.HealthCheckResponse_NOT_SERVING.String() }) {
+			t.Errorf("health of %s while Maskinporten has been down since the start: %s, want NOT_SERVING", envName, envHealth(health, envName))
+		}
+	}
+
+	w.Up(t)
+	up := time.Now()
+	for _, envName := range []string{"sim", "disc"} {
+		i := 0
+		waitFor(t, envName+" to issue a token once Maskinporten is up", func() bool {
+			i++
+			return ask(p.api, faultRequest(envName, fmt.Sprintf("https://api.example/%s/up/%d", envName, i))).err == nil
+		})
+		waitFor(t, "health of "+envName+" to be SERVING once Maskinporten is up", func() bool {
+			return envHealth(health, envName) == healthpb.HealthCheckResponse_SERVING.String()
+		})
+	}
+	t.Logf("tokens flow in both environments %s after Maskinporten came up", time.Since(up).Round(time.Millisecond))
+	stopProcess(t, p)
+	if _, err := audit.Verify(auditFiles(t, e)...); err != nil {
+		t.Errorf("the audit does not verify: %v", err)
+	}
+}
+
+// TestFaultHSMAwayAndBack: the SoftHSM2 token goes away under a daemon
+// process (its directory moved out of sight, as TestHSMOutage does in
+// process) and comes back: the cached token is served meanwhile, cold calls
+// get UNAVAILABLE with RetryInfo, fast, the environment's health is
+// NOT_SERVING; once back, signing resumes without a restart.
+func TestFaultHSMAwayAndBack(t *testing.T) {
+	w := mptest.New(t, mptest.Options{NoSigner: true})
+	e := prepare(t, w)
+	e.edit(t, withFaultTuning(t), withProbe(t, w))
+	p := startProcess(t, e, 0)
+	health := processHealth(t, p)
+
+	const cachedResource = "https://api.example/cached"
+	cached := ask(p.api, faultRequest("sim", cachedResource))
+	if cached.err != nil {
+		t.Fatal(cached.err)
+	}
+	bringBack := w.Token.TakeAway(t)
+	away := time.Now()
+
+	var answers []answer
+	for i := range 3 {
+		answers = append(answers, ask(p.api, faultRequest("sim", fmt.Sprintf("https://api.example/away/%d", i))))
+		a := ask(p.api, faultRequest("sim", cachedResource))
+		if a.err != nil || a.resp.GetAccessToken() != cached.resp.GetAccessToken() {
+			t.Errorf("the cached token while the HSM is away: %v (the same token: %t)", a.err, a.err == nil && a.resp.GetAccessToken() == cached.resp.GetAccessToken())
+		}
+	}
+	checkCold(t, "the HSM away", away, answers)
+	if !eventually(3*probeInterval, func() bool { return envHealth(health, "sim") == healthpb.HealthCheckResponse_NOT_SERVING.String() }) {
+		t.Errorf("health of sim while the HSM is away: %s, want NOT_SERVING", envHealth(health, "sim"))
+	}
+
+	bringBack()
+	i := 0
+	waitFor(t, "signing to resume once the HSM is back", func() bool {
+		i++
+		return ask(p.api, faultRequest("sim", fmt.Sprintf("https://api.example/back/%d", i))).err == nil
+	})
+	waitFor(t, "health of sim to be SERVING once the HSM is back", func() bool {
+		return envHealth(health, "sim") == healthpb.HealthCheckResponse_SERVING.String()
+	})
+	stopProcess(t, p)
+	if _, err := audit.Verify(auditFiles(t, e)...); err != nil {
+		t.Errorf("the audit does not verify: %v", err)
+	}
+}
