@@ -84,12 +84,14 @@ func (l *Listener) start() {
 		}()
 		h.ServeHTTP(w, r)
 	})}
-	srv, ln, served := l.srv, l.ln, make(chan struct{})
-	l.served = served
-	go func() {
-		defer close(served)
-		_ = srv.Serve(ln) // http.ErrServerClosed once Down closes it
-	}()
+	l.served = make(chan struct{})
+	go l.accept(l.srv, l.ln, l.served)
+}
+
+// accept is the accept loop of one Up (or of Serve): until Down.
+func (l *Listener) accept(srv *http.Server, ln net.Listener, served chan<- struct{}) {
+	defer close(served)
+	_ = srv.Serve(ln) // http.ErrServerClosed once Down closes it
 }
 
 // Down stops listening and closes every connection, those with a request
