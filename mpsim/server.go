@@ -62,7 +62,7 @@ func New(cfg Config) (*Server, error) {
 		roots:       x509.NewCertPool(),
 		key:         cfg.SigningKey,
 		burned:      make(map[string]time.Time),
-		stats:       Stats{Refused: make(map[string]int)},
+		stats:       Stats{Refused: make(map[string]int), Resources: make(map[string]int)},
 		// The library's claim validation is off: Maskinporten's rules
 		// (exact aud, |iat-now| ≤ skew, exp-iat ≤ 120 s) differ from its
 		// defaults and must yield specific MP codes, so checks.go does

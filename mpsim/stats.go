@@ -23,6 +23,12 @@ type Stats struct {
 	// be read. Tests use it to check that
 	// a client sends a fresh jti on every retry.
 	JTIs []string
+	// Resources counts the same requests as JTIs by their assertion's
+	// resource claim: "" for none (or one that could not be read), the
+	// strings of an array joined by spaces. Distinct resources being
+	// distinct cache keys of a client, tests use it to count the token
+	// requests sent for one key, the faulted ones included.
+	Resources map[string]int
 }
 
 // Stats returns a snapshot; changing it does not affect the server.
@@ -32,6 +38,7 @@ func (s *Server) Stats() Stats {
 	st := s.stats
 	st.Refused = maps.Clone(s.stats.Refused)
 	st.JTIs = slices.Clone(s.stats.JTIs)
+	st.Resources = maps.Clone(s.stats.Resources)
 	return st
 }
 
@@ -41,8 +48,13 @@ func (s *Server) update(f func(*Stats)) {
 	f(&s.stats)
 }
 
-func (s *Server) countRequest()        { s.update(func(st *Stats) { st.TokenRequests++ }) }
-func (s *Server) recordJTI(jti string) { s.update(func(st *Stats) { st.JTIs = append(st.JTIs, jti) }) }
+func (s *Server) countRequest() { s.update(func(st *Stats) { st.TokenRequests++ }) }
+func (s *Server) recordJTI(jti, resource string) {
+	s.update(func(st *Stats) {
+		st.JTIs = append(st.JTIs, jti)
+		st.Resources[resource]++
+	})
+}
 
 func (s *Server) countRefusal(mp string) { s.update(func(st *Stats) { st.Refused[mp]++ }) }
 func (s *Server) countFault()            { s.update(func(st *Stats) { st.Faulted++ }) }

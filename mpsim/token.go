@@ -5,6 +5,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strings"
 )
 
 // GrantType is the only grant type Maskinporten accepts (RFC 7523).
@@ -35,7 +36,7 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	a := s.decode(raw)
 	info.jti, _ = a.claims["jti"].(string)
 	info.clientID, _ = a.claims["iss"].(string)
-	s.recordJTI(info.jti)
+	s.recordJTI(info.jti, resourceOf(a.claims["resource"]))
 
 	if s.applyFaults(w, r, info) {
 		return
@@ -99,4 +100,24 @@ func readTokenRequest(r *http.Request) (string, *refusal) {
 		return "", badRequest("assertion is missing or empty")
 	}
 	return assertion, nil
+}
+
+// resourceOf is how Stats.Resources names a resource claim: a string as
+// it is, an array's strings joined by spaces, anything else "".
+func resourceOf(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case []any:
+		parts := make([]string, 0, len(v))
+		for _, p := range v {
+			s, ok := p.(string)
+			if !ok {
+				return ""
+			}
+			parts = append(parts, s)
+		}
+		return strings.Join(parts, " ")
+	}
+	return ""
 }

@@ -11,7 +11,6 @@ import (
 	"crypto"
 	"crypto/x509"
 	"io"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,6 +64,9 @@ type World struct {
 	Sim      *mpsim.Server
 	Issuer   string
 	Endpoint string
+	// Listener serves Sim; Down and Up take it away and bring it back on
+	// the same address.
+	Listener *mpsim.Listener
 }
 
 // Options change the simulator's configuration.
@@ -92,8 +94,12 @@ func New(t testing.TB, opts Options) *World {
 		counting = &CountingSigner{Signer: OpenSigner(t, tok, "eseal")}
 	}
 
-	srv := httptest.NewUnstartedServer(nil)
-	issuer := "http://" + srv.Listener.Addr().String() + "/"
+	l, err := mpsim.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	issuer := l.URL()
 	sim, err := mpsim.New(mpsim.Config{
 		Issuer:        issuer,
 		TokenLifetime: opts.TokenLifetime,
@@ -110,10 +116,28 @@ func New(t testing.TB, opts Options) *World {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Config.Handler = sim.Handler()
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return &World{CA: ca, Token: tok, Chain: chain, Signer: counting, Sim: sim, Issuer: issuer, Endpoint: issuer + "token"}
+	if err := l.Serve(sim.Handler()); err != nil {
+		t.Fatal(err)
+	}
+	return &World{CA: ca, Token: tok, Chain: chain, Signer: counting, Sim: sim, Issuer: issuer, Endpoint: issuer + "token", Listener: l}
+}
+
+// Down takes the simulator away, as a Maskinporten outage does:
+// connecting to it is refused, and requests in flight lose their
+// connection. Up brings it back.
+func (w *World) Down(t testing.TB) {
+	t.Helper()
+	if err := w.Listener.Down(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Up serves the simulator again on the address it had.
+func (w *World) Up(t testing.TB) {
+	t.Helper()
+	if err := w.Listener.Up(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // OpenSigner opens a key of the token; it is closed when the test ends.

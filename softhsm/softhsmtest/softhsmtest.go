@@ -39,11 +39,18 @@ var (
 // TestMain.
 // Without the implementation the run fails: a test that skips the HSM
 // would prove nothing.
-func Main(m *testing.M) {
+func Main(m M) {
 	os.Exit(run(m))
 }
 
-func run(m *testing.M) int {
+// M is what Main runs: a *testing.M, or a wrapper of one that does more
+// around its Run while the HSM is still prepared, such as looking for
+// goroutines the tests left behind (goleak.Find).
+type M interface {
+	Run() int
+}
+
+func run(m M) int {
 	var err error
 	if impl, err = chooseImplementation(); err != nil {
 		fmt.Fprintln(os.Stderr, "softhsmtest:", err)
