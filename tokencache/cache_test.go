@@ -38,6 +38,7 @@ type fetcher struct {
 	mu        sync.Mutex
 	gate      chan struct{} // when set, each call waits for a value or its ctx
 	fail      func(n int64, key Key) error
+	issuedAgo time.Duration // tokens arrive this much into their lifetime
 	deadlines []time.Time
 	values    []any
 }
@@ -70,16 +71,16 @@ func (f *fetcher) fetch(ctx context.Context, key Key) (maskinporten.Token, error
 		}
 	}
 	f.mu.Lock()
-	fail := f.fail
+	fail, ago := f.fail, f.issuedAgo
 	f.mu.Unlock()
 	if fail != nil {
 		if err := fail(n, key); err != nil {
 			return maskinporten.Token{}, err
 		}
 	}
-	now := f.clock.Now()
+	issued := f.clock.Now().Add(-ago)
 	v, _ := secret.New(fmt.Sprintf("token-%d", n))
-	return maskinporten.Token{AccessToken: v, TokenType: "Bearer", ExpiresIn: f.lifetime, IssuedAt: now, ExpiresAt: now.Add(f.lifetime)}, nil
+	return maskinporten.Token{AccessToken: v, TokenType: "Bearer", ExpiresIn: f.lifetime, IssuedAt: issued, ExpiresAt: issued.Add(f.lifetime)}, nil
 }
 
 // newTestCache makes a cache on a fake clock with three entries, a 30 s

@@ -31,6 +31,6 @@ func (c *Cache) Close(ctx context.Context) error {
 	case <-c.done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("closing the token cache: %d fetches still running: %w", c.running.Load(), ctx.Err())
+		return fmt.Errorf("closing the token cache with fetches still running (%d): %w", c.running.Load(), ctx.Err())
 	}
 }
