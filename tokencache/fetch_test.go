@@ -43,7 +43,9 @@ func TestRetries(t *testing.T) {
 			if budget == 0 {
 				budget = time.Hour // so that driving the clock costs no attempt
 			}
-			c, f, clk := newTestCache(t, 120*time.Second, func(o *Options) {
+			// Tokens of a day: driving the clock must not expire them
+			// before the caller sees them.
+			c, f, clk := newTestCache(t, 24*time.Hour, func(o *Options) {
 				o.FetchTimeout = budget
 				o.Breaker.Threshold = 100 // not this test's subject
 			})
@@ -97,7 +99,7 @@ func first(n int64, err error) func(int64) error {
 // TestEachAttemptGetsTheRestOfTheBudget: the attempts of one fetch share
 // one deadline, FetchTimeout after the fetch began.
 func TestEachAttemptGetsTheRestOfTheBudget(t *testing.T) {
-	c, f, clk := newTestCache(t, 120*time.Second, func(o *Options) { o.FetchTimeout = time.Hour })
+	c, f, clk := newTestCache(t, 24*time.Hour, func(o *Options) { o.FetchTimeout = time.Hour })
 	f.failWith(func(n int64, _ Key) error { return first(2, unavailable)(n) })
 	done := make(chan struct{})
 	go func() {
