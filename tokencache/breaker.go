@@ -134,8 +134,9 @@ func (c *Cache) notify(env string) {
 	c.opts.OnBreaker(env, open)
 }
 
-// BreakerOpen reports whether env's breaker is open or half-open: whether
-// callers of env without a cached token are refused.
+// BreakerOpen reports whether env's breaker is open or half-open: not
+// closed again by a probe's success. While it is, callers of env without a
+// cached token are refused, but for the one probe of a half-open breaker.
 func (c *Cache) BreakerOpen(env string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -192,16 +192,17 @@ func (c *Cache) Get(ctx context.Context, key Key, minValidity time.Duration) (ma
 		c.stats.hits.Add(1)
 		return tok, nil
 	}
-	if e.flight == nil {
-		if err := c.refusal(e, now); err != nil {
-			c.mu.Unlock()
-			return maskinporten.Token{}, err
-		}
-		c.startFetch(ctx, e, false)
-	}
 	// The fetch is not cancelled with this caller: others may be waiting
 	// for it, and a token fetched is worth keeping.
-	ch := c.flight.DoChan(e.flight.key, e.flight.fn)
+	var ch <-chan singleflight.Result
+	if e.flight != nil {
+		ch = c.flight.DoChan(e.flight.key, e.flight.fn) // joins it
+	} else if err := c.refusal(e, now); err != nil {
+		c.mu.Unlock()
+		return maskinporten.Token{}, err
+	} else {
+		ch = c.startFetch(ctx, e, false)
+	}
 	c.mu.Unlock()
 	c.stats.misses.Add(1)
 
@@ -225,7 +226,7 @@ func (c *Cache) Get(ctx context.Context, key Key, minValidity time.Duration) (ma
 		return maskinporten.Token{}, &TooShortError{Asked: minValidity, Longest: max(left, 0) / 2}
 	}
 	c.mu.Lock()
-	if c.current(e) && e.tokenSeq == got.seq {
+	if !c.closed && c.current(e) && e.tokenSeq == got.seq {
 		c.handOut(ctx, e, now, minValidity)
 	}
 	c.mu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/portvakt/portvakt/maskinporten"
 )
@@ -26,13 +27,14 @@ type fetched struct {
 }
 
 // startFetch starts e's fetch: for a caller that waits (a miss) or in the
-// background (a refresh). c.mu must be held and the cache open.
+// background (a refresh), and returns the starter's channel for its
+// result. c.mu must be held and the cache open.
 //
 // Each flight has a key of its own (the key and a number): a flight of an
 // entry evicted meanwhile is then never joined by the next entry of the
 // key, and fn runs exactly once for each flight started, which keeps the
 // count of the cache's goroutines exact.
-func (c *Cache) startFetch(ctx context.Context, e *entry, background bool) {
+func (c *Cache) startFetch(ctx context.Context, e *entry, background bool) <-chan singleflight.Result {
 	c.stopTimer(e)
 	c.flights++
 	fctx, release := c.detach(ctx)
@@ -46,7 +48,7 @@ func (c *Cache) startFetch(ctx context.Context, e *entry, background bool) {
 	e.flight = f
 	c.wg.Add(1)
 	c.running.Add(1)
-	c.flight.DoChan(f.key, f.fn)
+	return c.flight.DoChan(f.key, f.fn)
 }
 
 // detach is ctx's values with the cache's cancellation: a fetch outlives

@@ -20,7 +20,7 @@ func (c *Cache) refreshAt(e *entry) time.Time {
 // minValidity, and makes sure it will be refreshed: at once when it is
 // past its refresh point, else by a timer at that point. Scheduling on
 // hand-out, not on hits alone, serves a caller who comes back only when
-// its own copy is about to expire. c.mu must be held.
+// its own copy is about to expire. c.mu must be held and the cache open.
 func (c *Cache) handOut(ctx context.Context, e *entry, now time.Time, minValidity time.Duration) {
 	e.handed = true
 	e.want = max(e.want, minValidity)
