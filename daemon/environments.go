@@ -8,6 +8,7 @@ import (
 
 	"github.com/portvakt/portvakt/config"
 	"github.com/portvakt/portvakt/hsm"
+	"github.com/portvakt/portvakt/internal/backoff"
 	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/policy"
 	"github.com/portvakt/portvakt/signer"
@@ -151,7 +152,7 @@ func newMaskinportenClient(cfg *config.Config) *maskinporten.Client {
 func cacheOptions(cfg *config.Config) tokencache.Options {
 	return tokencache.Options{
 		RefreshMargin: cfg.Cache.RefreshMargin,
-		ErrorBackoff:  cfg.Cache.ErrorBackoff,
+		ErrorBackoff:  backoff.Policy{Initial: cfg.Cache.ErrorBackoff},
 		MaxEntries:    cfg.Cache.MaxEntries,
 	}
 }

@@ -9,7 +9,7 @@ import (
 // BenchmarkGetHit is the cached path every GetToken takes: it must stay
 // cheap and allocation-free.
 func BenchmarkGetHit(b *testing.B) {
-	c, _, _ := newTestCache(time.Hour)
+	c, _, _ := newTestCache(b, time.Hour)
 	ctx := context.Background()
 	if _, err := c.Get(ctx, testKey, 0); err != nil {
 		b.Fatal(err)
@@ -25,7 +25,7 @@ func BenchmarkGetHit(b *testing.B) {
 
 // BenchmarkGetHitParallel measures the same under contention for the lock.
 func BenchmarkGetHitParallel(b *testing.B) {
-	c, _, _ := newTestCache(time.Hour)
+	c, _, _ := newTestCache(b, time.Hour)
 	ctx := context.Background()
 	if _, err := c.Get(ctx, testKey, 0); err != nil {
 		b.Fatal(err)

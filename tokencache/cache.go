@@ -3,67 +3,125 @@ package tokencache
 import (
 	"container/list"
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/portvakt/portvakt/internal/backoff"
 	"github.com/portvakt/portvakt/maskinporten"
 )
 
-// Fetcher obtains a new token for a key: it signs a grant and posts it.
+// Fetcher makes exactly one attempt at a new token for a key: it signs one
+// grant, records it and posts it once. The cache does the retrying. ctx's
+// deadline is what is left of the fetch's budget (FetchTimeout).
 type Fetcher func(ctx context.Context, key Key) (maskinporten.Token, error)
 
-// Options tune a Cache.
+// Options tune a Cache. Zero values take the defaults.
 type Options struct {
-	// RefreshMargin: a token with less validity left is refreshed in the
-	// background while it is still handed out. Default 30 s.
+	// RefreshMargin: a token is refreshed when its validity left falls
+	// below the largest min validity asked of it plus this margin (or
+	// plus half of the rest of its lifetime, if that is less). Default 30 s.
 	RefreshMargin time.Duration
-	// ErrorBackoff is how long a failed fetch is remembered: callers get
-	// the same error meanwhile instead of another signature. Default 2 s.
-	ErrorBackoff time.Duration
-	// FetchTimeout bounds one fetch, which no single caller's cancellation
-	// stops (others may wait for it). Default 45 s.
+	// ErrorBackoff is how long a failed fetch is remembered, growing with
+	// consecutive failures of the key: callers get the same error
+	// meanwhile instead of another signature. Default 2 s up to 30 s.
+	ErrorBackoff backoff.Policy
+	// MaxAttempts bounds the attempts of one fetch. Only temporary
+	// failures (maskinporten.IsTemporary) are tried again. Default 4.
+	MaxAttempts int
+	// Retry is the wait between attempts; a longer Retry-After from the
+	// server wins. Default 200 ms up to 5 s.
+	Retry backoff.Policy
+	// FetchTimeout bounds all attempts of one fetch together, which no
+	// single caller's cancellation stops (others may wait for it). Default
+	// 15 s: one request timeout of 10 s plus one back-off.
 	FetchTimeout time.Duration
 	// MaxEntries bounds the cache; the least recently used key goes first.
 	// Default 10 000.
 	MaxEntries int
-	// Now is the clock. Default time.Now.
-	Now func() time.Time
+	// Breaker configures the per-environment circuit breaker.
+	Breaker BreakerOptions
+	// OnBreaker, when set, is told of each change of an environment's
+	// breaker between closed (open false) and open or half-open (open
+	// true). It is called outside the cache's lock.
+	OnBreaker func(environment string, open bool)
+	// Clock reads the time and makes the timers. Default the real clock.
+	Clock clockwork.Clock
 }
 
-// Cache is a token cache. It is safe for concurrent use.
+// Cache is a token cache. It is safe for concurrent use. Close it to stop
+// its timers and background fetches.
 type Cache struct {
 	fetch Fetcher
 	opts  Options
+	clock clockwork.Clock
 
-	mu      sync.Mutex
-	entries map[Key]*list.Element // of *entry
-	lru     *list.List            // front: most recently used
-	flight  singleflight.Group
+	// root is the parent of every fetch's context: Close cancels it.
+	root       context.Context
+	cancelRoot context.CancelFunc
+
+	mu       sync.Mutex
+	closed   bool
+	entries  map[Key]*list.Element // of *entry
+	lru      *list.List            // front: most recently used
+	breakers map[string]*breaker
+	flights  uint64 // fetches started, to name each flight
+	flight   singleflight.Group
+
+	// notifyMu orders OnBreaker calls; reported is what they last said.
+	notifyMu sync.Mutex
+	reported map[string]bool
+
+	wg        sync.WaitGroup // the goroutines the cache started
+	running   atomic.Int64   // the same, counted for Close's error
+	closeOnce sync.Once
+	done      chan struct{} // closed when wg is done after Close
 
 	stats counters
 }
 
+// entry is one key's state; see the package documentation. c.mu guards it.
 type entry struct {
-	key        Key
-	token      maskinporten.Token
-	hasToken   bool
-	err        error
-	errUntil   time.Time
-	refreshing bool
+	key Key
+
+	token    maskinporten.Token
+	hasToken bool
+	tokenSeq uint64        // counts tokens stored, so a late hand-out can tell it is stale
+	lifetime time.Duration // ExpiresIn of the last token fetched: 0 until one is
+	want     time.Duration // largest min validity asked of token
+	handed   bool          // token was handed out
+
+	flight *flight // the fetch in flight, or nil
+
+	timer    clockwork.Timer // the scheduled refresh, or nil
+	timerAt  time.Time
+	timerSeq uint64 // tells a timer that fired late that it was replaced
+
+	err      error // the last fetch's failure, until errUntil
+	errUntil time.Time
+	failures int // consecutive failed fetches
 }
 
 // Stats counts what the cache did, for metrics.
 type Stats struct {
-	Hits, Misses, Refreshes, RefreshFailures, Evictions uint64
+	// Hits are tokens handed out from the cache; Misses are calls that
+	// waited for a fetch.
+	Hits, Misses uint64
+	// Refreshes are background fetches, RefreshFailures those that failed.
+	Refreshes, RefreshFailures uint64
+	Evictions                  uint64
+	// Attempts are calls of the Fetcher.
+	Attempts uint64
+	// BreakerOpens counts openings of any environment's breaker.
+	BreakerOpens uint64
 }
 
 type counters struct {
-	hits, misses, refreshes, refreshFailures, evictions atomic.Uint64
+	hits, misses, refreshes, refreshFailures, evictions, attempts, breakerOpens atomic.Uint64
 }
 
 // New makes a cache that fetches with fetch.
@@ -71,73 +129,108 @@ func New(fetch Fetcher, opts Options) *Cache {
 	if opts.RefreshMargin == 0 {
 		opts.RefreshMargin = 30 * time.Second
 	}
-	if opts.ErrorBackoff == 0 {
-		opts.ErrorBackoff = 2 * time.Second
+	opts.ErrorBackoff = withDefaults(opts.ErrorBackoff, 2*time.Second, 30*time.Second)
+	if opts.MaxAttempts == 0 {
+		opts.MaxAttempts = 4
 	}
+	opts.Retry = withDefaults(opts.Retry, 200*time.Millisecond, 5*time.Second)
 	if opts.FetchTimeout == 0 {
-		opts.FetchTimeout = 45 * time.Second
+		opts.FetchTimeout = 15 * time.Second
 	}
 	if opts.MaxEntries == 0 {
 		opts.MaxEntries = 10_000
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if opts.Breaker.Threshold == 0 {
+		opts.Breaker.Threshold = 3
 	}
-	return &Cache{fetch: fetch, opts: opts, entries: map[Key]*list.Element{}, lru: list.New()}
+	opts.Breaker.CoolDown = withDefaults(opts.Breaker.CoolDown, time.Second, 30*time.Second)
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
+	}
+	root, cancel := context.WithCancel(context.Background())
+	return &Cache{
+		fetch: fetch, opts: opts, clock: opts.Clock,
+		root: root, cancelRoot: cancel,
+		entries: map[Key]*list.Element{}, lru: list.New(),
+		breakers: map[string]*breaker{}, reported: map[string]bool{},
+		done: make(chan struct{}),
+	}
 }
 
-// ErrTooShort means a fresh token is valid for less than the caller asked.
-var ErrTooShort = errors.New("token validity shorter than asked for")
-
-// Get returns a token for key with at least minValidity left. A cached
-// token is returned at once (and refreshed in the background when it is
-// near expiry); otherwise the caller waits for the one fetch in flight
-// for the key, or until ctx ends.
-func (c *Cache) Get(ctx context.Context, key Key, minValidity time.Duration) (maskinporten.Token, error) {
-	now := c.opts.Now()
-	c.mu.Lock()
-	e := c.touch(key)
-	if e.hasToken && e.token.ExpiresIn <= minValidity {
-		// Even a fresh token would be too short: refuse rather than sign
-		// again and again for a request that cannot be met.
-		lifetime := e.token.ExpiresIn
-		c.mu.Unlock()
-		return maskinporten.Token{}, fmt.Errorf("%w: Maskinporten issues tokens valid for %s here, and %s was asked for", ErrTooShort, lifetime, minValidity)
+func withDefaults(p backoff.Policy, initial, maxWait time.Duration) backoff.Policy {
+	if p.Initial == 0 {
+		p.Initial = initial
 	}
-	if tok, ok := c.usable(e, now, minValidity); ok {
-		c.refreshIfDue(ctx, key, e, now)
+	if p.Max == 0 {
+		p.Max = max(maxWait, p.Initial)
+	}
+	return p
+}
+
+// Get returns a token for key with more than minValidity left. A cached
+// token is returned at once (and refreshed in the background ahead of its
+// refresh point); otherwise the caller waits for the one fetch in flight
+// for the key, or until ctx ends. Errors of temporary conditions carry
+// advice (RetryAfter).
+func (c *Cache) Get(ctx context.Context, key Key, minValidity time.Duration) (maskinporten.Token, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return maskinporten.Token{}, ErrClosed
+	}
+	e := c.touch(key)
+	if e.lifetime > 0 && minValidity > e.lifetime/2 {
+		// Refuse rather than sign again and again for a request that
+		// cannot be met.
+		c.mu.Unlock()
+		return maskinporten.Token{}, &TooShortError{Asked: minValidity, Longest: e.lifetime / 2}
+	}
+	now := c.clock.Now()
+	if tok, ok := e.usable(now, minValidity); ok {
+		c.handOut(ctx, e, now, minValidity)
 		c.mu.Unlock()
 		c.stats.hits.Add(1)
 		return tok, nil
 	}
-	if e.err != nil && now.Before(e.errUntil) {
-		err := e.err
+	// The fetch is not cancelled with this caller: others may be waiting
+	// for it, and a token fetched is worth keeping.
+	var ch <-chan singleflight.Result
+	if e.flight != nil {
+		ch = c.flight.DoChan(e.flight.key, e.flight.fn) // joins it
+	} else if err := c.refusal(e, now); err != nil {
 		c.mu.Unlock()
 		return maskinporten.Token{}, err
+	} else {
+		ch = c.startFetch(ctx, e, false)
 	}
 	c.mu.Unlock()
 	c.stats.misses.Add(1)
 
-	// The fetch is not cancelled with this caller: others may be waiting
-	// for it, and a token fetched is worth keeping. It keeps the caller's
-	// values (request id, identity), which the audit of the signature names.
-	fetchCtx := context.WithoutCancel(ctx)
-	ch := c.flight.DoChan(key.flightKey(), func() (any, error) {
-		return c.fetchAndStore(fetchCtx, key)
-	})
+	var res singleflight.Result
 	select {
 	case <-ctx.Done():
 		return maskinporten.Token{}, fmt.Errorf("waiting for a token: %w", ctx.Err())
-	case res := <-ch:
-		if res.Err != nil {
-			return maskinporten.Token{}, res.Err
-		}
-		tok := res.Val.(maskinporten.Token)
-		if left := tok.Remaining(c.opts.Now()); left <= minValidity {
-			return maskinporten.Token{}, fmt.Errorf("%w: Maskinporten issued a token valid for %s, and %s was asked for", ErrTooShort, left.Round(time.Second), minValidity)
-		}
-		return tok, nil
+	case <-c.root.Done():
+		return maskinporten.Token{}, fmt.Errorf("waiting for a token: %w", ErrClosed)
+	case res = <-ch:
 	}
+	if res.Err != nil {
+		return maskinporten.Token{}, res.Err
+	}
+	got := res.Val.(fetched)
+	now = c.clock.Now()
+	if longest := got.tok.ExpiresIn / 2; minValidity > longest {
+		return maskinporten.Token{}, &TooShortError{Asked: minValidity, Longest: longest}
+	}
+	if left := got.tok.Remaining(now); left <= minValidity {
+		return maskinporten.Token{}, &TooShortError{Asked: minValidity, Longest: max(left, 0) / 2}
+	}
+	c.mu.Lock()
+	if !c.closed && c.current(e) && e.tokenSeq == got.seq {
+		c.handOut(ctx, e, now, minValidity)
+	}
+	c.mu.Unlock()
+	return got.tok, nil
 }
 
 // GetCached hands out the token the cache holds for key, if it has more
@@ -147,13 +240,22 @@ func (c *Cache) Get(ctx context.Context, key Key, minValidity time.Duration) (ma
 // may refuse it with an error, which GetCached returns: the token service
 // writes the request's audit record there, so that a token is never
 // handed out before it is on record. Only a token accepted counts as a hit
-// and may start the refresh of a token near expiry, so that the refresh's
-// signature comes after the record of the hit that caused it.
+// and may start or schedule the refresh of its token, so that the
+// refresh's signature comes after the record of the hit that caused it.
 func (c *Cache) GetCached(ctx context.Context, key Key, minValidity time.Duration, accept func(maskinporten.Token) error) (tok maskinporten.Token, ok bool, err error) {
 	c.mu.Lock()
-	el, found := c.entries[key]
-	if found {
-		tok, ok = c.usable(el.Value.(*entry), c.opts.Now(), minValidity)
+	if c.closed {
+		c.mu.Unlock()
+		return maskinporten.Token{}, false, ErrClosed
+	}
+	var e *entry
+	var seq uint64
+	if el, found := c.entries[key]; found {
+		e = el.Value.(*entry)
+		if e.lifetime == 0 || minValidity <= e.lifetime/2 {
+			tok, ok = e.usable(c.clock.Now(), minValidity)
+			seq = e.tokenSeq
+		}
 	}
 	c.mu.Unlock()
 	if !ok {
@@ -163,13 +265,12 @@ func (c *Cache) GetCached(ctx context.Context, key Key, minValidity time.Duratio
 		return maskinporten.Token{}, false, err
 	}
 	c.mu.Lock()
-	if el, found := c.entries[key]; found {
-		e := el.Value.(*entry)
-		c.lru.MoveToFront(el)
-		// The entry may hold a newer token by now; refresh only if it too
-		// is due, and only once.
-		if e.hasToken {
-			c.refreshIfDue(ctx, key, e, c.opts.Now())
+	if !c.closed && c.current(e) {
+		c.lru.MoveToFront(c.entries[key])
+		// The entry may hold a newer token by now, not handed out yet:
+		// only the token handed out is scheduled for refresh.
+		if e.tokenSeq == seq {
+			c.handOut(ctx, e, c.clock.Now(), minValidity)
 		}
 	}
 	c.mu.Unlock()
@@ -177,62 +278,24 @@ func (c *Cache) GetCached(ctx context.Context, key Key, minValidity time.Duratio
 	return tok, true, nil
 }
 
-// usable returns e's token when it has more than minValidity left. c.mu
-// must be held.
-func (c *Cache) usable(e *entry, now time.Time, minValidity time.Duration) (maskinporten.Token, bool) {
+// usable returns e's token when it has more than minValidity left.
+func (e *entry) usable(now time.Time, minValidity time.Duration) (maskinporten.Token, bool) {
 	if left := e.token.Remaining(now); e.hasToken && left > minValidity && left > 0 {
 		return e.token, true
 	}
 	return maskinporten.Token{}, false
 }
 
-// refreshIfDue starts a background refresh of e's token when it is near
-// expiry and none is running. c.mu must be held.
-func (c *Cache) refreshIfDue(ctx context.Context, key Key, e *entry, now time.Time) {
-	if e.token.Remaining(now) < c.refreshPoint(e.token) && !e.refreshing {
-		e.refreshing = true
-		go c.refresh(context.WithoutCancel(ctx), key)
-	}
-}
+// backedOff reports whether e's last failure is still remembered.
+func (e *entry) backedOff(now time.Time) bool { return e.err != nil && now.Before(e.errUntil) }
 
-// refreshPoint is the validity left below which a token is refreshed: the
-// margin, or half the token's life for tokens shorter than twice the margin,
-// so that a short-lived token is not refreshed on every hit.
-func (c *Cache) refreshPoint(tok maskinporten.Token) time.Duration {
-	return min(c.opts.RefreshMargin, tok.ExpiresIn/2)
-}
-
-// refresh replaces a token near expiry; callers keep the old one meanwhile.
-func (c *Cache) refresh(ctx context.Context, key Key) {
-	_, err, _ := c.flight.Do(key.flightKey(), func() (any, error) {
-		return c.fetchAndStore(ctx, key)
-	})
-	c.stats.refreshes.Add(1)
-	if err != nil {
-		c.stats.refreshFailures.Add(1)
+// refusal is why no fetch may start for e now: its back-off, or its
+// environment's breaker. c.mu must be held.
+func (c *Cache) refusal(e *entry, now time.Time) error {
+	if e.backedOff(now) {
+		return &retryLater{err: e.err, after: e.errUntil.Sub(now)}
 	}
-	c.mu.Lock()
-	if el, ok := c.entries[key]; ok {
-		el.Value.(*entry).refreshing = false
-	}
-	c.mu.Unlock()
-}
-
-func (c *Cache) fetchAndStore(ctx context.Context, key Key) (any, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.opts.FetchTimeout)
-	defer cancel()
-	tok, err := c.fetch(ctx, key)
-	now := c.opts.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e := c.touch(key)
-	if err != nil {
-		// Keep a still valid token: the refresh failed, the token did not.
-		e.err, e.errUntil = err, now.Add(c.opts.ErrorBackoff)
-		return nil, err
-	}
-	e.token, e.hasToken, e.err = tok, true, nil
-	return tok, nil
+	return c.breakerRefusal(e.key.Environment, now)
 }
 
 // touch returns the key's entry, creating it, and marks it recently used.
@@ -245,12 +308,21 @@ func (c *Cache) touch(key Key) *entry {
 	e := &entry{key: key}
 	c.entries[key] = c.lru.PushFront(e)
 	for c.lru.Len() > c.opts.MaxEntries {
-		oldest := c.lru.Back()
-		c.lru.Remove(oldest)
-		delete(c.entries, oldest.Value.(*entry).key)
+		oldest := c.lru.Remove(c.lru.Back()).(*entry)
+		delete(c.entries, oldest.key)
+		// A fetch in flight for it completes into the orphan entry: its
+		// waiters get the token, the cache does not keep it.
+		c.stopTimer(oldest)
 		c.stats.evictions.Add(1)
 	}
 	return e
+}
+
+// current reports whether e is still the entry of its key (not evicted).
+// c.mu must be held.
+func (c *Cache) current(e *entry) bool {
+	el, ok := c.entries[e.key]
+	return ok && el.Value == e
 }
 
 // Stats returns the counters.
@@ -259,6 +331,7 @@ func (c *Cache) Stats() Stats {
 		Hits: c.stats.hits.Load(), Misses: c.stats.misses.Load(),
 		Refreshes: c.stats.refreshes.Load(), RefreshFailures: c.stats.refreshFailures.Load(),
 		Evictions: c.stats.evictions.Load(),
+		Attempts:  c.stats.attempts.Load(), BreakerOpens: c.stats.breakerOpens.Load(),
 	}
 }
 

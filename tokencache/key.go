@@ -1,11 +1,36 @@
 // Package tokencache keeps Maskinporten tokens until shortly before they
 // expire, so that most requests cost no signature and no round trip.
 //
-// Concurrent callers of a missing key share one fetch (one signature, one
-// POST); tokens are refreshed in the background ahead of expiry so that
-// callers rarely wait; errors are remembered only for a short back-off, so
-// a failing Maskinporten is not hammered but a recovered one is used at
-// once; and the cache is bounded.
+// The cache is one state machine per key, guarded by one mutex:
+//
+//   - empty: no token. A caller waits for a fetch (a miss).
+//   - fetching: one fetch is in flight for the key; every caller without a
+//     usable token waits for that one (singleflight). A fetch is up to
+//     MaxAttempts attempts of the Fetcher, within FetchTimeout.
+//   - fresh: a token is held and has not been handed out since it was
+//     stored. Nothing is scheduled for it, so an idle key costs nothing.
+//   - refresh-scheduled: the token was handed out; a timer refreshes it at
+//     its refresh point, which follows the largest min validity callers
+//     asked of it. A hit past that point starts the refresh at once.
+//   - refreshing: a background fetch replaces the token while it is still
+//     handed out.
+//   - backed-off: the last fetch failed. Callers without a usable token get
+//     that error, with retry advice, and no fetch or refresh starts until
+//     the back-off (growing with consecutive failures) ends.
+//
+// Each environment has a circuit breaker counting consecutive temporary
+// failures of attempts across its keys:
+//
+//   - closed: attempts go.
+//   - open: for a cool-down no attempt goes (retries and refreshes
+//     included); callers without a usable token get ErrCircuitOpen at once,
+//     and cached tokens are handed out until they expire.
+//   - half-open: after the cool-down one attempt at a time (a probe) goes;
+//     its success closes the breaker, its failure opens it again for a
+//     longer cool-down.
+//
+// Close stops timers, cancels fetches and waits for the cache's
+// goroutines; the cache refuses every call after it.
 package tokencache
 
 import (

@@ -17,7 +17,8 @@ func realFetcher(t testing.TB, w *mptest.World) Fetcher {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := maskinporten.NewClient(maskinporten.ClientOptions{})
+	// One attempt per call: the cache does the retrying.
+	client := maskinporten.NewClient(maskinporten.ClientOptions{Retry: maskinporten.RetryPolicy{MaxAttempts: 1}})
 	return func(ctx context.Context, key Key) (maskinporten.Token, error) {
 		return client.Token(ctx, maskinporten.Exchange{
 			Endpoint: w.Endpoint, Builder: b,
@@ -29,8 +30,10 @@ func realFetcher(t testing.TB, w *mptest.World) Fetcher {
 // TestColdKeyOneSignatureOnePost: 100 callers of one cold key cost one
 // HSM signature and one POST to Maskinporten, and all get the token.
 func TestColdKeyOneSignatureOnePost(t *testing.T) {
+	leakCheck(t)
 	w := mptest.New(t, mptest.Options{})
 	c := New(realFetcher(t, w), Options{})
+	closeAtEnd(t, c)
 	key := NewKey("sim", mptest.ClientID, []string{mptest.ScopeOwn}, "", "")
 	const callers = 100
 	start := make(chan struct{})
@@ -67,8 +70,10 @@ func TestColdKeyOneSignatureOnePost(t *testing.T) {
 // TestNearExpiryReplacedAhead: with 2 s tokens, callers asking all along
 // get a token every time, and the token changes before the old one dies.
 func TestNearExpiryReplacedAhead(t *testing.T) {
+	leakCheck(t)
 	w := mptest.New(t, mptest.Options{TokenLifetime: 2 * time.Second})
 	c := New(realFetcher(t, w), Options{RefreshMargin: time.Second})
+	closeAtEnd(t, c)
 	key := NewKey("sim", mptest.ClientID, []string{mptest.ScopeOwn}, "", "")
 	seen := map[string]bool{}
 	for end := time.Now().Add(3500 * time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
