@@ -70,7 +70,7 @@ type Record struct {
 	GrantJTI    string     `json:"grant_jti,omitempty"` // the signed grant's jti
 	KeyLabel    string     `json:"key_label,omitempty"`
 	CertSHA256  string     `json:"cert_sha256,omitempty"`
-	Outcome     string     `json:"outcome,omitempty"` // issued, cached, rate_limited, maskinporten_error, hsm_error or error
+	Outcome     string     `json:"outcome,omitempty"` // issued, cached, rate_limited, or a failure outcome of tokenservice.Classify
 	MPCode      string     `json:"mp_code,omitempty"`
 	Error       string     `json:"error,omitempty"`
 	TokenExpiry *time.Time `json:"token_expires_at,omitempty"`

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -41,12 +42,16 @@ type Options struct {
 	CAFile string
 	// ServerName overrides the name checked in the server certificate.
 	ServerName string
+	// Now is the clock a TokenSource judges a token's expiry by. Default
+	// time.Now; tests set another.
+	Now func() time.Time
 }
 
 // Client is a connection to the daemon.
 type Client struct {
 	conn *grpc.ClientConn
 	api  portvaktv1.TokenServiceClient
+	now  func() time.Time
 }
 
 // Dial connects lazily: errors in reaching the daemon show at the first call.
@@ -72,7 +77,10 @@ func Dial(opts Options, extra ...grpc.DialOption) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to portvakt at %s: %w", target, err)
 	}
-	return &Client{conn: conn, api: portvaktv1.NewTokenServiceClient(conn)}, nil
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Client{conn: conn, api: portvaktv1.NewTokenServiceClient(conn), now: opts.Now}, nil
 }
 
 // TLSConfig is the client side of the daemon's mutual TLS, for callers that make
@@ -108,8 +116,12 @@ type Request struct {
 	Environment string
 	ConsumerOrg string
 	Resource    string
-	// MinValidity is how long the token must stay valid at least.
+	// MinValidity is how long the token must stay valid at least. A
+	// TokenSource asks for at least EarlyExpiry + 15 s.
 	MinValidity time.Duration
+	// Timeout bounds each call a TokenSource makes to the daemon (Token
+	// takes its caller's context instead). Default 10 s.
+	Timeout time.Duration
 }
 
 // Token asks the daemon for a token.
@@ -135,23 +147,48 @@ func (c *Client) Token(ctx context.Context, req Request) (*oauth2.Token, error) 
 // token: enough for a request to reach the API with it.
 const EarlyExpiry = 30 * time.Second
 
+// tokenSourceMinValidity is what a TokenSource asks of a new token at
+// least: a little more than it keeps in reserve, so that a token is used
+// for a while; and short enough against Maskinporten's 120 s tokens that
+// the daemon's refresh ahead has a new token ready before the source comes
+// back for one (the daemon refreshes when a token falls below what its
+// callers ask plus a margin).
+const tokenSourceMinValidity = EarlyExpiry + 15*time.Second
+
 // TokenSource returns a token source for one kind of token. It keeps the
 // token until EarlyExpiry before it expires and asks the daemon (which
-// caches too) for a new one then; each call runs with a 30 s deadline.
+// caches too, and refreshes ahead) for a new one then; each call to the
+// daemon is bounded by req.Timeout.
 func (c *Client) TokenSource(req Request) oauth2.TokenSource {
-	if req.MinValidity < 2*EarlyExpiry {
-		req.MinValidity = 2 * EarlyExpiry
+	req.MinValidity = max(req.MinValidity, tokenSourceMinValidity)
+	if req.Timeout <= 0 {
+		req.Timeout = 10 * time.Second
 	}
-	return oauth2.ReuseTokenSourceWithExpiry(nil, source{c: c, req: req}, EarlyExpiry)
+	return &source{c: c, req: req}
 }
 
+// source reuses a token until EarlyExpiry before its expiry. It is
+// oauth2.ReuseTokenSourceWithExpiry with the client's clock.
 type source struct {
 	c   *Client
 	req Request
+
+	mu  sync.Mutex
+	tok *oauth2.Token
 }
 
-func (s source) Token() (*oauth2.Token, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+func (s *source) Token() (*oauth2.Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tok != nil && s.c.now().Before(s.tok.Expiry.Add(-EarlyExpiry)) {
+		return s.tok, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.req.Timeout)
 	defer cancel()
-	return s.c.Token(ctx, s.req)
+	tok, err := s.c.Token(ctx, s.req)
+	if err != nil {
+		return nil, err
+	}
+	s.tok = tok
+	return tok, nil
 }

@@ -121,18 +121,41 @@ type Environment struct {
 	KeyIDHeader string `yaml:"kid"`
 }
 
-// Cache tunes the token cache.
+// Cache tunes the token cache. Zero values take the cache's defaults.
 type Cache struct {
+	// RefreshMargin: a token is refreshed in the background when its
+	// validity left falls below what its callers ask for plus this.
+	// Default 30 s.
 	RefreshMargin time.Duration `yaml:"refresh_margin"`
-	ErrorBackoff  time.Duration `yaml:"error_backoff"`
-	MaxEntries    int           `yaml:"max_entries"`
+	// ErrorBackoff is how long a failed fetch is remembered at first (no
+	// signature and no POST for the key meanwhile); it doubles with each
+	// failure in a row, up to 30 s. Default 2 s.
+	ErrorBackoff time.Duration `yaml:"error_backoff"`
+	// MaxEntries bounds the keys cached. Default 10 000.
+	MaxEntries int     `yaml:"max_entries"`
+	Breaker    Breaker `yaml:"breaker"`
 }
 
-// Maskinporten tunes the token client.
+// Breaker is each environment's circuit breaker: after Threshold failed
+// attempts at Maskinporten in a row, no attempt is made for CoolDown
+// (doubling up to MaxCoolDown while it keeps failing), then one probe at
+// a time. Cached tokens are served meanwhile. Defaults 3, 1 s and 30 s.
+type Breaker struct {
+	Threshold   int           `yaml:"threshold"`
+	CoolDown    time.Duration `yaml:"cool_down"`
+	MaxCoolDown time.Duration `yaml:"max_cool_down"`
+}
+
+// Maskinporten tunes the token requests.
 type Maskinporten struct {
+	// RequestTimeout bounds one attempt. Default 10 s.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
-	MaxAttempts    int           `yaml:"max_attempts"`
-	RetryDeadline  time.Duration `yaml:"retry_deadline"`
+	// MaxAttempts bounds the attempts of one fetch. Default 4.
+	MaxAttempts int `yaml:"max_attempts"`
+	// RetryDeadline bounds all attempts of one fetch together. Default
+	// request_timeout + 5 s: one slow attempt and one back-off, so that a
+	// caller hears of an outage soon.
+	RetryDeadline time.Duration `yaml:"retry_deadline"`
 }
 
 // GRPC tunes the server.

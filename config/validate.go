@@ -28,6 +28,9 @@ func (c *Config) Validate() error {
 		v.fileExists("policy", c.Policy)
 	}
 	v.require(c.Cache.RefreshMargin >= 0 && c.Cache.ErrorBackoff >= 0 && c.Cache.MaxEntries >= 0, "cache: values must not be negative")
+	b := c.Cache.Breaker
+	v.require(b.Threshold >= 0 && b.CoolDown >= 0 && b.MaxCoolDown >= 0, "cache.breaker: values must not be negative")
+	v.require(b.CoolDown == 0 || b.MaxCoolDown == 0 || b.CoolDown <= b.MaxCoolDown, "cache.breaker: cool_down must not be longer than max_cool_down")
 	v.require(c.Maskinporten.RequestTimeout >= 0 && c.Maskinporten.MaxAttempts >= 0 && c.Maskinporten.RetryDeadline >= 0, "maskinporten: values must not be negative")
 	c.validateGRPC(&v)
 	v.require(c.Log.Format == "json" || c.Log.Format == "text", fmt.Sprintf("log.format %q: use json or text", c.Log.Format))

@@ -100,7 +100,7 @@ func TestEveryPathIsAudited(t *testing.T) {
 		t.Errorf("a denial wrote %v", kindsOf(deny))
 	}
 	refused := byRequest(records, refusedID)
-	if len(refused["signature"]) != 1 || len(refused["outcome"]) != 1 || refused["outcome"][0].Outcome != "maskinporten_error" || refused["outcome"][0].MPCode != "MP-200" {
+	if len(refused["signature"]) != 1 || len(refused["outcome"]) != 1 || refused["outcome"][0].Outcome != "maskinporten_refused" || refused["outcome"][0].MPCode != "MP-200" {
 		t.Errorf("a refusal wrote %v", kindsOf(refused))
 	}
 }

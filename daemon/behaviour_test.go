@@ -17,7 +17,6 @@ import (
 	"github.com/portvakt/portvakt/internal/mptest"
 	"github.com/portvakt/portvakt/mpsim"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
-	"github.com/portvakt/portvakt/softhsm"
 )
 
 func TestTokenSourceReusesItsToken(t *testing.T) {
@@ -129,7 +128,7 @@ func TestStartFailuresSayWhatToFix(t *testing.T) {
 			}
 			cfg, err := config.Load(path)
 			if err == nil {
-				err = softhsm.Resolve(cfg)
+				err = resolveDevelopmentHSMs(cfg)
 			}
 			if err != nil {
 				t.Fatal(err)

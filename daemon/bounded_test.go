@@ -412,7 +412,7 @@ func TestRequestAtEveryBoundFitsARecord(t *testing.T) {
 	for _, r := range records {
 		kinds[r.Kind+" "+r.Decision+r.Outcome]++
 	}
-	for _, want := range []string{"decision allow", "signature ", "outcome maskinporten_error", "decision deny"} {
+	for _, want := range []string{"decision allow", "signature ", "outcome maskinporten_refused", "decision deny"} {
 		if kinds[want] != 1 {
 			t.Fatalf("records %v; want one %q", kinds, want)
 		}

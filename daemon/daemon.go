@@ -22,12 +22,13 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/portvakt/portvakt/audit"
 	"github.com/portvakt/portvakt/config"
 	"github.com/portvakt/portvakt/hsm"
 	"github.com/portvakt/portvakt/metrics"
 	"github.com/portvakt/portvakt/policy"
-	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
 	"github.com/portvakt/portvakt/signer"
 	"github.com/portvakt/portvakt/tokenservice"
 )
@@ -68,6 +69,9 @@ type Options struct {
 	// the HSM keeps (records cut, the log deleted or replaced), recording
 	// the gap first in the new chain. Without it such a start is refused.
 	AcceptAuditGap bool
+	// Clock is what the token cache and token validity run on. Default the
+	// real clock; tests pass a fake one to let hours pass at once.
+	Clock clockwork.Clock
 }
 
 // New checks the configuration against the world (the HSM key, its
@@ -132,8 +136,8 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 	d.service, err = tokenservice.New(tokenservice.Options{
 		Environments: envs,
 		Policies:     d.policies,
-		Client:       newMaskinportenClient(cfg),
-		Cache:        cacheOptions(cfg),
+		Client:       newMaskinportenClient(cfg, opts.Clock),
+		Cache:        cacheOptions(cfg, opts.Clock, d.breakerChanged),
 		Recorder:     d.recorder,
 		Logger:       d.log,
 
@@ -248,6 +252,15 @@ func (d *Daemon) close() {
 			_ = os.Remove(s.listener.Addr().String())
 		}
 	}
+	if d.service != nil {
+		// The cache's background refreshes and fetches sign and record:
+		// they end before the HSMs and the audit log close.
+		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.GRPC.ShutdownGrace)
+		if err := d.service.Close(ctx); err != nil {
+			d.log.Warn("token fetches still running at shutdown", "error", err.Error())
+		}
+		cancel()
+	}
 	if d.recorder != nil {
 		// The counts of refused calls not yet written: before the last
 		// checkpoint, so that it seals them too.
@@ -289,7 +302,7 @@ func (d *Daemon) reloadOnSIGHUP(ctx context.Context) {
 
 // registerServices puts the API, health and reflection on a server.
 func (d *Daemon) registerServices(g *grpc.Server) {
-	portvaktv1.RegisterTokenServiceServer(g, d.service)
+	d.service.Register(g)
 	healthpb.RegisterHealthServer(g, d.health)
 	reflection.Register(g)
 }

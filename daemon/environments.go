@@ -1,10 +1,13 @@
 package daemon
 
 import (
+	"cmp"
 	"crypto/x509"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/jonboulle/clockwork"
 
 	"github.com/portvakt/portvakt/config"
 	"github.com/portvakt/portvakt/hsm"
@@ -138,21 +141,49 @@ func checkPolicyEnvironments(p *policy.Policy, envs []*tokenservice.Environment)
 	return nil
 }
 
-func newMaskinportenClient(cfg *config.Config) *maskinporten.Client {
-	return maskinporten.NewClient(maskinporten.ClientOptions{
-		RequestTimeout: cfg.Maskinporten.RequestTimeout,
-		Retry: maskinporten.RetryPolicy{
-			MaxAttempts: cfg.Maskinporten.MaxAttempts,
-			Deadline:    cfg.Maskinporten.RetryDeadline,
-		},
-		UserAgent: "portvakt",
-	})
+func newMaskinportenClient(cfg *config.Config, clock clockwork.Clock) *maskinporten.Client {
+	opts := maskinporten.ClientOptions{RequestTimeout: cfg.Maskinporten.RequestTimeout, UserAgent: "portvakt"}
+	if clock != nil {
+		opts.Now = clock.Now
+	}
+	return maskinporten.NewClient(opts)
 }
 
-func cacheOptions(cfg *config.Config) tokencache.Options {
+// cacheOptions are the token cache's settings from the configuration;
+// zero values take the cache's defaults.
+func cacheOptions(cfg *config.Config, clock clockwork.Clock, onBreaker func(env string, open bool)) tokencache.Options {
+	fetchTimeout := cfg.Maskinporten.RetryDeadline
+	if fetchTimeout == 0 {
+		// One slow attempt and one back-off: a caller hears of an outage
+		// soon, whatever deadline it gave.
+		fetchTimeout = cmp.Or(cfg.Maskinporten.RequestTimeout, 10*time.Second) + retryMax
+	}
 	return tokencache.Options{
 		RefreshMargin: cfg.Cache.RefreshMargin,
 		ErrorBackoff:  backoff.Policy{Initial: cfg.Cache.ErrorBackoff},
+		MaxAttempts:   cfg.Maskinporten.MaxAttempts,
+		Retry:         backoff.Policy{Max: retryMax},
+		FetchTimeout:  fetchTimeout,
 		MaxEntries:    cfg.Cache.MaxEntries,
+		Breaker: tokencache.BreakerOptions{
+			Threshold: cfg.Cache.Breaker.Threshold,
+			CoolDown:  backoff.Policy{Initial: cfg.Cache.Breaker.CoolDown, Max: cfg.Cache.Breaker.MaxCoolDown},
+		},
+		OnBreaker: onBreaker,
+		Clock:     clock,
 	}
+}
+
+// retryMax is the longest wait between two attempts at Maskinporten.
+const retryMax = 5 * time.Second
+
+// breakerChanged reports an environment's circuit breaker opening or
+// closing: in health, the metric and one log line each way.
+func (d *Daemon) breakerChanged(env string, open bool) {
+	if open {
+		d.log.Warn("Maskinporten keeps failing for this environment: no attempts for a while, then one at a time; cached tokens are still served", "environment", env)
+	} else {
+		d.log.Info("Maskinporten answers again for this environment", "environment", env)
+	}
+	d.updateHealth()
 }

@@ -77,25 +77,12 @@ const (
 )
 
 // breakerConfig is the circuit breaker's configuration, inside the cache
-// block. The keys are new (the tokencache rewrite: per environment, a
-// breaker opens after threshold consecutive failed attempts, sends nothing
-// while open, and lets one probe through after each cool-down, which grows
-// from cool_down to max_cool_down); this branch's config does not know
-// them yet and refuses them (an unknown key is an error), hence
-// breakerKeysKnown.
+// block: per environment, a breaker opens after threshold consecutive
+// failed attempts, sends nothing while open, and lets one probe through
+// after each cool-down, which grows from cool_down to max_cool_down.
 func breakerConfig() string {
-	if !breakerKeysKnown {
-		return ""
-	}
 	return fmt.Sprintf(", breaker: {threshold: %d, cool_down: %s, max_cool_down: 30s}", breakerThreshold, breakerCoolDown)
 }
-
-// breakerKeysKnown says whether the daemon accepts the cache.breaker keys.
-// TODO(integration): true, and remove this switch, once the tokencache
-// rewrite's config keys are merged: until then the daemon refuses to
-// start with them ("unknown key"), and the suite runs on the defaults it
-// asserts (threshold 3, cool-down 1 s), which are the same values.
-const breakerKeysKnown = false
 
 // withFaultTuning sets the short request timeout and the breaker.
 func withFaultTuning(t *testing.T) func(string) string {

@@ -220,7 +220,7 @@ func (e *env) serve(t testing.TB) {
 	t.Helper()
 	cfg, err := config.Load(e.cfgFile)
 	if err == nil {
-		err = softhsm.Resolve(cfg)
+		err = resolveDevelopmentHSMs(cfg)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -302,4 +302,17 @@ func containsAny(s string, subs ...string) bool {
 		}
 	}
 	return false
+}
+
+// resolveDevelopmentHSMs does for a test what `portvakt serve` does for a
+// configuration: SoftHSM2's directory and module filled in.
+func resolveDevelopmentHSMs(cfg *config.Config) error {
+	for i := range cfg.HSMs {
+		h := &cfg.HSMs[i]
+		var err error
+		if h.Module, err = softhsm.Resolve(h.SoftHSMDir, h.Module); err != nil {
+			return fmt.Errorf("HSM %s: %w", h.Name, err)
+		}
+	}
+	return nil
 }

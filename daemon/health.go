@@ -63,8 +63,8 @@ func (d *Daemon) auditChanged(ev audit.Event) {
 	d.updateHealth()
 }
 
-// updateHealth sets each environment's health from its HSM token, and the
-// daemon's: NOT_SERVING when no environment can sign or the audit log can
+// updateHealth sets each environment's health from its HSM token and its
+// circuit breaker (Maskinporten failing it), and the daemon's: NOT_SERVING when no environment can sign or the audit log can
 // no longer be written, since then no token can be issued. One
 // environment's HSM outage shows on its own name and does not take the
 // daemon down. The tokens call it when they go away or come back; it reads
@@ -85,8 +85,16 @@ func (d *Daemon) updateHealth() {
 		} else {
 			anyUp = true
 		}
+		// Maskinporten failing the environment shows on its name only:
+		// the daemon still serves the tokens it holds, so a load balancer
+		// must not take it out for what every replica sees alike.
+		breakerOpen := 0.0
+		if d.service.MaskinportenDown(e.Config.Name) {
+			state, breakerOpen = healthpb.HealthCheckResponse_NOT_SERVING, 1
+		}
 		d.health.SetServingStatus(HealthService(e.Config.Name), state)
 		d.metrics.HSMUp.WithLabelValues(e.Config.Name, e.Signer.Token().Name()).Set(up)
+		d.metrics.BreakerOpen.WithLabelValues(e.Config.Name).Set(breakerOpen)
 	}
 	overall := healthpb.HealthCheckResponse_SERVING
 	broken := d.audit.Stats().Broken

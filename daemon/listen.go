@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/portvakt/portvakt/identity"
+	"github.com/portvakt/portvakt/tokenservice"
 )
 
 // listen opens the configured listeners and a gRPC server on each, each
@@ -61,6 +62,7 @@ func (d *Daemon) addServer(name string, lis net.Listener, creds credentials.Tran
 	g := d.cfg.GRPC
 	srv := grpc.NewServer(
 		grpc.Creds(creds),
+		tokenservice.ServerOption(),
 		grpc.MaxRecvMsgSize(g.MaxRecvBytes),
 		// A connection that has not finished its handshake and HTTP/2
 		// preface by then is closed.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -138,7 +137,11 @@ func (r *recorder) Outcome(ctx context.Context, o tokenservice.Outcome) error {
 		expiry := o.Token.ExpiresAt.UTC()
 		rec.TokenExpiry = &expiry
 	} else {
-		rec.Outcome, rec.MPCode = classify(o.Err)
+		f := tokenservice.Classify(ctx, o.Err)
+		rec.Outcome = f.Outcome
+		if f.Refusal != nil {
+			rec.MPCode = f.Refusal.MPCode
+		}
 		// Errors name fields, MP codes and causes; never a grant or token.
 		rec.Error = cut(o.Err.Error(), maxErrorBytes)
 	}
@@ -189,18 +192,6 @@ func (r *recorder) write(rec audit.Record, appendRecord func(audit.Record) (audi
 		return fmt.Errorf("writing the audit record: %w", err)
 	}
 	return nil
-}
-
-func classify(err error) (outcome, mpCode string) {
-	var mpErr *maskinporten.Error
-	switch {
-	case errors.As(err, &mpErr):
-		return "maskinporten_error", mpErr.MPCode
-	case errors.Is(err, signer.ErrUnavailable), errors.Is(err, signer.ErrBusy):
-		return "hsm_error", ""
-	default:
-		return "error", ""
-	}
 }
 
 // cut shortens s to at most n bytes, on a character boundary, marking the cut.

@@ -19,7 +19,6 @@ import (
 	"github.com/portvakt/portvakt/internal/mptest"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
 	"github.com/portvakt/portvakt/signer"
-	"github.com/portvakt/portvakt/softhsm"
 )
 
 // auditPublicKey opens the world's audit key after the daemon is gone,
@@ -169,7 +168,7 @@ func TestAuditHeadOnTheHSM(t *testing.T) {
 	start := func(opts daemon.Options) (*daemon.Daemon, error) {
 		cfg, err := config.Load(e.cfgFile)
 		if err == nil {
-			err = softhsm.Resolve(cfg)
+			err = resolveDevelopmentHSMs(cfg)
 		}
 		if err != nil {
 			t.Fatal(err)

@@ -187,3 +187,7 @@ func RetryAfter(err error) time.Duration {
 	}
 	return 0
 }
+
+// CloseIdleConnections closes the kept-alive connections to Maskinporten
+// that no request uses, at shutdown.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }

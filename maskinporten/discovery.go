@@ -130,3 +130,6 @@ func ParseMetadata(body []byte, issuer string) (Metadata, error) {
 	}
 	return meta, nil
 }
+
+// CloseIdleConnections closes the kept-alive connections no request uses.
+func (d *Discovery) CloseIdleConnections() { d.http.CloseIdleConnections() }

@@ -22,6 +22,7 @@ type Metrics struct {
 	HSMUp              *prometheus.GaugeVec     // environment, hsm
 	MaskinportenSecs   *prometheus.HistogramVec // environment
 	MaskinportenErrors *prometheus.CounterVec   // environment, mp_code
+	BreakerOpen        *prometheus.GaugeVec     // environment
 	CertNotAfter       *prometheus.GaugeVec     // environment
 	CertExpiringSoon   *prometheus.GaugeVec     // environment
 	PolicyReloads      *prometheus.CounterVec   // result
@@ -51,6 +52,8 @@ func New() *Metrics {
 		HSMErrors: f.counter("hsm_errors_total", "Failed HSM signatures."),
 		HSMUp: f.gaugeVec("hsm_up",
 			"1 while the HSM token holding the environment's key answers, else 0 (probed every hsm probe_interval).", "environment", "hsm"),
+		BreakerOpen: f.gaugeVec("maskinporten_breaker_open",
+			"1 while the environment's circuit breaker holds attempts at Maskinporten back (after failures in a row; cached tokens are still served), else 0.", "environment"),
 		MaskinportenSecs: f.histogramVec("maskinporten_request_seconds",
 			"Time a token request to Maskinporten took, each attempt counted.", prometheus.DefBuckets, "environment"),
 		MaskinportenErrors: f.counterVec("maskinporten_errors_total",

@@ -47,7 +47,7 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 	// which field (never what it held).
 	r, err := s.parseRequest(req)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, toStatus(ctx, err)
 	}
 
 	scopes := r.key.ScopeList()
@@ -86,7 +86,7 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 			return nil, s.unrecorded(ctx, recErr)
 		}
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, toStatus(ctx, err)
 		}
 	}
 	return &portvaktv1.GetTokenResponse{
@@ -110,7 +110,7 @@ func (s *Service) rateLimited(ctx context.Context, pol *policy.Policy, caller id
 	if err := s.recorder.RateLimited(ctx, RateLimited{Caller: caller, Client: client, Limit: limit}); err != nil {
 		s.log.ErrorContext(ctx, "audit record of a rate-limited call could not be written", "error", err.Error())
 	}
-	return status.Error(codes.ResourceExhausted, msg)
+	return rateLimitedStatus(msg, limit.PerSecond)
 }
 
 func tokenOrNil(tok maskinporten.Token, err error) *maskinporten.Token {

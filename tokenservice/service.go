@@ -65,14 +65,6 @@ type Service struct {
 	log       *slog.Logger
 }
 
-// observe passes the environment's Maskinporten attempts to the observer.
-func (s *Service) observe(env *Environment) func(maskinporten.Attempt) {
-	if s.observer == nil {
-		return nil
-	}
-	return func(a maskinporten.Attempt) { s.observer(env.Config.Name, a) }
-}
-
 // New assembles the service.
 func New(opts Options) (*Service, error) {
 	if len(opts.Environments) == 0 {
@@ -108,35 +100,19 @@ func New(opts Options) (*Service, error) {
 // CacheStats reports the token cache's counters, for metrics.
 func (s *Service) CacheStats() tokencache.Stats { return s.cache.Stats() }
 
-// fetch is the cache's way to a new token: a grant signed in the HSM,
-// recorded before it is sent, posted to the environment's token endpoint.
-func (s *Service) fetch(ctx context.Context, key tokencache.Key) (maskinporten.Token, error) {
-	env := s.envs[key.Environment]
-	endpoint := env.Config.TokenEndpoint
-	if env.Discovery {
-		var err error
-		if endpoint, err = s.discovery.TokenEndpoint(ctx, env.Config); err != nil {
-			return maskinporten.Token{}, err
-		}
-	}
-	return s.client.Token(ctx, maskinporten.Exchange{
-		Endpoint: endpoint,
-		Builder:  env.Builder,
-		Request: maskinporten.GrantRequest{
-			Issuer:      env.Config.Issuer,
-			ClientID:    env.ClientID,
-			Scopes:      key.ScopeList(),
-			Resource:    key.Resource,
-			ConsumerOrg: key.ConsumerOrg,
-		},
-		BeforePost: func(ctx context.Context, g maskinporten.Grant) error {
-			if err := s.recorder.KeyUse(ctx, KeyUse{Environment: env, Key: key, Grant: g}); err != nil {
-				return fmt.Errorf("%w: %w", ErrNotRecorded, err)
-			}
-			return nil
-		},
-		Observe: s.observe(env),
-	})
+// MaskinportenDown reports whether the environment's circuit breaker is
+// open: Maskinporten failed it too often of late, and only cached tokens
+// are served until a probe gets through.
+func (s *Service) MaskinportenDown(env string) bool { return s.cache.BreakerOpen(env) }
+
+// Close stops the background refreshes and the fetches in flight, and
+// waits for them until ctx ends. Calls after it get UNAVAILABLE.
+func (s *Service) Close(ctx context.Context) error {
+	err := s.cache.Close(ctx)
+	// Nothing posts any more: the connections kept alive for it go.
+	s.client.CloseIdleConnections()
+	s.discovery.CloseIdleConnections()
+	return err
 }
 
 // Environments are the environments served, by name.

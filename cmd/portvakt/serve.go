@@ -79,8 +79,11 @@ func loadConfig(file string) (*config.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := softhsm.Resolve(cfg); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+	for i := range cfg.HSMs {
+		h := &cfg.HSMs[i]
+		if h.Module, err = softhsm.Resolve(h.SoftHSMDir, h.Module); err != nil {
+			return nil, fmt.Errorf("%s: HSM %s: %w", file, h.Name, err)
+		}
 	}
 	return cfg, nil
 }

@@ -34,18 +34,12 @@ func (f *tokenFlags) register(fs *pflag.FlagSet) {
 
 // modulePath resolves the module, pointing SoftHSM2 at --softhsm-dir.
 func (f *tokenFlags) modulePath() (string, error) {
-	if f.softhsmDir != "" {
-		if err := softhsm.Dir(f.softhsmDir).Activate(); err != nil {
-			return "", err
-		}
-	}
 	if f.module != "" {
 		if _, err := os.Stat(f.module); err != nil {
 			return "", fmt.Errorf("--module: %w", err)
 		}
-		return f.module, nil
 	}
-	return softhsm.FindModule()
+	return softhsm.Resolve(f.softhsmDir, f.module)
 }
 
 // token resolves everything needed to log in.
