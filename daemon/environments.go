@@ -48,7 +48,7 @@ func (d *Daemon) openEnvironments() ([]*tokenservice.Environment, error) {
 		if err := checkCertificate(s.Certificate(), e.Name, time.Now()); err != nil {
 			return nil, err
 		}
-		builder, err := maskinporten.NewGrantBuilder(d.metrics.InstrumentSigner(s), maskinporten.GrantOptions{Alg: e.GrantAlg, KeyID: e.KeyIDHeader})
+		builder, err := maskinporten.NewGrantBuilder(s, maskinporten.GrantOptions{Alg: e.GrantAlg, KeyID: e.KeyIDHeader})
 		if err != nil {
 			return nil, fmt.Errorf("environment %s: %w", e.Name, err)
 		}
@@ -84,7 +84,7 @@ func (d *Daemon) openToken(h *config.HSM) (*signer.Token, error) {
 	tok, err := signer.OpenToken(signer.TokenConfig{
 		Name: h.Name, Module: access.Module, TokenLabel: access.Label, PIN: access.PIN,
 		MaxSessions: h.MaxSessions, SessionWait: h.SessionWait, ProbeInterval: h.ProbeInterval,
-		Logger: d.log, OnChange: d.updateHealth,
+		Logger: d.log, OnChange: d.updateHealth, ObserveSign: d.metrics.ObserveSign,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("HSM %s: %w", h.Name, err)

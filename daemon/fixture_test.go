@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/portvakt/portvakt/internal/logbuffer"
 	"github.com/portvakt/portvakt/softhsm"
 
@@ -105,7 +107,9 @@ type env struct {
 	cancel     context.CancelFunc
 	done       chan error
 
-	logs                  *logbuffer.Buffer
+	logs *logbuffer.Buffer
+	// clock, when set before serve, is the daemon's token clock.
+	clock                 clockwork.Clock
 	cfgFile               string
 	ca                    *tlsCA // issues the mTLS client certificates
 	clientCert, clientKey string
@@ -228,7 +232,7 @@ func (e *env) serve(t testing.TB) {
 	// Logged as in production (every call), to a buffer the test can read:
 	// the cost stays in the benchmarks, the noise out of the test output.
 	e.logs = &logbuffer.Buffer{}
-	d, err := daemon.New(cfg, daemon.Options{Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
+	d, err := daemon.New(cfg, daemon.Options{Logger: slog.New(slog.NewJSONHandler(e.logs, nil)), Clock: e.clock})
 	if err != nil {
 		t.Fatal(err)
 	}

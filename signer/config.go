@@ -39,6 +39,9 @@ type TokenConfig struct {
 	// stopped recovering; it reads the new state with Health. It is called
 	// without locks held and may be called more than once per change.
 	OnChange func()
+	// ObserveSign, when set, is told of every signature: how long it took
+	// and its error, for metrics.
+	ObserveSign func(d time.Duration, err error)
 }
 
 // KeyConfig selects one private key on a token.

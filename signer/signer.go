@@ -108,6 +108,17 @@ func (s *Signer) Health() error { return s.token.Health() }
 // of sessions or memory) Sign waits, up to the token's session wait, and
 // then fails with ErrBusy; neither starts a reconnection.
 func (s *Signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	observe := s.token.cfg.ObserveSign
+	if observe == nil {
+		return s.sign(digest, opts)
+	}
+	start := time.Now()
+	sig, err := s.sign(digest, opts)
+	observe(time.Since(start), err)
+	return sig, err
+}
+
+func (s *Signer) sign(digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if err := checkDigest(digest, opts); err != nil {
 		return nil, err
 	}

@@ -72,7 +72,7 @@ func Classify(ctx context.Context, err error) Failure {
 		if !advised {
 			retry = fallback
 		}
-		return Failure{Code: codes.Unavailable, Outcome: outcome, Message: what + "; retry in " + retry.String() + ": " + err.Error(), RetryAfter: retry}
+		return Failure{Code: codes.Unavailable, Outcome: outcome, Message: what + "; retry with back-off: " + err.Error(), RetryAfter: retry}
 	}
 	switch {
 	case errors.As(err, &field):
