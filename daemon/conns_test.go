@@ -236,14 +236,7 @@ func TestDeadPeerClosed(t *testing.T) {
 
 	w := mptest.New(t, mptest.Options{})
 	e := startDaemon(t, w, withGRPC("max_connection_idle: 1h, keepalive_time: 1s, keepalive_timeout: 1s"))
-	c, err := net.Dial("unix", e.daemon.Addresses()["unix"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Write(http2Preface); err != nil {
-		t.Fatal(err)
-	}
+	c := dialPreface(t, e)
 	// Read what the daemon sends (its settings, its pings) without ever
 	// answering, until it closes. A hang guard, not a speed claim.
 	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
@@ -258,14 +251,7 @@ func TestDeadPeerClosed(t *testing.T) {
 func TestMaxConcurrentStreamsAdvertised(t *testing.T) {
 	w := mptest.New(t, mptest.Options{})
 	e := startDaemon(t, w, withGRPC("max_concurrent_streams: 7"))
-	c, err := net.Dial("unix", e.daemon.Addresses()["unix"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Write(http2Preface); err != nil {
-		t.Fatal(err)
-	}
+	c := dialPreface(t, e)
 	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second)) // a hang guard
 	// The server's first frame is its SETTINGS: a 9-byte header (length,
 	// type 4, flags, stream 0), then 6 bytes a setting (id, value).
@@ -291,4 +277,19 @@ func TestMaxConcurrentStreamsAdvertised(t *testing.T) {
 		}
 	}
 	t.Fatalf("the daemon's settings %x bound no streams", body)
+}
+
+// dialPreface connects to the daemon's socket and sends the HTTP/2 client
+// preface, and nothing more.
+func dialPreface(t *testing.T, e *env) net.Conn {
+	t.Helper()
+	c, err := net.Dial("unix", e.daemon.Addresses()["unix"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if _, err := c.Write(http2Preface); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -245,6 +245,11 @@ func (d *Daemon) shutdown() {
 	}
 }
 
+// close releases everything in the order the work depends on: the
+// listeners (no new calls), the token cache (its refreshes and fetches sign
+// and record), the policy watcher, the last checkpoint (it signs with the
+// audit key), the HSM tokens, and last the audit log, whose final record's
+// hash is logged as the anchor once nothing can write after it.
 func (d *Daemon) close() {
 	for _, s := range d.servers {
 		s.grpc.Stop()

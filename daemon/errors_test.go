@@ -1,7 +1,9 @@
 package daemon_test
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -9,6 +11,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/portvakt/portvakt/internal/mptest"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
@@ -70,5 +73,34 @@ func TestInvalidUTF8IsABadRequest(t *testing.T) {
 				t.Fatalf("the refused call is not in the daemon's log:\n%s", e.logs.String())
 			}
 		})
+	}
+}
+
+// TestImpossibleMinValidityIsABadRequest: a min_validity no token can
+// meet (119.9 s of Maskinporten's 120 s tokens) is INVALID_ARGUMENT giving
+// the longest allowed, and costs one fetch, not a signature and a POST on
+// every call as it did.
+func TestImpossibleMinValidityIsABadRequest(t *testing.T) {
+	w := mptest.New(t, mptest.Options{})
+	e := startDaemon(t, w)
+	req := &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim", MinValidity: durationpb.New(119900 * time.Millisecond)}
+	for i := range 5 {
+		_, _, err := call(t, e, req)
+		st := status.Convert(err)
+		if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "the longest min_validity allowed is 1m0s") {
+			t.Fatalf("call %d: %v, want INVALID_ARGUMENT giving the longest allowed", i, err)
+		}
+		var field string
+		for _, d := range st.Details() {
+			if bad, ok := d.(*errdetails.BadRequest); ok && len(bad.GetFieldViolations()) == 1 {
+				field = bad.GetFieldViolations()[0].GetField()
+			}
+		}
+		if field != "min_validity" {
+			t.Fatalf("call %d: BadRequest names %q, want min_validity", i, field)
+		}
+	}
+	if n := w.Sim.Stats().TokenRequests; n != 1 {
+		t.Fatalf("5 calls cost %d POSTs, want the 1 that learnt the tokens' lifetime", n)
 	}
 }

@@ -113,6 +113,43 @@ func startProcessLimited(t *testing.T, e *env, limits processLimits, serveFlags 
 	return p
 }
 
+// load is four clients asking the daemon for tokens in a loop.
+type load struct {
+	cancel context.CancelFunc
+	got    chan received
+	failed chan error
+	tokens []received
+}
+
+// startLoad starts the clients and returns once they got atLeast tokens.
+func startLoad(t *testing.T, api portvaktv1.TokenServiceClient, atLeast int) *load {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+	l := &load{cancel: cancel, got: make(chan received, 10000), failed: make(chan error, 4)}
+	for worker := range 4 {
+		go fetchLoop(ctx, api, worker, l.got, l.failed)
+	}
+	for len(l.tokens) < atLeast {
+		l.tokens = append(l.tokens, <-l.got)
+	}
+	return l
+}
+
+// drain waits for every client to notice the daemon gone and returns all
+// the tokens they received.
+func (l *load) drain() []received {
+	for range 4 {
+		<-l.failed
+	}
+	l.cancel()
+	close(l.got)
+	for r := range l.got {
+		l.tokens = append(l.tokens, r)
+	}
+	return l.tokens
+}
+
 // received is a token a client got, and the request id it came with.
 type received struct {
 	requestID, token string
@@ -163,42 +200,15 @@ func issuedByRequest(t *testing.T, files []string) (issued map[string]audit.Reco
 	return issued, signed
 }
 
-// TestKillNineUnderLoad kills the daemon with SIGKILL while four clients
-// keep it signing, then checks that the audit verifies and that every
-// token a client received has its outcome and signature records; then
-// that a restarted daemon continues the chain.
-func TestKillNineUnderLoad(t *testing.T) {
-	w := mptest.New(t, mptest.Options{})
-	e := prepare(t, w)
-	p := startProcess(t, e, 0)
-
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	got, failed := make(chan received, 10000), make(chan error, 4)
-	for worker := range 4 {
-		go fetchLoop(ctx, p.api, worker, got, failed)
-	}
-	var tokens []received
-	for len(tokens) < 40 {
-		tokens = append(tokens, <-got)
-	}
-	if err := p.cmd.Process.Kill(); err != nil { // SIGKILL, mid-load
-		t.Fatal(err)
-	}
-	_ = p.cmd.Wait()
-	for range 4 {
-		<-failed // every client notices
-	}
-	cancel()
-	close(got)
-	for r := range got {
-		tokens = append(tokens, r)
-	}
-
+// assertTokensAudited checks that the audit log verifies after what
+// happened to the daemon, and that every token a client received has its
+// outcome and signature records.
+func assertTokensAudited(t *testing.T, e *env, tokens []received, after string) audit.VerifyResult {
+	t.Helper()
 	files := auditFiles(t, e)
 	res, err := audit.Verify(files...)
 	if err != nil {
-		t.Fatalf("after kill -9 the audit does not verify: %v", err)
+		t.Fatalf("after %s the audit does not verify: %v", after, err)
 	}
 	issued, signed := issuedByRequest(t, files)
 	for _, r := range tokens {
@@ -210,6 +220,26 @@ func TestKillNineUnderLoad(t *testing.T) {
 			t.Fatalf("request %s's token came from grant %s, which has no signature record", r.requestID, rec.GrantJTI)
 		}
 	}
+	return res
+}
+
+// TestKillNineUnderLoad kills the daemon with SIGKILL while four clients
+// keep it signing, then checks that the audit verifies and that every
+// token a client received has its outcome and signature records; then
+// that a restarted daemon continues the chain.
+func TestKillNineUnderLoad(t *testing.T) {
+	w := mptest.New(t, mptest.Options{})
+	e := prepare(t, w)
+	p := startProcess(t, e, 0)
+
+	l := startLoad(t, p.api, 40)
+	if err := p.cmd.Process.Kill(); err != nil { // SIGKILL, mid-load
+		t.Fatal(err)
+	}
+	_ = p.cmd.Wait()
+	tokens := l.drain()
+
+	res := assertTokensAudited(t, e, tokens, "kill -9")
 	t.Logf("%d tokens received before the kill, all on record; %d records verified", len(tokens), res.Records)
 
 	// A restart continues the same chain.

@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"context"
 	"fmt"
 	"syscall"
 	"testing"
@@ -11,7 +10,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/portvakt/portvakt/audit"
 	"github.com/portvakt/portvakt/internal/mptest"
 	"github.com/portvakt/portvakt/mpsim"
 )
@@ -34,16 +32,7 @@ func TestShutdownSIGTERMUnderLoad(t *testing.T) {
 	p := startProcess(t, e, 0)
 	w.Sim.SetFaults(mpsim.Faults{Latency: 200 * time.Millisecond})
 
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	got, failed := make(chan received, 10000), make(chan error, 4)
-	for worker := range 4 {
-		go fetchLoop(ctx, p.api, worker, got, failed)
-	}
-	var tokens []received
-	for len(tokens) < 20 {
-		tokens = append(tokens, <-got)
-	}
+	l := startLoad(t, p.api, 20)
 	inFlight := w.Sim.Stats().TokenRequests - w.Sim.Stats().Issued
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -66,31 +55,10 @@ func TestShutdownSIGTERMUnderLoad(t *testing.T) {
 	if took > grace+3*time.Second {
 		t.Errorf("the daemon took %s to exit after SIGTERM, grace %s", took.Round(time.Millisecond), grace)
 	}
-	for range 4 {
-		<-failed // every client notices
-	}
-	cancel()
-	close(got)
-	for r := range got {
-		tokens = append(tokens, r)
-	}
+	tokens := l.drain()
 	t.Logf("SIGTERM with about %d token requests in flight; exited in %s; %d tokens received", inFlight, took.Round(time.Millisecond), len(tokens))
 
-	files := auditFiles(t, e)
-	res, err := audit.Verify(files...)
-	if err != nil {
-		t.Fatalf("after SIGTERM the audit does not verify: %v", err)
-	}
-	issued, signed := issuedByRequest(t, files)
-	for _, r := range tokens {
-		rec, ok := issued[r.requestID]
-		if !ok {
-			t.Fatalf("request %s got a token with no outcome record (%d records in the audit)", r.requestID, res.Records)
-		}
-		if !signed[rec.GrantJTI] {
-			t.Fatalf("request %s's token came from grant %s, which has no signature record", r.requestID, rec.GrantJTI)
-		}
-	}
+	res := assertTokensAudited(t, e, tokens, "SIGTERM")
 	if out, code := verifyProcess(t, e); code != 0 {
 		t.Errorf("portvakt audit verify exited %d after SIGTERM:\n%s", code, out)
 	}
