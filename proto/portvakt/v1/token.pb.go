@@ -67,10 +67,11 @@ type GetTokenRequest struct {
 	// returns it: the token has more than this left, e.g. 60s for a caller
 	// that needs a minute to use it. A cached token with less left is not
 	// returned; a fresh one is fetched. Unset or zero: any unexpired token
-	// (the daemon refreshes cached tokens ahead of expiry anyway). Negative or
-	// more than two hours is INVALID_ARGUMENT; more than a fresh token for
-	// these scopes lasts (120 s by default in Maskinporten, up to what the
-	// scope allows) is FAILED_PRECONDITION.
+	// (the daemon refreshes cached tokens ahead of expiry anyway). Negative,
+	// more than two hours, or more than half what a fresh token for these
+	// scopes lasts (120 s by default in Maskinporten, so 60 s; up to what the
+	// scope allows) is INVALID_ARGUMENT, with a google.rpc.BadRequest naming
+	// min_validity and the message giving the longest allowed.
 	MinValidity   *durationpb.Duration `protobuf:"bytes,5,opt,name=min_validity,json=minValidity,proto3" json:"min_validity,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

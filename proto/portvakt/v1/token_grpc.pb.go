@@ -46,9 +46,11 @@ const (
 // Errors are gRPC status codes; the status message is meant for people and
 // may change, the code is the contract:
 //
-//   - INVALID_ARGUMENT: a request field is wrong. The message names the field
-//     and says why, e.g. "scopes: scope \"svv:ecoc\": a Maskinporten scope
-//     is prefix:name, such as svv:kjoretoy/ecoc". Do not retry unchanged.
+//   - INVALID_ARGUMENT: a request field is wrong (not UTF-8 included). The
+//     message names the field and says why, e.g. "scopes: scope
+//     \"svv:ecoc\": a Maskinporten scope is prefix:name, such as
+//     svv:kjoretoy/ecoc", and a google.rpc.BadRequest names it. Do not retry
+//     unchanged.
 //   - UNAUTHENTICATED: the daemon could not establish who the caller is (no
 //     client certificate, no peer credentials). Nothing else was checked.
 //   - PERMISSION_DENIED: the caller is known but the policy does not allow
@@ -57,9 +59,10 @@ const (
 //     to see what the policy grants.
 //   - UNAVAILABLE: a dependency is down or overloaded: the HSM (restarting,
 //     unreachable, reconnecting, all sessions busy), Maskinporten
-//     (unreachable, HTTP 5xx, rate limiting) or the audit log (no token is
-//     issued that is not on record). Transient: retry with exponential
-//     back-off and jitter.
+//     (unreachable, too slow, HTTP 5xx, rate limiting, its metadata not to
+//     be had, or its circuit breaker open after failures in a row), the
+//     audit log (no token is issued that is not on record), or the daemon
+//     shutting down. Transient: a google.rpc.RetryInfo says when to retry.
 //   - FAILED_PRECONDITION: Maskinporten refused the token request (an HTTP 4xx
 //     OAuth error), so the configuration or the integration must change
 //     before the same request can succeed: a scope not granted to the
@@ -70,9 +73,10 @@ const (
 //     token request: HTTP 400 invalid_scope MP-200: …". Do not retry
 //     unchanged.
 //   - RESOURCE_EXHAUSTED: the caller's client is over the rate limit its
-//     policy sets. Retry later, with back-off.
-//
-// DEADLINE_EXCEEDED, CANCELLED and INTERNAL have their usual gRPC meanings.
+//     policy sets. Retry after the google.rpc.RetryInfo's delay.
+//   - DEADLINE_EXCEEDED, CANCELLED: the caller's own deadline or
+//     cancellation, only: the daemon's own time limits are UNAVAILABLE.
+//   - INTERNAL: a bug in the daemon; its log has the request id.
 type TokenServiceClient interface {
 	// GetToken returns an access token for the given scopes in the given
 	// environment, from the daemon's cache when one with enough validity left
@@ -84,9 +88,9 @@ type TokenServiceClient interface {
 	// environment), UNAUTHENTICATED, PERMISSION_DENIED (the policy does not
 	// grant this environment, scope or consumer organisation to the caller),
 	// RESOURCE_EXHAUSTED (the client's rate limit), UNAVAILABLE (HSM,
-	// Maskinporten or audit log down: retry with back-off),
+	// Maskinporten or audit log down: retry after the RetryInfo's delay),
 	// FAILED_PRECONDITION (Maskinporten refused: carries the MP code and
-	// description; or even a fresh token would not last min_validity).
+	// description).
 	GetToken(ctx context.Context, in *GetTokenRequest, opts ...grpc.CallOption) (*GetTokenResponse, error)
 	// WhoAmI returns the caller's identity as the daemon sees it and what the
 	// policy grants it: for debugging access with grpcurl. It succeeds for
@@ -154,9 +158,11 @@ func (c *tokenServiceClient) ListEnvironments(ctx context.Context, in *ListEnvir
 // Errors are gRPC status codes; the status message is meant for people and
 // may change, the code is the contract:
 //
-//   - INVALID_ARGUMENT: a request field is wrong. The message names the field
-//     and says why, e.g. "scopes: scope \"svv:ecoc\": a Maskinporten scope
-//     is prefix:name, such as svv:kjoretoy/ecoc". Do not retry unchanged.
+//   - INVALID_ARGUMENT: a request field is wrong (not UTF-8 included). The
+//     message names the field and says why, e.g. "scopes: scope
+//     \"svv:ecoc\": a Maskinporten scope is prefix:name, such as
+//     svv:kjoretoy/ecoc", and a google.rpc.BadRequest names it. Do not retry
+//     unchanged.
 //   - UNAUTHENTICATED: the daemon could not establish who the caller is (no
 //     client certificate, no peer credentials). Nothing else was checked.
 //   - PERMISSION_DENIED: the caller is known but the policy does not allow
@@ -165,9 +171,10 @@ func (c *tokenServiceClient) ListEnvironments(ctx context.Context, in *ListEnvir
 //     to see what the policy grants.
 //   - UNAVAILABLE: a dependency is down or overloaded: the HSM (restarting,
 //     unreachable, reconnecting, all sessions busy), Maskinporten
-//     (unreachable, HTTP 5xx, rate limiting) or the audit log (no token is
-//     issued that is not on record). Transient: retry with exponential
-//     back-off and jitter.
+//     (unreachable, too slow, HTTP 5xx, rate limiting, its metadata not to
+//     be had, or its circuit breaker open after failures in a row), the
+//     audit log (no token is issued that is not on record), or the daemon
+//     shutting down. Transient: a google.rpc.RetryInfo says when to retry.
 //   - FAILED_PRECONDITION: Maskinporten refused the token request (an HTTP 4xx
 //     OAuth error), so the configuration or the integration must change
 //     before the same request can succeed: a scope not granted to the
@@ -178,9 +185,10 @@ func (c *tokenServiceClient) ListEnvironments(ctx context.Context, in *ListEnvir
 //     token request: HTTP 400 invalid_scope MP-200: …". Do not retry
 //     unchanged.
 //   - RESOURCE_EXHAUSTED: the caller's client is over the rate limit its
-//     policy sets. Retry later, with back-off.
-//
-// DEADLINE_EXCEEDED, CANCELLED and INTERNAL have their usual gRPC meanings.
+//     policy sets. Retry after the google.rpc.RetryInfo's delay.
+//   - DEADLINE_EXCEEDED, CANCELLED: the caller's own deadline or
+//     cancellation, only: the daemon's own time limits are UNAVAILABLE.
+//   - INTERNAL: a bug in the daemon; its log has the request id.
 type TokenServiceServer interface {
 	// GetToken returns an access token for the given scopes in the given
 	// environment, from the daemon's cache when one with enough validity left
@@ -192,9 +200,9 @@ type TokenServiceServer interface {
 	// environment), UNAUTHENTICATED, PERMISSION_DENIED (the policy does not
 	// grant this environment, scope or consumer organisation to the caller),
 	// RESOURCE_EXHAUSTED (the client's rate limit), UNAVAILABLE (HSM,
-	// Maskinporten or audit log down: retry with back-off),
+	// Maskinporten or audit log down: retry after the RetryInfo's delay),
 	// FAILED_PRECONDITION (Maskinporten refused: carries the MP code and
-	// description; or even a fresh token would not last min_validity).
+	// description).
 	GetToken(context.Context, *GetTokenRequest) (*GetTokenResponse, error)
 	// WhoAmI returns the caller's identity as the daemon sees it and what the
 	// policy grants it: for debugging access with grpcurl. It succeeds for
