@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
 
 	"github.com/portvakt/portvakt/orgno"
 )
@@ -25,6 +26,11 @@ type Server struct {
 	clients map[string]*registeredClient
 	// delegations maps consumer org → scope → supplier client ids.
 	delegations map[orgno.Number]map[string]map[string]bool
+	// access maps the organisations of Config.ConsumerAccess to their
+	// own scopes; an organisation absent here is not known.
+	access map[orgno.Number]map[string]bool
+	// systemUsers are Config.SystemUsers with their ids filled in.
+	systemUsers []SystemUser
 	roots       *x509.CertPool
 	key         *rsa.PrivateKey
 	kid         string
@@ -60,6 +66,8 @@ func New(cfg Config) (*Server, error) {
 		cfg:         cfg,
 		clients:     make(map[string]*registeredClient, len(cfg.Clients)),
 		delegations: make(map[orgno.Number]map[string]map[string]bool),
+		access:      make(map[orgno.Number]map[string]bool, len(cfg.ConsumerAccess)),
+		systemUsers: slices.Clone(cfg.SystemUsers),
 		roots:       x509.NewCertPool(),
 		key:         cfg.SigningKey,
 		burned:      make(map[string]time.Time),
@@ -102,6 +110,18 @@ func New(cfg Config) (*Server, error) {
 			byScope[sc][d.SupplierClientID] = true
 		}
 	}
+	for _, a := range cfg.ConsumerAccess {
+		scopes := make(map[string]bool, len(a.Scopes))
+		for _, sc := range a.Scopes {
+			scopes[sc] = true
+		}
+		s.access[a.Org] = scopes
+	}
+	for i := range s.systemUsers {
+		if s.systemUsers[i].ID == "" {
+			s.systemUsers[i].ID = uuid.NewString()
+		}
+	}
 	if s.key == nil {
 		key, err := rsa.GenerateKey(rand.Reader, signingKeyBits)
 		if err != nil {
@@ -115,6 +135,10 @@ func New(cfg Config) (*Server, error) {
 	s.faults.Store(&cfg.Faults)
 	return s, nil
 }
+
+// SystemUsers returns the configured system users, with the ids New made
+// for those that had none.
+func (s *Server) SystemUsers() []SystemUser { return slices.Clone(s.systemUsers) }
 
 // Issuer returns the issuer identifier the server was configured with.
 func (s *Server) Issuer() string { return s.cfg.Issuer }
