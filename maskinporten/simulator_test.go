@@ -207,7 +207,7 @@ func TestSimulatorRefusals(t *testing.T) {
 			req.ConsumerOrg = mptest.ConsumerOrg
 			return attempt{builder: w.builder(t, GrantOptions{}), request: req}
 		}},
-		{"no delegation at all", 403, "forbidden", "MP-250", func(t *testing.T) attempt {
+		{"no delegation at all", 403, "forbidden", "MP-251", func(t *testing.T) attempt {
 			req := w.request(mptest.ScopeDelegated)
 			req.ConsumerOrg = mptest.StrangerOrg
 			return attempt{builder: w.builder(t, GrantOptions{}), request: req}
