@@ -56,6 +56,15 @@ type Config struct {
 	// ClockSkew is the largest allowed |iat - now|. Zero means
 	// DefaultClockSkew.
 	ClockSkew time.Duration
+	// ClockOffset sets the simulator's clock ahead of (or, negative,
+	// behind) the real one: its time is the real time (or the clock set
+	// with Server.SetClock) plus the offset. Every check of iat, exp and
+	// certificate validity, the iat and exp of issued tokens and the HTTP
+	// Date header of every response use the simulator's time, so a
+	// client's clock can be made to be off, as against a Maskinporten
+	// whose clock differs from the client's. Change it with
+	// Server.SetClockOffset.
+	ClockOffset time.Duration
 	// Faults are injected from the start; change them with
 	// Server.SetFaults.
 	Faults Faults

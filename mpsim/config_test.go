@@ -139,6 +139,24 @@ func TestLoadConfigErrors(t *testing.T) {
 	}
 }
 
+func TestLoadConfigClockOffset(t *testing.T) {
+	dir := writeConfigDir(t)
+	path := filepath.Join(dir, "config.yaml")
+	data, _ := os.ReadFile(path)
+	edited := strings.Replace(string(data), "clock_skew: 10s\n", "clock_skew: 10s\nclock_offset: -30s\n", 1)
+	if edited == string(data) {
+		t.Fatal("the edit changed nothing; testdata/example.yaml changed?")
+	}
+	os.WriteFile(path, []byte(edited), 0o644)
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	if cfg.ClockOffset != -30*time.Second {
+		t.Errorf("ClockOffset = %s, want -30s", cfg.ClockOffset)
+	}
+}
+
 func TestLoadConfigWithoutIssuer(t *testing.T) {
 	dir := writeConfigDir(t)
 	path := filepath.Join(dir, "config.yaml")

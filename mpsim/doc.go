@@ -48,7 +48,9 @@
 //
 // Refusals are JSON {"error", "error_description"}, the description in
 // DescriptionFormat: "<message> (MP-xxx) [trace_id: <16 hex digits>]". Every
-// response carries the trace id in X-Trace-Id.
+// response carries the trace id in X-Trace-Id, and a Date header with the
+// simulator's time (the real time plus Config.ClockOffset), as
+// Maskinporten's responses carry its own.
 //
 // A successful answer is {"access_token", "token_type": "Bearer",
 // "expires_in", "scope"} with Cache-Control: no-store. The access token is
@@ -66,6 +68,7 @@
 //	issuer: http://127.0.0.1:8089/         # must end with "/"; optional for cmd/maskinporten-sim
 //	token_lifetime: 120s                   # expires_in of access tokens; default 120s
 //	clock_skew: 10s                        # allowed |iat - now|; default 10s
+//	clock_offset: 0s                       # the simulator's clock is the real one plus this; default 0s
 //	trust_roots: [ca/root.pem]             # PEM files of CA certificates x5c chains must lead to
 //	clients:
 //	  - client_id: portvakt-demo           # the grant's iss

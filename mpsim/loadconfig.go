@@ -19,6 +19,7 @@ type fileConfig struct {
 	Issuer        string           `yaml:"issuer"`
 	TokenLifetime time.Duration    `yaml:"token_lifetime"`
 	ClockSkew     time.Duration    `yaml:"clock_skew"`
+	ClockOffset   time.Duration    `yaml:"clock_offset"`
 	TrustRoots    []string         `yaml:"trust_roots"`
 	Clients       []fileClient     `yaml:"clients"`
 	Delegations   []fileDelegation `yaml:"delegations"`
@@ -79,6 +80,7 @@ func (fc *fileConfig) resolve(dir string) (Config, error) {
 		Issuer:        fc.Issuer,
 		TokenLifetime: fc.TokenLifetime,
 		ClockSkew:     fc.ClockSkew,
+		ClockOffset:   fc.ClockOffset,
 		Faults:        fc.Faults,
 	}
 	var errs []error

@@ -31,6 +31,7 @@ type Server struct {
 	parser      *jwt.Parser
 
 	clock  atomic.Pointer[func() time.Time]
+	offset atomic.Int64 // a time.Duration added to clock
 	faults atomic.Pointer[Faults]
 
 	mu        sync.Mutex
@@ -110,6 +111,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.kid = thumbprint(&s.key.PublicKey)
 	s.SetClock(nil)
+	s.SetClockOffset(cfg.ClockOffset)
 	s.faults.Store(&cfg.Faults)
 	return s, nil
 }
@@ -117,8 +119,9 @@ func New(cfg Config) (*Server, error) {
 // Issuer returns the issuer identifier the server was configured with.
 func (s *Server) Issuer() string { return s.cfg.Issuer }
 
-// SetClock replaces the clock used for grant times, certificate validity
-// and token times, so tests can move time; nil restores time.Now.
+// SetClock replaces the clock used for grant times, certificate validity,
+// token times and the Date header, so tests can move time; nil restores
+// time.Now. The clock offset is added to it.
 func (s *Server) SetClock(now func() time.Time) {
 	if now == nil {
 		now = time.Now
@@ -126,7 +129,20 @@ func (s *Server) SetClock(now func() time.Time) {
 	s.clock.Store(&now)
 }
 
-func (s *Server) now() time.Time { return (*s.clock.Load())() }
+// SetClockOffset sets the simulator's clock d ahead of the clock (d < 0:
+// behind), replacing Config.ClockOffset. It is safe to call while the
+// server is serving and takes effect for the next time the simulator
+// reads its clock.
+func (s *Server) SetClockOffset(d time.Duration) { s.offset.Store(int64(d)) }
+
+// ClockOffset returns the offset set with Config.ClockOffset or
+// SetClockOffset.
+func (s *Server) ClockOffset() time.Duration { return time.Duration(s.offset.Load()) }
+
+// now is the simulator's time: its clock plus its offset.
+func (s *Server) now() time.Time {
+	return (*s.clock.Load())().Add(time.Duration(s.offset.Load()))
+}
 
 // PublicKeys returns the keys that sign access tokens, by kid, as /jwk
 // publishes them, so tests can verify issued tokens without HTTP.
@@ -146,7 +162,8 @@ func (s *Server) BaseURL() string {
 
 // Handler returns the simulator's HTTP handler. It serves, below the base
 // URL's path (normally "/"): token, .well-known/oauth-authorization-server
-// and jwk. Every response carries an X-Trace-Id header.
+// and jwk. Every response carries an X-Trace-Id header and a Date header
+// from the simulator's clock.
 func (s *Server) Handler() http.Handler {
 	// Validated as a URL in New.
 	u, _ := url.Parse(s.BaseURL())

@@ -78,6 +78,10 @@ type Options struct {
 	// it from being finalised and initialised again after an outage, as a
 	// daemon alone in its process can.
 	NoSigner bool
+	// ClockOffset sets the simulator's clock this far ahead of the real
+	// one (negative: behind), as mpsim.Config.ClockOffset; change it later
+	// with World.Sim.SetClockOffset.
+	ClockOffset time.Duration
 }
 
 // New builds a world; everything is closed when the test ends.
@@ -103,6 +107,7 @@ func New(t testing.TB, opts Options) *World {
 	sim, err := mpsim.New(mpsim.Config{
 		Issuer:        issuer,
 		TokenLifetime: opts.TokenLifetime,
+		ClockOffset:   opts.ClockOffset,
 		TrustRoots:    []*x509.Certificate{ca.Root},
 		Clients: []mpsim.Client{
 			{ID: ClientID, OrgNumber: OwnOrg, Scopes: []string{ScopeOwn, ScopeDelegated, ScopeElsewhere}},
