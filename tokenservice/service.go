@@ -26,6 +26,11 @@ type Environment struct {
 	Builder   *maskinporten.GrantBuilder
 	Signer    *signer.Signer
 	Discovery bool
+	// Clock, when set, learns Maskinporten's clock from every answer to
+	// the environment's grants, and a grant refused for its time (MP-130)
+	// is made again once when the answer moved it. Builder should make
+	// its grants on it (GrantOptions.Now = Clock.Now).
+	Clock *maskinporten.Clock
 }
 
 // Policies gives the policy in force; *policy.Store is one.
