@@ -121,3 +121,21 @@ func clockOffset(t *testing.T, e *env) float64 {
 	}
 	return v
 }
+
+// TestClockFromDiscovery: with discovery, the metadata's Date teaches the
+// clock before the first grant, which is then not refused at all.
+func TestClockFromDiscovery(t *testing.T) {
+	w := mptest.New(t, mptest.Options{ClockOffset: 30 * time.Second})
+	e := startDaemon(t, w, func(cfg string) string {
+		return strings.Replace(cfg, "key_label: eseal}", "key_label: eseal, discovery: true}", 1)
+	})
+	if _, _, err := call(t, e, &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim"}); err != nil {
+		t.Fatal(err)
+	}
+	if st := w.Sim.Stats(); st.TokenRequests != 1 || st.Refused["MP-130"] != 0 {
+		t.Errorf("the simulator saw %d token requests, %d MP-130 refusals; want 1 and 0: the metadata's Date set the clock", st.TokenRequests, st.Refused["MP-130"])
+	}
+	if offset := clockOffset(t, e); math.Abs(offset-30) > 2 {
+		t.Errorf("portvakt_maskinporten_clock_offset_seconds = %v, want 30 ± 2", offset)
+	}
+}

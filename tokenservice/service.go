@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"time"
 
 	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/policy"
@@ -98,8 +99,20 @@ func New(opts Options) (*Service, error) {
 		s.envNames = append(s.envNames, e.Config.Name)
 	}
 	sort.Strings(s.envNames)
+	s.discovery.ObserveDates(s.observeMetadataDate)
 	s.cache = tokencache.New(s.fetch, opts.Cache)
 	return s, nil
+}
+
+// observeMetadataDate gives the Date of an issuer's metadata to the clocks
+// of the environments that discover their endpoint from it: their first
+// grant is then made on Maskinporten's clock already.
+func (s *Service) observeMetadataDate(issuer, date string, sent, received time.Time) {
+	for _, e := range s.envs {
+		if e.Discovery && e.Clock != nil && e.Config.Issuer == issuer {
+			e.Clock.Observe(date, sent, received)
+		}
+	}
 }
 
 // CacheStats reports the token cache's counters, for metrics.
