@@ -26,15 +26,22 @@ func TestClockDrift(t *testing.T) {
 		t.Run(ahead.String(), func(t *testing.T) {
 			w := mptest.New(t, mptest.Options{ClockOffset: ahead})
 			e := startDaemon(t, w)
-			get := func(resource string) {
+			// get is one GetToken call, a miss; it checks the call signed
+			// wantSigs grants, each with its own jti and audit record.
+			get := func(resource string, wantSigs int) {
 				t.Helper()
 				req := &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim", Resource: resource}
 				_, id, err := call(t, e, req)
 				if err != nil {
 					t.Fatalf("a token with Maskinporten %v ahead: %v", ahead, err)
 				}
-				if sigs := len(byRequest(auditOf(t, e), id)["signature"]); sigs > 2 {
-					t.Fatalf("one call signed %d grants, want at most 2", sigs)
+				records := byRequest(auditOf(t, e), id)
+				sigs := records["signature"]
+				if len(sigs) != wantSigs || (wantSigs == 2 && sigs[0].GrantJTI == sigs[1].GrantJTI) {
+					t.Fatalf("one call signed %v, want %d grants with distinct jtis", kindsOf(records), wantSigs)
+				}
+				if out := records["outcome"]; len(out) != 1 || out[0].Outcome != "issued" || out[0].GrantJTI != sigs[len(sigs)-1].GrantJTI {
+					t.Fatalf("the call's outcome %+v, want one, issued, from its last grant", out)
 				}
 			}
 			simSaw := func(requests, refused int) {
@@ -46,10 +53,10 @@ func TestClockDrift(t *testing.T) {
 			}
 
 			// One call: a refused grant and the one made again.
-			get("")
+			get("", 2)
 			simSaw(2, 1)
 			// Another key, another miss: made on Maskinporten's clock at once.
-			get("https://a.example/")
+			get("https://a.example/", 1)
 			simSaw(3, 1)
 
 			offset := clockOffset(t, e)
@@ -62,9 +69,9 @@ func TestClockDrift(t *testing.T) {
 
 			// The clocks agree again: one refusal, and the clock follows.
 			w.Sim.SetClockOffset(0)
-			get("https://b.example/")
+			get("https://b.example/", 2)
 			simSaw(5, 2)
-			get("https://c.example/")
+			get("https://c.example/", 1)
 			simSaw(6, 2)
 			if offset := clockOffset(t, e); math.Abs(offset) > 2 {
 				t.Errorf("portvakt_maskinporten_clock_offset_seconds = %v after the clocks agree, want 0 ± 2", offset)
