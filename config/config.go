@@ -156,6 +156,12 @@ type Maskinporten struct {
 	// request_timeout + 5 s: one slow attempt and one back-off, so that a
 	// caller hears of an outage soon.
 	RetryDeadline time.Duration `yaml:"retry_deadline"`
+	// ClockThreshold: when the host's clock is further than this from
+	// Maskinporten's (learnt from the Date of its answers), grants' iat
+	// and exp follow Maskinporten's clock; Maskinporten refuses an iat
+	// more than 10 s off. Under it the host's own time is used. Default
+	// 3 s; not negative.
+	ClockThreshold time.Duration `yaml:"clock_threshold"`
 }
 
 // GRPC tunes the server.

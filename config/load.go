@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/portvakt/portvakt/internal/strictyaml"
+	"github.com/portvakt/portvakt/maskinporten"
 )
 
 // Load reads, completes and checks the configuration. Relative paths in it
@@ -106,6 +107,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
+	}
+	if c.Maskinporten.ClockThreshold == 0 {
+		c.Maskinporten.ClockThreshold = maskinporten.DefaultClockThreshold
 	}
 	if c.Certificates.WarnBefore == 0 {
 		c.Certificates.WarnBefore = 30 * 24 * time.Hour

@@ -32,6 +32,7 @@ func (c *Config) Validate() error {
 	v.require(b.Threshold >= 0 && b.CoolDown >= 0 && b.MaxCoolDown >= 0, "cache.breaker: values must not be negative")
 	v.require(b.CoolDown == 0 || b.MaxCoolDown == 0 || b.CoolDown <= b.MaxCoolDown, "cache.breaker: cool_down must not be longer than max_cool_down")
 	v.require(c.Maskinporten.RequestTimeout >= 0 && c.Maskinporten.MaxAttempts >= 0 && c.Maskinporten.RetryDeadline >= 0, "maskinporten: values must not be negative")
+	v.require(c.Maskinporten.ClockThreshold >= 0, fmt.Sprintf("maskinporten.clock_threshold %s must not be negative", c.Maskinporten.ClockThreshold))
 	c.validateGRPC(&v)
 	v.require(c.Log.Format == "json" || c.Log.Format == "text", fmt.Sprintf("log.format %q: use json or text", c.Log.Format))
 	switch c.Log.Level {

@@ -48,12 +48,14 @@ func (d *Daemon) openEnvironments() ([]*tokenservice.Environment, error) {
 		if err := checkCertificate(s.Certificate(), e.Name, time.Now()); err != nil {
 			return nil, err
 		}
-		builder, err := maskinporten.NewGrantBuilder(s, maskinporten.GrantOptions{Alg: e.GrantAlg, KeyID: e.KeyIDHeader})
+		clock := d.newClock(e.Name)
+		builder, err := maskinporten.NewGrantBuilder(s, maskinporten.GrantOptions{Alg: e.GrantAlg, KeyID: e.KeyIDHeader, Now: clock.Now})
 		if err != nil {
 			return nil, fmt.Errorf("environment %s: %w", e.Name, err)
 		}
 		envs = append(envs, &tokenservice.Environment{
 			Config: mpEnv, ClientID: e.ClientID, Builder: builder, Signer: s, Discovery: e.Discovery,
+			Clock: clock,
 		})
 	}
 	return envs, nil

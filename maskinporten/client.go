@@ -78,6 +78,12 @@ type Attempt struct {
 	// MPCode is Maskinporten's MP code of a refusal, if it gave one.
 	MPCode string
 	Err    error
+	// Date is the answer's Date header as sent, refusals included ("" when
+	// no answer came), and Sent and Received the local times (time.Now)
+	// the request left and the answer came: what a Clock learns
+	// Maskinporten's time from (Clock.Observe).
+	Date           string
+	Sent, Received time.Time
 }
 
 // Post sends one signed grant to the token endpoint and reads the answer:
@@ -92,7 +98,7 @@ func (c *Client) Post(ctx context.Context, endpoint string, grant Grant) (Token,
 	start := c.now()
 	began := time.Now() // the duration is measured on the monotonic clock
 	status, header, body, err := c.post(ctx, endpoint, grant.Assertion)
-	attempt := Attempt{Status: status}
+	attempt := Attempt{Status: status, Date: header.Get("Date"), Sent: began, Received: time.Now()}
 	switch {
 	case errors.Is(err, ErrBadResponse):
 	case err != nil:

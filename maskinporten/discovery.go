@@ -33,6 +33,7 @@ type Discovery struct {
 	mu      sync.Mutex
 	entries map[string]discovered
 	flight  singleflight.Group
+	onDate  func(issuer, date string, sent, received time.Time)
 }
 
 type discovered struct {
@@ -50,6 +51,13 @@ func NewDiscovery(client *http.Client, ttl time.Duration) *Discovery {
 	}
 	return &Discovery{http: client, ttl: ttl, timeout: 5 * time.Second, entries: map[string]discovered{}}
 }
+
+// ObserveDates has the Date of every metadata answer reported to f, with
+// the issuer and the local times (time.Now) the request was sent and the
+// answer received: what a Clock learns Maskinporten's time from
+// (Clock.Observe), before the first grant is made. Call it before the
+// first TokenEndpoint.
+func (d *Discovery) ObserveDates(f func(issuer, date string, sent, received time.Time)) { d.onDate = f }
 
 // TokenEndpoint returns the environment's token endpoint: from fresh
 // metadata, else stale metadata, else the configured endpoint.
@@ -97,11 +105,15 @@ func (d *Discovery) fetch(ctx context.Context, env Environment) (Metadata, error
 		return Metadata{}, err
 	}
 	req.Header.Set("Accept", "application/json")
+	sent := time.Now()
 	resp, err := d.http.Do(req)
 	if err != nil {
 		return Metadata{}, &networkError{what: env.MetadataURL(), err: err}
 	}
 	defer resp.Body.Close()
+	if d.onDate != nil {
+		d.onDate(env.Issuer, resp.Header.Get("Date"), sent, time.Now())
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<10))
 	if err != nil {
 		return Metadata{}, &networkError{what: env.MetadataURL(), err: fmt.Errorf("reading the answer: %w", err)}

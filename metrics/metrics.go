@@ -23,6 +23,7 @@ type Metrics struct {
 	MaskinportenSecs   *prometheus.HistogramVec // environment
 	MaskinportenErrors *prometheus.CounterVec   // environment, mp_code
 	BreakerOpen        *prometheus.GaugeVec     // environment
+	ClockOffset        *prometheus.GaugeVec     // environment
 	CertNotAfter       *prometheus.GaugeVec     // environment
 	CertExpiringSoon   *prometheus.GaugeVec     // environment
 	PolicyReloads      *prometheus.CounterVec   // result
@@ -54,6 +55,9 @@ func New() *Metrics {
 			"1 while the HSM token holding the environment's key answers, else 0 (probed every hsm probe_interval).", "environment", "hsm"),
 		BreakerOpen: f.gaugeVec("maskinporten_breaker_open",
 			"1 while the environment's circuit breaker holds attempts at Maskinporten back (after failures in a row; cached tokens are still served), else 0.", "environment"),
+		ClockOffset: f.gaugeVec("maskinporten_clock_offset_seconds",
+			"Maskinporten's clock minus the host's, from the Date of its latest answer (positive: Maskinporten is ahead); "+
+				"beyond maskinporten.clock_threshold grants follow Maskinporten's clock. Absent until Maskinporten answered.", "environment"),
 		MaskinportenSecs: f.histogramVec("maskinporten_request_seconds",
 			"Time a token request to Maskinporten took, each attempt counted.", prometheus.DefBuckets, "environment"),
 		MaskinportenErrors: f.counterVec("maskinporten_errors_total",

@@ -121,11 +121,30 @@ func tokenOrNil(tok maskinporten.Token, err error) *maskinporten.Token {
 	return &tok
 }
 
-// fetch is one attempt at a new token, the cache's Fetcher: every step of
-// a cache miss, in order. The cache decides whether to attempt again (its
-// back-off and its circuit breaker), and each attempt signs a new grant,
-// since Maskinporten refuses a jti it has seen.
+// fetch is one attempt at a new token, the cache's Fetcher. The cache
+// decides whether to attempt again (its back-off and its circuit breaker);
+// within the attempt, a grant refused for its time (MP-130) by an answer
+// that corrected the environment's clock is made again on the corrected
+// clock and posted once more, never twice.
 func (s *Service) fetch(ctx context.Context, key tokencache.Key) (maskinporten.Token, error) {
+	env := s.envs[key.Environment]
+	if env.Clock == nil {
+		return s.fetchOnce(ctx, key)
+	}
+	before := env.Clock.Correction()
+	tok, err := s.fetchOnce(ctx, key)
+	if maskinporten.IsClockRefusal(err) && env.Clock.Moved(before) && ctx.Err() == nil {
+		offset, _ := env.Clock.Offset()
+		s.log.InfoContext(ctx, "grant refused for its time (MP-130); made again on Maskinporten's clock",
+			"environment", env.Config.Name, "offset_seconds", offset.Seconds())
+		tok, err = s.fetchOnce(ctx, key)
+	}
+	return tok, err
+}
+
+// fetchOnce is every step of a cache miss, in order, once. Each signs a new
+// grant, since Maskinporten refuses a jti it has seen.
+func (s *Service) fetchOnce(ctx context.Context, key tokencache.Key) (maskinporten.Token, error) {
 	env := s.envs[key.Environment]
 
 	// 1. Where to post: the configured token endpoint, or the one the
@@ -158,6 +177,9 @@ func (s *Service) fetch(ctx context.Context, key tokencache.Key) (maskinporten.T
 	tok, attempt, err := s.client.Post(ctx, endpoint, grant)
 	if s.observer != nil && attempt.Duration > 0 { // it was posted
 		s.observer(env.Config.Name, attempt)
+	}
+	if env.Clock != nil { // every answer, refusals included, dates Maskinporten's clock
+		env.Clock.Observe(attempt.Date, attempt.Sent, attempt.Received)
 	}
 	return tok, err
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"time"
 
 	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/policy"
@@ -26,6 +27,11 @@ type Environment struct {
 	Builder   *maskinporten.GrantBuilder
 	Signer    *signer.Signer
 	Discovery bool
+	// Clock, when set, learns Maskinporten's clock from every answer to
+	// the environment's grants, and a grant refused for its time (MP-130)
+	// is made again once when the answer moved it. Builder should make
+	// its grants on it (GrantOptions.Now = Clock.Now).
+	Clock *maskinporten.Clock
 }
 
 // Policies gives the policy in force; *policy.Store is one.
@@ -93,8 +99,20 @@ func New(opts Options) (*Service, error) {
 		s.envNames = append(s.envNames, e.Config.Name)
 	}
 	sort.Strings(s.envNames)
+	s.discovery.ObserveDates(s.observeMetadataDate)
 	s.cache = tokencache.New(s.fetch, opts.Cache)
 	return s, nil
+}
+
+// observeMetadataDate gives the Date of an issuer's metadata to the clocks
+// of the environments that discover their endpoint from it: their first
+// grant is then made on Maskinporten's clock already.
+func (s *Service) observeMetadataDate(issuer, date string, sent, received time.Time) {
+	for _, e := range s.envs {
+		if e.Discovery && e.Clock != nil && e.Config.Issuer == issuer {
+			e.Clock.Observe(date, sent, received)
+		}
+	}
 }
 
 // CacheStats reports the token cache's counters, for metrics.
