@@ -93,8 +93,8 @@ type HSM struct {
 type Environment struct {
 	// Name is what callers ask for ("test", "prod").
 	Name string `yaml:"name"`
-	// Preset is prod, test or ver2; or leave it out and give Issuer and
-	// TokenEndpoint.
+	// Preset is prod, test or ver2 (retired in June 2024: it loads, with a
+	// warning); or leave it out and give Issuer and TokenEndpoint.
 	Preset        string `yaml:"preset"`
 	Issuer        string `yaml:"issuer"`
 	TokenEndpoint string `yaml:"token_endpoint"`
