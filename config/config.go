@@ -93,8 +93,8 @@ type HSM struct {
 type Environment struct {
 	// Name is what callers ask for ("test", "prod").
 	Name string `yaml:"name"`
-	// Preset is prod, test or ver2; or leave it out and give Issuer and
-	// TokenEndpoint.
+	// Preset is prod, test or ver2 (retired in June 2024: it loads, with a
+	// warning); or leave it out and give Issuer and TokenEndpoint.
 	Preset        string `yaml:"preset"`
 	Issuer        string `yaml:"issuer"`
 	TokenEndpoint string `yaml:"token_endpoint"`
@@ -117,8 +117,18 @@ type Environment struct {
 	// GrantAlg is RS256 (default), RS384 or RS512.
 	GrantAlg string `yaml:"grant_alg"`
 	// KeyIDHeader, when set, sends this kid instead of x5c (a key
-	// pre-registered on the integration).
+	// pre-registered on the integration). The key then needs no
+	// certificate: none is read, and certificate_file is refused.
 	KeyIDHeader string `yaml:"kid"`
+	// KeyIDWithX5C, with kid, sends the certificate chain in x5c beside
+	// the kid, which pins the registered key to the enterprise certificate
+	// (Maskinporten then checks it too). The key's certificate is read as
+	// without kid.
+	KeyIDWithX5C bool `yaml:"kid_with_x5c"`
+	// PublicKeyFile, with kid, is a PEM file holding the public key
+	// registered for the kid at Digdir; the daemon refuses to start when the
+	// HSM key is not its private half.
+	PublicKeyFile string `yaml:"public_key_file"`
 }
 
 // Cache tunes the token cache. Zero values take the cache's defaults.

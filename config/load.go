@@ -165,5 +165,6 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Audit.File)
 	for i := range c.Environments {
 		abs(&c.Environments[i].CertificateFile)
+		abs(&c.Environments[i].PublicKeyFile)
 	}
 }

@@ -148,10 +148,7 @@ func (c *Config) validateEnvironments(v *validator) {
 	}
 	seen := map[string]bool{}
 	for i, e := range c.Environments {
-		at := fmt.Sprintf("environments[%d]", i)
-		if e.Name != "" {
-			at = fmt.Sprintf("environments[%d] (%s)", i, e.Name)
-		}
+		at := c.EnvironmentField(i)
 		v.uniqueName(at, e.Name, seen)
 		if _, err := e.Resolve(); err != nil {
 			v.add(fmt.Sprintf("%s: %v", at, err))
@@ -176,6 +173,7 @@ func (c *Config) validateEnvironments(v *validator) {
 		if e.CertificateFile != "" {
 			v.fileExists(at+".certificate_file", e.CertificateFile)
 		}
+		validateKeyMode(v, at, e)
 	}
 }
 

@@ -205,8 +205,15 @@ func cut(s string, n int) string {
 	return s[:n] + "…"
 }
 
+// fingerprint is the SHA-256 of the key's certificate; "" for a key
+// registered by kid alone, which has none (the record's environment and
+// key label name it).
 func fingerprint(s *signer.Signer) string {
-	sum := sha256.Sum256(s.Certificate().Raw)
+	cert := s.Certificate()
+	if cert == nil {
+		return ""
+	}
+	sum := sha256.Sum256(cert.Raw)
 	return hex.EncodeToString(sum[:])
 }
 

@@ -29,6 +29,12 @@ func (d *Daemon) watchCertificates(ctx context.Context) {
 func (d *Daemon) checkCertificates(now time.Time) {
 	for _, e := range d.service.Environments() {
 		cert := e.Signer.Certificate()
+		if cert == nil {
+			// A registered key (kid alone): no certificate to expire. Its
+			// registration's own expiry is Digdir's to tell.
+			d.metrics.CertExpiringSoon.WithLabelValues(e.Config.Name).Set(0)
+			continue
+		}
 		left := cert.NotAfter.Sub(now)
 		soon := 0.0
 		switch {
@@ -63,6 +69,8 @@ func (d *Daemon) registerStateMetrics() {
 	d.metrics.GaugeFunc("audit_last_seq", "Sequence number of the last audit record written; keep it (and the hash the daemon logs at shutdown) outside the machine to detect records cut from the end.",
 		func() float64 { return float64(d.audit.Stats().LastSeq) })
 	for _, e := range d.service.Environments() {
-		d.metrics.CertNotAfter.WithLabelValues(e.Config.Name).Set(float64(e.Signer.Certificate().NotAfter.Unix()))
+		if cert := e.Signer.Certificate(); cert != nil { // none for a registered key
+			d.metrics.CertNotAfter.WithLabelValues(e.Config.Name).Set(float64(cert.NotAfter.Unix()))
+		}
 	}
 }

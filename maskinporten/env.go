@@ -35,6 +35,16 @@ var Presets = map[string]Environment{
 	"ver2": {Name: "ver2", Issuer: "https://ver2.maskinporten.no/", TokenEndpoint: "https://ver2.maskinporten.no/token", Resource: "https://www.utv.vegvesen.no"},
 }
 
+// retired are the presets whose environment Digdir has shut down, with
+// what to say to an operator still using one.
+var retired = map[string]string{
+	"ver2": "Maskinporten's ver2 environment was retired on 10 June 2024: its grants are no longer answered; use preset test (https://test.maskinporten.no/) instead",
+}
+
+// PresetWarning says why a preset should no longer be used, or "" for one
+// in service.
+func PresetWarning(name string) string { return retired[name] }
+
 // Preset returns the named preset.
 func Preset(name string) (Environment, error) {
 	env, ok := Presets[name]

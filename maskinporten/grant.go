@@ -49,6 +49,9 @@ type GrantOptions struct {
 	// KeyID, when set, is sent as kid for a key pre-registered on the
 	// integration, instead of the certificate chain in x5c.
 	KeyID string
+	// KeyIDWithX5C sends the certificate chain in x5c beside KeyID, which
+	// pins the registered key to the enterprise certificate.
+	KeyIDWithX5C bool
 	// Lifetime is exp - iat; default DefaultGrantLifetime, at most 120 s.
 	Lifetime time.Duration
 	// Now is the clock; default time.Now.
@@ -74,7 +77,10 @@ func NewGrantBuilder(signer KeySigner, opts GrantOptions) (*GrantBuilder, error)
 		opts.Now = time.Now
 	}
 	b := &GrantBuilder{signer: signer, method: method, keyID: opts.KeyID, lifetime: opts.Lifetime, now: opts.Now}
-	if b.keyID == "" {
+	if opts.KeyIDWithX5C && opts.KeyID == "" {
+		return nil, errors.New("x5c beside kid needs a kid (a registered key's id)")
+	}
+	if b.keyID == "" || opts.KeyIDWithX5C {
 		chain := signer.Chain()
 		if len(chain) == 0 {
 			return nil, errors.New("the signer has no certificate: x5c needs the enterprise certificate (or give a pre-registered key id)")
@@ -86,6 +92,9 @@ func NewGrantBuilder(signer KeySigner, opts GrantOptions) (*GrantBuilder, error)
 	}
 	return b, nil
 }
+
+// KeyID is the kid the grants carry, "" when they carry only x5c.
+func (b *GrantBuilder) KeyID() string { return b.keyID }
 
 // GrantRequest is what a grant asks Maskinporten for.
 type GrantRequest struct {
@@ -187,7 +196,8 @@ func (b *GrantBuilder) sign(claims jwt.Claims) (secret.Value, error) {
 	token := jwt.NewWithClaims(b.method, claims)
 	if b.keyID != "" {
 		token.Header["kid"] = b.keyID
-	} else {
+	}
+	if len(b.x5c) > 0 {
 		token.Header["x5c"] = b.x5c
 	}
 	signed, err := token.SignedString(b.signer)

@@ -97,8 +97,10 @@ func (c *client) denial(scope, env, consumerOrg string) string {
 	switch {
 	case consumerOrg != "" && !isDelegated(scope):
 		return msg + "; consumer_org is only for delegated (" + delegatedSuffix + ") scopes"
-	case consumerOrg == "" && isDelegated(scope):
-		return msg + "; a delegated scope is asked for on behalf of an organisation (consumer_org)"
+	case consumerOrg == "" && c.delegates(scope, env):
+		return msg + "; its rules for this scope name the consumers it may act for (give consumer_org), and use on its own behalf needs a rule without consumer_orgs"
+	case consumerOrg != "" && c.allowsOwn(scope, env):
+		return msg + "; its rule for this scope has no consumer_orgs, so it allows the scope on the client's own behalf only"
 	}
 	var envs []string
 	for _, r := range c.rules {
@@ -114,6 +116,21 @@ func (c *client) denial(scope, env, consumerOrg string) string {
 	}
 	return msg
 }
+
+// delegates reports whether a rule of c allows the scope in env on behalf
+// of some consumer.
+func (c *client) delegates(scope, env string) bool {
+	for _, r := range c.rules {
+		if len(r.consumerOrgs) > 0 && r.allows(scope, env, r.consumerOrgs[0]) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowsOwn reports whether a rule of c allows the scope in env on the
+// client's own behalf.
+func (c *client) allowsOwn(scope, env string) bool { return c.ruleFor(scope, env, "") != nil }
 
 func onBehalfOf(consumerOrg string) string {
 	if consumerOrg == "" {

@@ -81,10 +81,10 @@ func TestDecide(t *testing.T) {
 			reason: "in environment prod on behalf of 974760673; it is allowed in test",
 		},
 		{
-			name:   "delegated scope without a consumer_org",
+			name:   "delegated scope without a consumer_org, only a supplier's rule",
 			req:    Request{Identities: []string{"uid:1000"}, Environment: "test", Scopes: []string{ecocDeleg}},
 			client: "billing", identity: "uid:1000",
-			reason: "a delegated scope is asked for on behalf of an organisation (consumer_org)",
+			reason: "name the consumers it may act for (give consumer_org), and use on its own behalf needs a rule without consumer_orgs",
 		},
 		{
 			name:   "consumer_org on a scope of a rule without consumer_orgs",
@@ -264,5 +264,88 @@ func TestGrantsAndEnvironments(t *testing.T) {
 	}
 	if _, ok := p.RateLimit("reports"); ok {
 		t.Errorf("RateLimit(reports): reports has no limit")
+	}
+}
+
+// TestOwnBehalfDelegatedScope: a consumer may use a .delegert scope on its
+// own behalf (the SVV guide: a consumer has both scopes of an API) with a
+// rule without consumer_orgs; a rule with consumer_orgs allows the scope
+// only for the consumers it names, and neither kind stands in for the
+// other.
+func TestOwnBehalfDelegatedScope(t *testing.T) {
+	const text = `clients:
+  - name: consumer
+    identities: [uid:200]
+    rules:
+      - environments: [test]
+        scopes: [svv:kjoretoy/ecoc, svv:kjoretoy/ecoc.delegert]
+  - name: supplier
+    identities: [uid:300]
+    rules:
+      - environments: [test]
+        scopes: [svv:kjoretoy/ecoc.delegert]
+        consumer_orgs: ["974760673"]
+`
+	p, err := Parse("own.yaml", []byte(text))
+	if err != nil {
+		t.Fatalf("a rule with a .delegert scope and no consumer_orgs is refused: %v", err)
+	}
+	const deleg = "svv:kjoretoy/ecoc.delegert"
+	tests := []struct {
+		name    string
+		req     Request
+		allowed bool
+		rules   []string
+		reason  string
+	}{
+		{
+			name:    "consumer, own behalf",
+			req:     Request{Identities: []string{"uid:200"}, Environment: "test", Scopes: []string{deleg}},
+			allowed: true, rules: []string{"own.yaml:5"},
+			reason: `client "consumer" (identity uid:200) may have scope svv:kjoretoy/ecoc.delegert in environment test`,
+		},
+		{
+			name:    "consumer, both scopes of the API at once",
+			req:     Request{Identities: []string{"uid:200"}, Environment: "test", Scopes: []string{"svv:kjoretoy/ecoc", deleg}},
+			allowed: true, rules: []string{"own.yaml:5"},
+		},
+		{
+			name:   "consumer, on behalf of another organisation",
+			req:    Request{Identities: []string{"uid:200"}, Environment: "test", Scopes: []string{deleg}, ConsumerOrg: "974760673"},
+			reason: "its rule for this scope has no consumer_orgs, so it allows the scope on the client's own behalf only",
+		},
+		{
+			name:    "supplier, for a listed consumer",
+			req:     Request{Identities: []string{"uid:300"}, Environment: "test", Scopes: []string{deleg}, ConsumerOrg: "974760673"},
+			allowed: true, rules: []string{"own.yaml:10"},
+			reason: "on behalf of 974760673",
+		},
+		{
+			name:   "supplier, without consumer_org",
+			req:    Request{Identities: []string{"uid:300"}, Environment: "test", Scopes: []string{deleg}},
+			reason: "its rules for this scope name the consumers it may act for (give consumer_org), and use on its own behalf needs a rule without consumer_orgs",
+		},
+		{
+			name:   "consumer, in another environment",
+			req:    Request{Identities: []string{"uid:200"}, Environment: "prod", Scopes: []string{deleg}},
+			reason: `client "consumer" has no rule allowing scope svv:kjoretoy/ecoc.delegert in environment prod; it is allowed in test`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := p.Decide(tt.req)
+			if d.Allowed != tt.allowed {
+				t.Fatalf("Allowed = %v (%s), want %v", d.Allowed, d.Reason, tt.allowed)
+			}
+			if !slices.Equal(d.Rules, tt.rules) {
+				t.Errorf("Rules = %q, want %q", d.Rules, tt.rules)
+			}
+			if !strings.Contains(d.Reason, tt.reason) {
+				t.Errorf("Reason = %q, want it to say %q", d.Reason, tt.reason)
+			}
+		})
+	}
+	if g := p.Grants("consumer"); len(g) != 1 || len(g[0].ConsumerOrgs) != 0 || !slices.Contains(g[0].Scopes, deleg) {
+		t.Errorf("Grants(consumer) = %+v, want one own-behalf rule with the .delegert scope", g)
 	}
 }

@@ -16,7 +16,9 @@
 //	        scopes: [svv:kjoretoy/ecoc]
 //	      - environments: [test]
 //	        scopes: [svv:kjoretoy/ecoc.delegert]
-//	        consumer_orgs: ["974760673"]
+//	        consumer_orgs: ["974760673"]   # as a supplier, for these consumers
+//	      - environments: [test]
+//	        scopes: [svv:kjoretoy/leasingtaker.delegert]   # on its own behalf
 //	    rate_limit: {per_second: 5, burst: 10}     # optional token bucket
 //	unknown_callers:                   # optional: every caller no client claims
 //	  rate_limit: {per_second: 1, burst: 10}       # one bucket they share; this is the default
@@ -25,10 +27,14 @@
 // claims one of the caller's identities (tried in the caller's order) and
 // every scope asked for is allowed by one of that client's rules in the
 // request's environment. A rule with consumer_orgs allows only requests on
-// behalf of one of those organisations, and only for delegated (.delegert)
-// scopes; a rule without consumer_orgs allows only requests on the
-// client's own behalf. Scopes and identities match exactly; DNS names are
-// compared in lower case, as DNS compares them.
+// behalf of one of those organisations (consumer_org set), and only for
+// delegated (.delegert) scopes: a supplier acting for a consumer. A rule
+// without consumer_orgs allows only requests on the client's own behalf
+// (no consumer_org), for any scope, .delegert ones included: a consumer may
+// use both scopes of an API itself. So a client that both acts for
+// consumers and uses a .delegert scope itself needs two rules; a rule with
+// consumer_orgs never allows own-behalf use. Scopes and identities match
+// exactly; DNS names are compared in lower case, as DNS compares them.
 //
 // Every call is rate limited before anything else is done for it (Admit):
 // a client's calls by its rate_limit, if it has one, and the calls of all

@@ -33,7 +33,6 @@ func TestLoadBadFixtures(t *testing.T) {
 		{"environments-empty.yaml", 5, "environments is empty"},
 		{"environment-name.yaml", 5, `environment "Prod": environments are the daemon's environment names`},
 		{"scopes-empty.yaml", 6, "scopes is empty"},
-		{"delegated-without-orgs.yaml", 6, "scope svv:kjoretoy/ecoc.delegert is delegated (.delegert) but the rule has no consumer_orgs"},
 		{"orgs-without-delegated.yaml", 6, "scope svv:kjoretoy/ecoc is not delegated, but the rule has consumer_orgs"},
 		{"rate-limit-zero.yaml", 9, "rate_limit burst must be a whole number > 0"},
 		{"rate-limit-negative.yaml", 7, "rate_limit per_second must be a number > 0"},

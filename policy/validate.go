@@ -14,7 +14,8 @@ import (
 )
 
 // delegatedSuffix marks the scopes a supplier uses on behalf of a consumer,
-// with consumer_org set (shared/maskinporten.md, "Scopes of the SVV APIs").
+// with consumer_org set; a consumer may use them on its own behalf too
+// (shared/maskinporten.md, "Scopes of the SVV APIs").
 const delegatedSuffix = ".delegert"
 
 func isDelegated(scope string) bool { return strings.HasSuffix(scope, delegatedSuffix) }
@@ -175,16 +176,14 @@ func (b *builder) rule(n *yaml.Node, label string) *rule {
 		}
 	}
 
-	// A rule is either delegation or not. Mixing would let consumer_orgs
-	// seem to restrict a scope that Maskinporten does not tie to a
-	// consumer, and a .delegert scope without them is almost always a
-	// supplier's rule that lost its list of consumers.
+	// consumer_orgs only make sense with .delegert scopes: Maskinporten
+	// ties no other scope to a consumer, so a consumer scope in a rule with
+	// consumer_orgs is a mistake (it would seem restricted to the listed
+	// consumers, and no such request can succeed). A .delegert scope
+	// without consumer_orgs is the client's own use of it, which the SVV
+	// guide allows a consumer.
 	for _, s := range scopes {
-		switch {
-		case isDelegated(s.scope) && !delegating:
-			ps.addf(s.line, "scope %s is delegated (%s) but the rule has no consumer_orgs: list the organisations %s may ask on behalf of, or use the scope without %s",
-				s.scope, delegatedSuffix, label, delegatedSuffix)
-		case !isDelegated(s.scope) && delegating:
+		if !isDelegated(s.scope) && delegating {
 			ps.addf(s.line, "scope %s is not delegated, but the rule has consumer_orgs, which are only for %s scopes: move the scope to a rule without consumer_orgs",
 				s.scope, delegatedSuffix)
 		}

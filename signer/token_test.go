@@ -134,6 +134,9 @@ func TestKeyWithoutCertificate(t *testing.T) {
 		}
 	}
 	sign()
+	if err := s.CheckSigns(); err != nil {
+		t.Fatalf("CheckSigns: %v", err)
+	}
 	bringBack := f.tok.TakeAway(t)
 	waitFor(t, "the probe to see the token gone", func() bool { return s.Health() != nil })
 	bringBack()

@@ -47,9 +47,6 @@ func (s *Service) ListEnvironments(ctx context.Context, _ *portvaktv1.ListEnviro
 	resp := &portvaktv1.ListEnvironmentsResponse{}
 	for _, name := range s.envNames {
 		env := s.envs[name]
-		cert := env.Signer.Certificate()
-		sum := sha256.Sum256(cert.Raw)
-		number, _ := orgno.FromCertificate(cert)
 		endpoint := env.Config.TokenEndpoint
 		if env.Discovery {
 			// The endpoint in use; discovery falls back to the configured one.
@@ -57,18 +54,30 @@ func (s *Service) ListEnvironments(ctx context.Context, _ *portvaktv1.ListEnviro
 				endpoint = found
 			}
 		}
-		resp.Environments = append(resp.Environments, &portvaktv1.Environment{
-			Name:                name,
-			Issuer:              env.Config.Issuer,
-			TokenEndpoint:       endpoint,
-			ClientId:            env.ClientID,
-			DefaultResource:     env.Config.Resource,
-			CertificateSubject:  eseal.Describe(cert.Subject),
-			OrgNumber:           number.String(),
-			CertificateNotAfter: timestamppb.New(cert.NotAfter),
-			CertificateSha256:   hex.EncodeToString(sum[:]),
-			KeyLabel:            env.Signer.KeyLabel(),
-		})
+		e := &portvaktv1.Environment{
+			Name:            name,
+			Issuer:          env.Config.Issuer,
+			TokenEndpoint:   endpoint,
+			ClientId:        env.ClientID,
+			DefaultResource: env.Config.Resource,
+			KeyLabel:        env.Signer.KeyLabel(),
+		}
+		if cert := env.Signer.Certificate(); cert != nil {
+			sum := sha256.Sum256(cert.Raw)
+			number, _ := orgno.FromCertificate(cert)
+			e.CertificateSubject = eseal.Describe(cert.Subject)
+			e.OrgNumber = number.String()
+			e.CertificateNotAfter = timestamppb.New(cert.NotAfter)
+			e.CertificateSha256 = hex.EncodeToString(sum[:])
+		} else {
+			// A key registered by kid alone: no certificate, no org number.
+			e.CertificateSubject = NoCertificate(env.Builder.KeyID())
+		}
+		resp.Environments = append(resp.Environments, e)
 	}
 	return resp, nil
 }
+
+// NoCertificate is shown where a certificate would be, for an environment
+// whose grants carry only a registered key's kid.
+func NoCertificate(kid string) string { return "no certificate: registered key " + kid }

@@ -47,6 +47,9 @@ stops taking calls and lets those in flight finish.`,
 				return err
 			}
 			if checkOnly {
+				for _, w := range cfg.Warnings() {
+					fmt.Fprintf(cmd.OutOrStdout(), "warning: %s\n", w)
+				}
 				fmt.Fprintf(cmd.OutOrStdout(), "ok: configuration, HSM keys, certificates and policy checked (%d environments)\n", len(cfg.Environments))
 				return d.Close()
 			}
