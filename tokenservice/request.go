@@ -113,7 +113,7 @@ func (s *Service) parseRequest(req *portvaktv1.GetTokenRequest) (tokenRequest, e
 	}
 	return tokenRequest{
 		env:         env,
-		key:         tokencache.NewKey(env.Config.Name, env.ClientID, scopes, resource, req.GetConsumerOrg()),
+		key:         tokencache.NewKey(env.Config.Name, env.ClientID, scopes, resource, tokencache.OnBehalfOf{ConsumerOrg: req.GetConsumerOrg()}),
 		minValidity: minValidity,
 	}, nil
 }
