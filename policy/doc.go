@@ -12,6 +12,9 @@
 //	      - uid:1000                                   # a Unix-socket peer's uid
 //	      - gid:2000                                   # a Unix-socket peer's primary gid
 //	    rules:
+//	      - environments: [prod]
+//	        scopes: [svv:kjoretoy/ecoc]
+//	        system_users: ["313427137"]   # Altinn system users' customers
 //	      - environments: [test, prod]
 //	        scopes: [svv:kjoretoy/ecoc]
 //	      - environments: [test]
@@ -29,6 +32,13 @@
 // scopes; a rule without consumer_orgs allows only requests on the
 // client's own behalf. Scopes and identities match exactly; DNS names are
 // compared in lower case, as DNS compares them.
+//
+// A rule with system_users allows only requests for the Altinn system user
+// of one of those customers (Request.SystemUserOrg set), for its scopes as
+// listed; a rule without system_users never allows such a request. A rule
+// has consumer_orgs or system_users, not both, and a request names a
+// consumer_org or a system user, not both: Maskinporten takes no grant
+// with both. Each customer is a valid organisation number, listed once.
 //
 // Every call is rate limited before anything else is done for it (Admit):
 // a client's calls by its rate_limit, if it has one, and the calls of all
