@@ -1,9 +1,6 @@
 package syntax
 
-import (
-	"fmt"
-	"strconv"
-)
+import "fmt"
 
 // MaxExternalRefBytes bounds an Altinn system user's external reference
 // (externalRef): it is in the grant and in every audit record of the
@@ -26,7 +23,7 @@ func CheckExternalRef(ref string) error {
 	}
 	for i := 0; i < len(ref); i++ {
 		if c := ref[i]; c < ' ' || c > '~' {
-			return fmt.Errorf("byte %d is %s: an external reference is printable ASCII", i+1, strconv.QuoteRune(rune(c)))
+			return fmt.Errorf("byte %d is 0x%02x: an external reference is printable ASCII (0x20 to 0x7e)", i+1, c)
 		}
 	}
 	return nil

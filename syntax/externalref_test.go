@@ -17,10 +17,10 @@ func TestCheckExternalRef(t *testing.T) {
 		long:               "129 bytes long; an external reference has at most 128",
 		" ref":             "begin or end with a space",
 		"ref ":             "begin or end with a space",
-		"ref\nforged line": `byte 4 is '\n'`,
-		"ref\x00":          `byte 4 is '\x00'`,
-		"ref\x7f":          `byte 4 is '\x7f'`,
-		"reff\xc3\xa6":     "byte 5",
+		"ref\nforged line": "byte 4 is 0x0a",
+		"ref\x00":          "byte 4 is 0x00",
+		"ref\x7f":          "byte 4 is 0x7f",
+		"reff\xc3\xa6":     "byte 5 is 0xc3",
 	} {
 		err := CheckExternalRef(ref)
 		if err == nil || !strings.Contains(err.Error(), want) {
