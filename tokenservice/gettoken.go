@@ -53,10 +53,11 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 
 	scopes := r.key.ScopeList()
 	decision := pol.Decide(policy.Request{
-		Identities:  caller.Identities,
-		Environment: r.key.Environment,
-		Scopes:      scopes,
-		ConsumerOrg: r.key.ConsumerOrg,
+		Identities:    caller.Identities,
+		Environment:   r.key.Environment,
+		Scopes:        scopes,
+		ConsumerOrg:   r.key.ConsumerOrg,
+		SystemUserOrg: r.key.SystemUserOrg,
 	})
 	requestid.SetClient(ctx, decision.Client)
 	d := Decision{Caller: caller, Request: r.key, Decision: decision}
@@ -143,6 +144,7 @@ func (s *Service) fetch(ctx context.Context, key tokencache.Key) (maskinporten.T
 		Scopes:      key.ScopeList(),
 		Resource:    key.Resource,
 		ConsumerOrg: key.ConsumerOrg,
+		SystemUser:  systemUser(key),
 	})
 	if err != nil {
 		return maskinporten.Token{}, err
@@ -160,6 +162,14 @@ func (s *Service) fetch(ctx context.Context, key tokencache.Key) (maskinporten.T
 		s.observer(env.Config.Name, attempt)
 	}
 	return tok, err
+}
+
+// systemUser is the key's Altinn system user for the grant, nil for none.
+func systemUser(key tokencache.Key) *maskinporten.SystemUser {
+	if key.SystemUserOrg == "" {
+		return nil
+	}
+	return &maskinporten.SystemUser{Org: key.SystemUserOrg, ExternalRef: key.SystemUserRef}
 }
 
 // tokenEndpoint is where the environment's grants are posted.
