@@ -20,8 +20,8 @@ const jtiRetention = time.Hour
 const pruneInterval = time.Minute
 
 // authorize applies checks 11 to 13 to an authenticated grant: burn the
-// jti, then check the scopes and any delegation. It fills in g.consumer and
-// g.delegated.
+// jti, then check the scopes and any delegation or system user. It fills
+// in g.consumer, g.delegated and g.issuedFor.
 func (s *Server) authorize(g *grant, now time.Time) *refusal {
 	// 11. The jti is burned before the scope checks, so a retry of a grant
 	// refused for its scope is refused as reused, as with Maskinporten.
@@ -41,7 +41,21 @@ func (s *Server) authorize(g *grant, now time.Time) *refusal {
 			fmt.Sprintf("Invalid scope: client %q has not been granted %s", g.client.ID, strings.Join(notGranted, " "))}
 	}
 
-	// 13. Delegation.
+	// 13. A system user (authorization_details), looked up as Altinn
+	// does. The token's consumer stays the client's own organisation:
+	// in Altinn's token example consumer differs from systemuser_org,
+	// and the customer is named in authorization_details instead; no
+	// supplier or delegation_source, as this is not API delegation.
+	if g.systemUser != nil {
+		u, ref := s.findSystemUser(g.client.ID, g.systemUser)
+		if ref != nil {
+			return ref
+		}
+		g.consumer, g.issuedFor = g.client.OrgNumber, &u
+		return nil
+	}
+
+	// 13. Or delegation (consumer_org); a grant never has both.
 	if g.consumerOrg == nil {
 		g.consumer = g.client.OrgNumber
 		return nil
@@ -50,23 +64,34 @@ func (s *Server) authorize(g *grant, now time.Time) *refusal {
 	if err != nil {
 		return badAssertion("Claim consumer_org %q is not a valid organisation number", *g.consumerOrg)
 	}
+	if consumer == g.client.OrgNumber {
+		return badAssertion("Claim consumer_org %s is the client's own organisation; leave consumer_org out to ask on your own behalf", consumer)
+	}
+	// MP-250 when the simulator knows the consumer's own access
+	// (Config.ConsumerAccess) and it lacks a scope; otherwise every
+	// missing delegation is MP-251.
+	if own, known := s.access[consumer]; known {
+		var lacking []string
+		for _, sc := range g.scopes {
+			if !own[sc] {
+				lacking = append(lacking, sc)
+			}
+		}
+		if len(lacking) > 0 {
+			return &refusal{http.StatusForbidden, "forbidden", CodeConsumerNotGranted,
+				fmt.Sprintf("Consumer %s has not been granted access to the scope %s", consumer, strings.Join(lacking, " "))}
+		}
+	}
 	byScope := s.delegations[consumer]
-	var undelegated, toOthers []string
+	var undelegated []string
 	for _, sc := range g.scopes {
-		switch suppliers := byScope[sc]; {
-		case len(suppliers) == 0:
+		if !byScope[sc][g.client.ID] {
 			undelegated = append(undelegated, sc)
-		case !suppliers[g.client.ID]:
-			toOthers = append(toOthers, sc)
 		}
 	}
 	if len(undelegated) > 0 {
-		return &refusal{http.StatusForbidden, "forbidden", CodeConsumerNotGranted,
-			fmt.Sprintf("Consumer %s has not been granted access to the scope %s", consumer, strings.Join(undelegated, " "))}
-	}
-	if len(toOthers) > 0 {
 		return &refusal{http.StatusForbidden, "forbidden", CodeNotDelegated,
-			fmt.Sprintf("Consumer %s has not delegated the scope %s to the supplier %q", consumer, strings.Join(toOthers, " "), g.client.ID)}
+			fmt.Sprintf("Consumer %s has not delegated the scope %s to the supplier %q", consumer, strings.Join(undelegated, " "), g.client.ID)}
 	}
 	g.consumer, g.delegated = consumer, true
 	return nil

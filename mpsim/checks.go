@@ -34,12 +34,15 @@ type grant struct {
 	scopes      []string
 	resource    string
 	consumerOrg *string // the raw claim, nil when absent
+	systemUser  *systemUserRequest
 	jti         string
 	exp         time.Time
 
 	// Set by authorize: whose token it is, and whether by delegation.
 	consumer  orgno.Number
 	delegated bool
+	// issuedFor is the system user the token is for, when asked for.
+	issuedFor *SystemUser
 }
 
 // decode reads raw without verifying anything, so the jti can be recorded
@@ -136,6 +139,7 @@ func (s *Server) authenticate(a *assertion, now time.Time) (*grant, *refusal) {
 		scopes:      c.scopes,
 		resource:    c.resource,
 		consumerOrg: c.consumerOrg,
+		systemUser:  c.systemUser,
 		jti:         c.jti,
 		exp:         time.Unix(0, int64(c.exp*1e9)),
 	}, nil

@@ -14,7 +14,7 @@ const maxGrantLifetime = 120 * time.Second
 
 // allowedClaims are the only claims a grant may carry; Maskinporten
 // answers anything else with "Invalid assertion".
-var allowedClaims = []string{"aud", "iss", "scope", "resource", "iat", "exp", "jti", "consumer_org"}
+var allowedClaims = []string{"aud", "iss", "scope", "resource", "iat", "exp", "jti", "consumer_org", "authorization_details"}
 
 // requiredClaims must be present. Maskinporten only recommends jti, but a
 // grant without one cannot be protected against replay, so the simulator
@@ -27,6 +27,7 @@ type grantClaims struct {
 	scopes                         []string
 	iat, exp                       float64 // seconds since the epoch
 	consumerOrg                    *string
+	systemUser                     *systemUserRequest // nil without authorization_details
 }
 
 // readClaims applies check 6: no unknown claims, the required ones present,
@@ -72,8 +73,9 @@ func readClaims(m jwt.MapClaims) (*grantClaims, *refusal) {
 		}
 	}
 	if v, present := m["resource"]; present {
-		if c.resource, ok = v.(string); !ok || c.resource == "" {
-			return nil, badAssertion("Claim resource must be a non-empty string")
+		var ref *refusal
+		if c.resource, ref = readResource(v); ref != nil {
+			return nil, ref
 		}
 	}
 	if v, present := m["consumer_org"]; present {
@@ -82,6 +84,18 @@ func readClaims(m jwt.MapClaims) (*grantClaims, *refusal) {
 			return nil, badAssertion("Claim consumer_org must be a string of nine digits")
 		}
 		c.consumerOrg = &s
+	}
+	if v, present := m["authorization_details"]; present {
+		// Different mechanisms: API delegation grants a supplier a
+		// whole scope, a system user a set of Altinn rights; Digdir
+		// names no code of its own for asking for both.
+		if c.consumerOrg != nil {
+			return nil, badAssertion("A grant may carry consumer_org (API delegation) or authorization_details (an Altinn system user), not both")
+		}
+		var ref *refusal
+		if c.systemUser, ref = readAuthorizationDetails(v); ref != nil {
+			return nil, ref
+		}
 	}
 	for _, nc := range []struct {
 		name string
@@ -95,6 +109,31 @@ func readClaims(m jwt.MapClaims) (*grantClaims, *refusal) {
 		*nc.dst = f
 	}
 	return &c, nil
+}
+
+// readResource reads the resource claim: a non-empty string, or a JSON
+// array of one. Digdir's grant page shows an array and its grant generator
+// a string, so Maskinporten takes both. A token has one audience here
+// (Digdir's audience-restriction page: the resource becomes the token's
+// aud), so an array of more than one is refused, as an empty one is,
+// rather than silently narrowed to its first element.
+func readResource(v any) (string, *refusal) {
+	switch v := v.(type) {
+	case string:
+		if v != "" {
+			return v, nil
+		}
+	case []any:
+		if len(v) > 1 {
+			return "", badAssertion("Claim resource has %d values; Maskinporten issues a token for one audience, so ask for one resource per token", len(v))
+		}
+		if len(v) == 1 {
+			if s, ok := v[0].(string); ok && s != "" {
+				return s, nil
+			}
+		}
+	}
+	return "", badAssertion("Claim resource must be a non-empty string or an array of one")
 }
 
 // checkTimes applies check 8 to iat and exp at now.

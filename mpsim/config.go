@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/portvakt/portvakt/orgno"
 )
 
@@ -53,9 +55,29 @@ type Config struct {
 	// Delegations say which consumer organisations have delegated which
 	// scopes to which supplier clients (Altinn delegation in production).
 	Delegations []Delegation
+	// ConsumerAccess says which scopes an API owner has granted to a
+	// consumer organisation itself, for the organisations it lists. A
+	// delegated grant (consumer_org) for a scope the consumer lacks is
+	// refused with MP-250. For an organisation not listed, the simulator
+	// cannot know its own access and assumes it has whatever it
+	// delegated: every missing delegation is then MP-251.
+	ConsumerAccess []ConsumerAccess
+	// SystemUsers are the Altinn system users customers have created for
+	// suppliers' systems, which a grant asks for with
+	// authorization_details.
+	SystemUsers []SystemUser
 	// ClockSkew is the largest allowed |iat - now|. Zero means
 	// DefaultClockSkew.
 	ClockSkew time.Duration
+	// ClockOffset sets the simulator's clock ahead of (or, negative,
+	// behind) the real one: its time is the real time (or the clock set
+	// with Server.SetClock) plus the offset. Every check of iat, exp and
+	// certificate validity, the iat and exp of issued tokens and the HTTP
+	// Date header of every response use the simulator's time, so a
+	// client's clock can be made to be off, as against a Maskinporten
+	// whose clock differs from the client's. Change it with
+	// Server.SetClockOffset.
+	ClockOffset time.Duration
 	// Faults are injected from the start; change them with
 	// Server.SetFaults.
 	Faults Faults
@@ -91,6 +113,31 @@ type Delegation struct {
 	ConsumerOrg      orgno.Number
 	SupplierClientID string
 	Scopes           []string
+}
+
+// ConsumerAccess records the scopes an organisation has been granted by
+// the APIs' owners (in Maskinporten: PUT /scopes/access/{orgno}).
+type ConsumerAccess struct {
+	Org    orgno.Number
+	Scopes []string
+}
+
+// SystemUser is a customer's system user for a supplier's system, as Altinn registers it.
+type SystemUser struct {
+	ClientID    string       // the supplier's Maskinporten client (integration) id
+	SystemID    string       // e.g. "123456789_systemid"
+	Customer    orgno.Number // the customer organisation that created the system user
+	ExternalRef string       // optional; "" means the customer's organisation number (Altinn's default)
+	ID          string       // the system user's id (a UUID); New generates one when empty
+}
+
+// externalRef is the reference a grant must carry (or leave out, for the
+// default): Altinn's default is the customer's organisation number.
+func (u SystemUser) externalRef() string {
+	if u.ExternalRef == "" {
+		return u.Customer.String()
+	}
+	return u.ExternalRef
 }
 
 // validate checks cfg and fills in defaults. With issuerOptional, an empty
@@ -130,6 +177,8 @@ func (cfg *Config) validate(issuerOptional bool) error {
 	}
 	errs = append(errs, cfg.validateClients()...)
 	errs = append(errs, cfg.validateDelegations()...)
+	errs = append(errs, cfg.validateConsumerAccess()...)
+	errs = append(errs, cfg.validateSystemUsers()...)
 	return errors.Join(errs...)
 }
 
@@ -255,6 +304,73 @@ func (cfg *Config) validateDelegations() []error {
 				errs = append(errs, fmt.Errorf("%s delegates scope %q, which supplier client %q does not have; add it to the client's scopes", name, sc, d.SupplierClientID))
 			}
 		}
+	}
+	return errs
+}
+
+// validateConsumerAccess checks that each entry names a valid organisation,
+// once, and only well-formed scopes.
+func (cfg *Config) validateConsumerAccess() []error {
+	var errs []error
+	seen := make(map[orgno.Number]bool, len(cfg.ConsumerAccess))
+	for i, a := range cfg.ConsumerAccess {
+		name := fmt.Sprintf("consumer access %d (org %q)", i+1, a.Org)
+		if _, err := orgno.Parse(a.Org.String()); err != nil {
+			errs = append(errs, fmt.Errorf("%s: org: %w", name, err))
+		}
+		if seen[a.Org] {
+			errs = append(errs, fmt.Errorf("%s: the organisation is listed more than once; list all its scopes in one entry", name))
+		}
+		seen[a.Org] = true
+		for _, sc := range a.Scopes {
+			if err := validateScopeName(sc); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	}
+	return errs
+}
+
+// validateSystemUsers checks that each system user belongs to a configured
+// client, names a system and a valid customer, has a UUID if it has an id,
+// and that no two could answer the same grant.
+func (cfg *Config) validateSystemUsers() []error {
+	clients := make(map[string]bool, len(cfg.Clients))
+	for _, c := range cfg.Clients {
+		clients[c.ID] = true
+	}
+	type key struct {
+		client   string
+		customer orgno.Number
+		ref      string
+	}
+	var errs []error
+	seen := make(map[key]bool, len(cfg.SystemUsers))
+	ids := make(map[string]bool, len(cfg.SystemUsers))
+	for i, u := range cfg.SystemUsers {
+		name := fmt.Sprintf("system user %d (client %q, customer %q)", i+1, u.ClientID, u.Customer)
+		if !clients[u.ClientID] {
+			errs = append(errs, fmt.Errorf("%s names client %q, which is not configured; add it to clients or fix the id", name, u.ClientID))
+		}
+		if u.SystemID == "" {
+			errs = append(errs, fmt.Errorf("%s has no system id; Altinn's are the supplier's organisation number, \"_\" and a name, e.g. 991825827_portvakt", name))
+		}
+		if _, err := orgno.Parse(u.Customer.String()); err != nil {
+			errs = append(errs, fmt.Errorf("%s: customer: %w", name, err))
+		}
+		if u.ID != "" {
+			if _, err := uuid.Parse(u.ID); err != nil {
+				errs = append(errs, fmt.Errorf("%s: id %q is not a UUID; leave it empty to have one made", name, u.ID))
+			} else if ids[u.ID] {
+				errs = append(errs, fmt.Errorf("%s: id %q is used by another system user", name, u.ID))
+			}
+			ids[u.ID] = true
+		}
+		k := key{u.ClientID, u.Customer, u.externalRef()}
+		if seen[k] {
+			errs = append(errs, fmt.Errorf("%s with external ref %q is configured more than once; Altinn allows one system user per system, customer and external ref", name, k.ref))
+		}
+		seen[k] = true
 	}
 	return errs
 }

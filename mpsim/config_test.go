@@ -139,6 +139,57 @@ func TestLoadConfigErrors(t *testing.T) {
 	}
 }
 
+func TestLoadConfigClockOffset(t *testing.T) {
+	dir := writeConfigDir(t)
+	path := filepath.Join(dir, "config.yaml")
+	data, _ := os.ReadFile(path)
+	edited := strings.Replace(string(data), "clock_skew: 10s\n", "clock_skew: 10s\nclock_offset: -30s\n", 1)
+	if edited == string(data) {
+		t.Fatal("the edit changed nothing; testdata/example.yaml changed?")
+	}
+	os.WriteFile(path, []byte(edited), 0o644)
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	if cfg.ClockOffset != -30*time.Second {
+		t.Errorf("ClockOffset = %s, want -30s", cfg.ClockOffset)
+	}
+}
+
+func TestLoadConfigSystemUsers(t *testing.T) {
+	dir := writeConfigDir(t)
+	path := filepath.Join(dir, "config.yaml")
+	data, _ := os.ReadFile(path)
+	extra := `consumer_access:
+  - {org: "974760673", scopes: [svv:kjoretoy/ecoc]}
+system_users:
+  - {client_id: portvakt-demo, system_id: 991825827_portvakt, customer: "313775429", external_ref: kunde-1, id: 704013ee-e82a-433e-83c5-a40e6e00d746}
+  - {client_id: portvakt-demo, system_id: 991825827_portvakt, customer: "311111116"}
+`
+	os.WriteFile(path, append(data, extra...), 0o644)
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatalf("LoadConfig: %v", err)
+	}
+	wantUsers := []SystemUser{
+		{ClientID: clientID, SystemID: systemID, Customer: customerWithRef, ExternalRef: externalRef, ID: systemUserID},
+		{ClientID: clientID, SystemID: systemID, Customer: customerPlain},
+	}
+	if !slices.Equal(cfg.SystemUsers, wantUsers) {
+		t.Errorf("system users %+v\nwant %+v", cfg.SystemUsers, wantUsers)
+	}
+	if len(cfg.ConsumerAccess) != 1 || cfg.ConsumerAccess[0].Org != consumerOrg || !slices.Equal(cfg.ConsumerAccess[0].Scopes, []string{scopeECOC}) {
+		t.Errorf("consumer access %+v", cfg.ConsumerAccess)
+	}
+
+	bad := strings.Replace(string(data)+extra, `customer: "311111116"`, `customer: "311111117"`, 1)
+	os.WriteFile(path, []byte(bad), 0o644)
+	if _, err := LoadConfig(path); err == nil || !strings.Contains(err.Error(), "system user 2") || !strings.Contains(err.Error(), "customer") {
+		t.Errorf("LoadConfig with a bad customer: %v, want an error naming system user 2's customer", err)
+	}
+}
+
 func TestLoadConfigWithoutIssuer(t *testing.T) {
 	dir := writeConfigDir(t)
 	path := filepath.Join(dir, "config.yaml")
@@ -175,6 +226,10 @@ func TestNewValidation(t *testing.T) {
 		{"delegated scope supplier lacks", func(c *Config) { c.Delegations[1].Scopes = []string{scopeECOC} },
 			`scope "svv:kjoretoy/ecoc", which supplier client "other-supplier" does not have`},
 		{"bad consumer org", func(c *Config) { c.Delegations[0].ConsumerOrg = "974760674" }, "consumer org"},
+		{"bad consumer access org", func(c *Config) { c.ConsumerAccess = []ConsumerAccess{{Org: "974760674"}} }, "consumer access 1"},
+		{"consumer access twice", func(c *Config) {
+			c.ConsumerAccess = []ConsumerAccess{{Org: consumerOrg}, {Org: consumerOrg, Scopes: []string{scopeECOC}}}
+		}, "listed more than once"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,9 +19,12 @@ type fileConfig struct {
 	Issuer        string           `yaml:"issuer"`
 	TokenLifetime time.Duration    `yaml:"token_lifetime"`
 	ClockSkew     time.Duration    `yaml:"clock_skew"`
+	ClockOffset   time.Duration    `yaml:"clock_offset"`
 	TrustRoots    []string         `yaml:"trust_roots"`
 	Clients       []fileClient     `yaml:"clients"`
 	Delegations   []fileDelegation `yaml:"delegations"`
+	Access        []fileAccess     `yaml:"consumer_access"`
+	SystemUsers   []fileSystemUser `yaml:"system_users"`
 	Faults        Faults           `yaml:"faults"`
 }
 
@@ -41,6 +44,19 @@ type fileDelegation struct {
 	ConsumerOrg      string   `yaml:"consumer_org"`
 	SupplierClientID string   `yaml:"supplier_client_id"`
 	Scopes           []string `yaml:"scopes"`
+}
+
+type fileAccess struct {
+	Org    string   `yaml:"org"`
+	Scopes []string `yaml:"scopes"`
+}
+
+type fileSystemUser struct {
+	ClientID    string `yaml:"client_id"`
+	SystemID    string `yaml:"system_id"`
+	Customer    string `yaml:"customer"`
+	ExternalRef string `yaml:"external_ref"`
+	ID          string `yaml:"id"`
 }
 
 // LoadConfig reads a YAML configuration file (format in the package
@@ -79,6 +95,7 @@ func (fc *fileConfig) resolve(dir string) (Config, error) {
 		Issuer:        fc.Issuer,
 		TokenLifetime: fc.TokenLifetime,
 		ClockSkew:     fc.ClockSkew,
+		ClockOffset:   fc.ClockOffset,
 		Faults:        fc.Faults,
 	}
 	var errs []error
@@ -128,6 +145,22 @@ func (fc *fileConfig) resolve(dir string) (Config, error) {
 		}
 		cfg.Delegations = append(cfg.Delegations, Delegation{
 			ConsumerOrg: n, SupplierClientID: fd.SupplierClientID, Scopes: fd.Scopes,
+		})
+	}
+	for i, fa := range fc.Access {
+		n, err := orgno.Parse(fa.Org)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("consumer_access %d: org: %w", i+1, err))
+		}
+		cfg.ConsumerAccess = append(cfg.ConsumerAccess, ConsumerAccess{Org: n, Scopes: fa.Scopes})
+	}
+	for i, fu := range fc.SystemUsers {
+		n, err := orgno.Parse(fu.Customer)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("system user %d (client %q): customer: %w", i+1, fu.ClientID, err))
+		}
+		cfg.SystemUsers = append(cfg.SystemUsers, SystemUser{
+			ClientID: fu.ClientID, SystemID: fu.SystemID, Customer: n, ExternalRef: fu.ExternalRef, ID: fu.ID,
 		})
 	}
 	if err := errors.Join(errs...); err != nil {

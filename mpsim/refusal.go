@@ -19,8 +19,11 @@ const (
 	CodeInvalidSignature   = "MP-124" // signature does not verify
 	CodeInvalidTime        = "MP-130" // iat/exp out of bounds
 	CodeScopeNotGranted    = "MP-200" // scope not registered for the client
-	CodeConsumerNotGranted = "MP-250" // consumer has delegated the scope to nobody
+	CodeConsumerNotGranted = "MP-250" // the consumer has not itself been granted the scope
 	CodeNotDelegated       = "MP-251" // consumer has not delegated the scope to this supplier
+	CodeAuthzUnknownType   = "MP-301" // authorization_details of an unknown (or no) type
+	CodeAuthzUnknownField  = "MP-302" // authorization_details with unknown fields
+	CodeAuthzInvalidValue  = "MP-303" // authorization_details values invalid, or no system user matches
 )
 
 // DescriptionFormat is the format of every refusal's error_description:

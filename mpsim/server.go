@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
 
 	"github.com/portvakt/portvakt/orgno"
 )
@@ -25,12 +26,18 @@ type Server struct {
 	clients map[string]*registeredClient
 	// delegations maps consumer org → scope → supplier client ids.
 	delegations map[orgno.Number]map[string]map[string]bool
+	// access maps the organisations of Config.ConsumerAccess to their
+	// own scopes; an organisation absent here is not known.
+	access map[orgno.Number]map[string]bool
+	// systemUsers are Config.SystemUsers with their ids filled in.
+	systemUsers []SystemUser
 	roots       *x509.CertPool
 	key         *rsa.PrivateKey
 	kid         string
 	parser      *jwt.Parser
 
 	clock  atomic.Pointer[func() time.Time]
+	offset atomic.Int64 // a time.Duration added to clock
 	faults atomic.Pointer[Faults]
 
 	mu        sync.Mutex
@@ -59,6 +66,8 @@ func New(cfg Config) (*Server, error) {
 		cfg:         cfg,
 		clients:     make(map[string]*registeredClient, len(cfg.Clients)),
 		delegations: make(map[orgno.Number]map[string]map[string]bool),
+		access:      make(map[orgno.Number]map[string]bool, len(cfg.ConsumerAccess)),
+		systemUsers: slices.Clone(cfg.SystemUsers),
 		roots:       x509.NewCertPool(),
 		key:         cfg.SigningKey,
 		burned:      make(map[string]time.Time),
@@ -101,6 +110,18 @@ func New(cfg Config) (*Server, error) {
 			byScope[sc][d.SupplierClientID] = true
 		}
 	}
+	for _, a := range cfg.ConsumerAccess {
+		scopes := make(map[string]bool, len(a.Scopes))
+		for _, sc := range a.Scopes {
+			scopes[sc] = true
+		}
+		s.access[a.Org] = scopes
+	}
+	for i := range s.systemUsers {
+		if s.systemUsers[i].ID == "" {
+			s.systemUsers[i].ID = uuid.NewString()
+		}
+	}
 	if s.key == nil {
 		key, err := rsa.GenerateKey(rand.Reader, signingKeyBits)
 		if err != nil {
@@ -110,15 +131,21 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.kid = thumbprint(&s.key.PublicKey)
 	s.SetClock(nil)
+	s.SetClockOffset(cfg.ClockOffset)
 	s.faults.Store(&cfg.Faults)
 	return s, nil
 }
 
+// SystemUsers returns the configured system users, with the ids New made
+// for those that had none.
+func (s *Server) SystemUsers() []SystemUser { return slices.Clone(s.systemUsers) }
+
 // Issuer returns the issuer identifier the server was configured with.
 func (s *Server) Issuer() string { return s.cfg.Issuer }
 
-// SetClock replaces the clock used for grant times, certificate validity
-// and token times, so tests can move time; nil restores time.Now.
+// SetClock replaces the clock used for grant times, certificate validity,
+// token times and the Date header, so tests can move time; nil restores
+// time.Now. The clock offset is added to it.
 func (s *Server) SetClock(now func() time.Time) {
 	if now == nil {
 		now = time.Now
@@ -126,7 +153,20 @@ func (s *Server) SetClock(now func() time.Time) {
 	s.clock.Store(&now)
 }
 
-func (s *Server) now() time.Time { return (*s.clock.Load())() }
+// SetClockOffset sets the simulator's clock d ahead of the clock (d < 0:
+// behind), replacing Config.ClockOffset. It is safe to call while the
+// server is serving and takes effect for the next time the simulator
+// reads its clock.
+func (s *Server) SetClockOffset(d time.Duration) { s.offset.Store(int64(d)) }
+
+// ClockOffset returns the offset set with Config.ClockOffset or
+// SetClockOffset.
+func (s *Server) ClockOffset() time.Duration { return time.Duration(s.offset.Load()) }
+
+// now is the simulator's time: its clock plus its offset.
+func (s *Server) now() time.Time {
+	return (*s.clock.Load())().Add(time.Duration(s.offset.Load()))
+}
 
 // PublicKeys returns the keys that sign access tokens, by kid, as /jwk
 // publishes them, so tests can verify issued tokens without HTTP.
@@ -146,7 +186,8 @@ func (s *Server) BaseURL() string {
 
 // Handler returns the simulator's HTTP handler. It serves, below the base
 // URL's path (normally "/"): token, .well-known/oauth-authorization-server
-// and jwk. Every response carries an X-Trace-Id header.
+// and jwk. Every response carries an X-Trace-Id header and a Date header
+// from the simulator's clock.
 func (s *Server) Handler() http.Handler {
 	// Validated as a URL in New.
 	u, _ := url.Parse(s.BaseURL())

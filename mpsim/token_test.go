@@ -91,6 +91,12 @@ func TestIssue(t *testing.T) {
 			want:  map[string]any{"aud": "https://www.utv.vegvesen.no"},
 		},
 		{
+			name:  "resource array of one becomes aud",
+			edit:  func(_, c map[string]any) { c["resource"] = []any{"https://www.utv.vegvesen.no"} },
+			scope: scopeECOC,
+			want:  map[string]any{"aud": "https://www.utv.vegvesen.no"},
+		},
+		{
 			name: "kid client",
 			edit: func(h, _ map[string]any) {
 				delete(h, "x5c")
@@ -291,6 +297,14 @@ func TestRefusals(t *testing.T) {
 			status: 400, err: "invalid_request", mp: "MP-011", msg: "separated by single spaces"},
 		{name: "consumer_org number", edit: setClaim("consumer_org", 974760673),
 			status: 400, err: "invalid_request", mp: "MP-011", msg: "consumer_org must be a string"},
+		{name: "resource empty array", edit: setClaim("resource", []any{}),
+			status: 400, err: "invalid_request", mp: "MP-011", msg: "Claim resource must be a non-empty string or an array of one"},
+		{name: "resource two values", edit: setClaim("resource", []any{"https://a.example/", "https://b.example/"}),
+			status: 400, err: "invalid_request", mp: "MP-011", msg: "Claim resource has 2 values"},
+		{name: "resource array of a number", edit: setClaim("resource", []any{1}),
+			status: 400, err: "invalid_request", mp: "MP-011", msg: "Claim resource must be"},
+		{name: "resource empty string", edit: setClaim("resource", ""),
+			status: 400, err: "invalid_request", mp: "MP-011", msg: "Claim resource must be"},
 
 		// 7. aud.
 		{name: "aud token endpoint", spec: func(s *sim) grantSpec {
@@ -327,10 +341,15 @@ func TestRefusals(t *testing.T) {
 		// 13. Delegation.
 		{name: "consumer_org invalid", edit: func(_, c map[string]any) { c["scope"] = scopeDelegert; c["consumer_org"] = "974760674" },
 			status: 400, err: "invalid_request", mp: "MP-011", msg: "not a valid organisation number"},
+		{name: "consumer_org is the client's own", edit: func(_, c map[string]any) { c["scope"] = scopeDelegert; c["consumer_org"] = string(supplierOrg) },
+			status: 400, err: "invalid_request", mp: "MP-011", msg: "the client's own organisation"},
+		// The fixture lists no ConsumerAccess, so the simulator cannot
+		// know a consumer's own access: every missing delegation is
+		// MP-251 (MP-250 is in TestErrorTable).
 		{name: "consumer delegated nothing", edit: func(_, c map[string]any) { c["scope"] = scopeDelegert; c["consumer_org"] = string(lonelyConsumer) },
-			status: 403, err: "forbidden", mp: "MP-250", msg: "has not been granted access to the scope"},
+			status: 403, err: "forbidden", mp: "MP-251", msg: "has not delegated the scope " + scopeDelegert},
 		{name: "consumer delegated not this scope", edit: setClaim("consumer_org", string(consumerOrg)),
-			status: 403, err: "forbidden", mp: "MP-250", msg: scopeECOC},
+			status: 403, err: "forbidden", mp: "MP-251", msg: scopeECOC},
 		{name: "consumer delegated to another supplier", edit: func(_, c map[string]any) { c["scope"] = scopeDelegert; c["consumer_org"] = string(otherConsumer) },
 			status: 403, err: "forbidden", mp: "MP-251", msg: "has not delegated the scope " + scopeDelegert + ` to the supplier "portvakt-demo"`},
 	}

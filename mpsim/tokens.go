@@ -70,6 +70,16 @@ func (s *Server) issue(w http.ResponseWriter, g *grant, now time.Time) {
 	if g.resource != "" {
 		claims["aud"] = g.resource
 	}
+	if u := g.issuedFor; u != nil {
+		// systemuser_org as the grant asked for it (with "ID", though
+		// Altinn's token example writes "id").
+		claims["authorization_details"] = []systemUserClaim{{
+			Type:          SystemUserType,
+			SystemUserOrg: orgID(u.Customer),
+			SystemUserID:  []string{u.ID},
+			SystemID:      u.SystemID,
+		}}
+	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
 	tok.Header["kid"] = s.kid
 	signed, err := tok.SignedString(s.key)

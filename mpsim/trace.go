@@ -44,7 +44,7 @@ func (s *Server) traced(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		info := &requestInfo{trace: newTraceID()}
 		w.Header().Set("X-Trace-Id", info.trace)
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &statusRecorder{ResponseWriter: w, now: s.now}
 		start := time.Now()
 		// Deferred, so a request aborted with a panic (a dropped
 		// connection on HTTP/2) is logged too.
@@ -76,23 +76,28 @@ func (s *Server) logRequest(r *http.Request, status int, info *requestInfo, d ti
 	s.cfg.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 }
 
-// statusRecorder remembers the status written. Unwrap lets
+// statusRecorder remembers the status written, and sets the Date header
+// from the simulator's clock (now) when the response's header is written,
+// as Maskinporten's responses carry its own time: net/http would
+// otherwise set it from the real clock. Unwrap lets
 // http.ResponseController reach the underlying writer to hijack it.
 type statusRecorder struct {
 	http.ResponseWriter
+	now    func() time.Time
 	status int
 }
 
 func (r *statusRecorder) WriteHeader(status int) {
 	if r.status == 0 {
 		r.status = status
+		r.ResponseWriter.Header().Set("Date", r.now().UTC().Format(http.TimeFormat))
 	}
 	r.ResponseWriter.WriteHeader(status)
 }
 
 func (r *statusRecorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
-		r.status = http.StatusOK
+		r.WriteHeader(http.StatusOK)
 	}
 	return r.ResponseWriter.Write(b)
 }

@@ -32,6 +32,14 @@ const (
 	StrangerOrg = "971032081"               // has delegated nothing
 	OtherClient = "other-supplier"
 
+	// An Altinn system user: SystemUserCustomer has created one for
+	// ClientID's system SystemID, with the external ref
+	// SystemUserExternalRef and the id SystemUserID (DefaultSystemUser).
+	SystemUserCustomer    = "313775429"
+	SystemUserExternalRef = "portvakt-kunde-1"
+	SystemID              = OwnOrg + "_portvakt"
+	SystemUserID          = "0b7e3c52-5f0e-4a8e-9a39-3f1c2d6b8e41"
+
 	ScopeOwn        = "svv:kjoretoy/ecoc"
 	ScopeDelegated  = "svv:kjoretoy/ecoc.delegert"
 	ScopeElsewhere  = "svv:kjoretoy/leasingtaker.delegert" // delegated by ConsumerOrg to OtherClient only
@@ -78,6 +86,26 @@ type Options struct {
 	// it from being finalised and initialised again after an outage, as a
 	// daemon alone in its process can.
 	NoSigner bool
+	// ClockOffset sets the simulator's clock this far ahead of the real
+	// one (negative: behind), as mpsim.Config.ClockOffset; change it later
+	// with World.Sim.SetClockOffset.
+	ClockOffset time.Duration
+	// SystemUsers are registered in the simulator, for ClientID where
+	// their ClientID is empty. Nil means DefaultSystemUser alone; an
+	// empty, non-nil slice means none.
+	SystemUsers []mpsim.SystemUser
+}
+
+// DefaultSystemUser is the system user a world has unless
+// Options.SystemUsers says otherwise.
+func DefaultSystemUser() mpsim.SystemUser {
+	return mpsim.SystemUser{
+		ClientID:    ClientID,
+		SystemID:    SystemID,
+		Customer:    SystemUserCustomer,
+		ExternalRef: SystemUserExternalRef,
+		ID:          SystemUserID,
+	}
 }
 
 // New builds a world; everything is closed when the test ends.
@@ -100,9 +128,20 @@ func New(t testing.TB, opts Options) *World {
 	}
 	t.Cleanup(func() { _ = l.Close() })
 	issuer := l.URL()
+	systemUsers := []mpsim.SystemUser{DefaultSystemUser()}
+	if opts.SystemUsers != nil {
+		systemUsers = make([]mpsim.SystemUser, len(opts.SystemUsers))
+		for i, u := range opts.SystemUsers {
+			if u.ClientID == "" {
+				u.ClientID = ClientID
+			}
+			systemUsers[i] = u
+		}
+	}
 	sim, err := mpsim.New(mpsim.Config{
 		Issuer:        issuer,
 		TokenLifetime: opts.TokenLifetime,
+		ClockOffset:   opts.ClockOffset,
 		TrustRoots:    []*x509.Certificate{ca.Root},
 		Clients: []mpsim.Client{
 			{ID: ClientID, OrgNumber: OwnOrg, Scopes: []string{ScopeOwn, ScopeDelegated, ScopeElsewhere}},
@@ -112,6 +151,7 @@ func New(t testing.TB, opts Options) *World {
 			{ConsumerOrg: ConsumerOrg, SupplierClientID: ClientID, Scopes: []string{ScopeDelegated}},
 			{ConsumerOrg: ConsumerOrg, SupplierClientID: OtherClient, Scopes: []string{ScopeElsewhere}},
 		},
+		SystemUsers: systemUsers,
 	})
 	if err != nil {
 		t.Fatal(err)
