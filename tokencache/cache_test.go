@@ -127,7 +127,9 @@ func closeAtEnd(tb testing.TB, c *Cache) {
 
 var testKey = NewKey("test", "client", []string{"svv:kjoretoy/ecoc"}, "", OnBehalfOf{})
 
-func keyN(i int) Key { return NewKey("test", fmt.Sprint("client-", i), []string{"a:b"}, "", OnBehalfOf{}) }
+func keyN(i int) Key {
+	return NewKey("test", fmt.Sprint("client-", i), []string{"a:b"}, "", OnBehalfOf{})
+}
 
 func value(t *testing.T, c *Cache, key Key, minValidity time.Duration) string {
 	t.Helper()
