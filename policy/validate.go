@@ -155,6 +155,8 @@ func (b *builder) rule(n *yaml.Node, label string) *rule {
 		}
 	}
 
+	b.systemUsers(r, fs)
+
 	f, delegating := fs["consumer_orgs"]
 	if delegating {
 		if items, ok := ps.list(f, "consumer_orgs", `["974760673"], or remove the key for a rule on the client's own behalf`); ok {
@@ -174,8 +176,6 @@ func (b *builder) rule(n *yaml.Node, label string) *rule {
 			}
 		}
 	}
-
-	b.systemUsers(r, fs, delegating)
 
 	// A rule is either delegation or not. Mixing would let consumer_orgs
 	// seem to restrict a scope that Maskinporten does not tie to a
@@ -200,13 +200,13 @@ func (b *builder) rule(n *yaml.Node, label string) *rule {
 // both: Maskinporten takes no grant with both, so no request could use
 // both lists, and a rule with both would be read as allowing more than it
 // does.
-func (b *builder) systemUsers(r *rule, fs map[string]field, delegating bool) {
+func (b *builder) systemUsers(r *rule, fs map[string]field) {
 	ps := b.ps
 	f, ok := fs["system_users"]
 	if !ok {
 		return
 	}
-	if delegating {
+	if _, delegating := fs["consumer_orgs"]; delegating {
 		ps.addf(f.key.Line, "the rule has both consumer_orgs and system_users: a request is for a consumer (delegation) or for a system user, never both; put the system users in a rule of their own")
 		return
 	}
