@@ -82,6 +82,14 @@ type Record struct {
 	// Absent (0): the record is of one call, as every record written
 	// before the field existed is.
 	Count uint64 `json:"count,omitempty"`
+	// SystemUserOrg is the customer whose Altinn system user the request
+	// was for (GetTokenRequest.system_user.org), SystemUserRef the
+	// external reference it named, if any: at most 128 bytes of printable
+	// ASCII. Both absent for a request without a system user, as in every
+	// record written before the fields existed. (They follow count rather
+	// than consumer_org: fields are added to the format at the end.)
+	SystemUserOrg string `json:"system_user_org,omitempty"`
+	SystemUserRef string `json:"system_user_ref,omitempty"`
 	// On KindGap only. FromSeq is the first record that may be lost (0:
 	// none is), ToSeq the last record written before the gap, always
 	// Seq-1. Cause is one of the Cause constants. File is the name the

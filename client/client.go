@@ -116,6 +116,9 @@ type Request struct {
 	Environment string
 	ConsumerOrg string
 	Resource    string
+	// SystemUser, when set, asks for the token of an Altinn system user:
+	// the customer's, not together with ConsumerOrg.
+	SystemUser *SystemUser
 	// MinValidity is how long the token must stay valid at least. A
 	// TokenSource asks for at least EarlyExpiry + 15 s.
 	MinValidity time.Duration
@@ -124,15 +127,28 @@ type Request struct {
 	Timeout time.Duration
 }
 
+// SystemUser names an Altinn system user by its customer.
+type SystemUser struct {
+	// Org is the customer's organisation number, nine digits.
+	Org string
+	// ExternalRef is the external reference the customer's system user
+	// was created with; empty for none.
+	ExternalRef string
+}
+
 // Token asks the daemon for a token.
 func (c *Client) Token(ctx context.Context, req Request) (*oauth2.Token, error) {
-	resp, err := c.api.GetToken(ctx, &portvaktv1.GetTokenRequest{
+	pb := &portvaktv1.GetTokenRequest{
 		Scopes:      req.Scopes,
 		Environment: req.Environment,
 		ConsumerOrg: req.ConsumerOrg,
 		Resource:    req.Resource,
 		MinValidity: durationpb.New(req.MinValidity),
-	})
+	}
+	if su := req.SystemUser; su != nil {
+		pb.SystemUser = &portvaktv1.SystemUser{Org: su.Org, ExternalRef: su.ExternalRef}
+	}
+	resp, err := c.api.GetToken(ctx, pb)
 	if err != nil {
 		return nil, err
 	}

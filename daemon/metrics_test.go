@@ -40,6 +40,7 @@ func TestMetrics(t *testing.T) {
 		{"portvakt_requests_total", map[string]string{"client": "billing", "code": "PermissionDenied"}, 1},
 		{"portvakt_requests_total", map[string]string{"client": "billing", "code": "FailedPrecondition"}, 1},
 		{"portvakt_policy_denials_total", map[string]string{"client": "billing"}, 1},
+		{"portvakt_tokens_total", map[string]string{"environment": "sim", "kind": "own"}, 3},
 		{"portvakt_cache_hits_total", nil, 2},
 		{"portvakt_cache_misses_total", nil, 2},
 		{"portvakt_cache_refreshes_total", nil, 0},

@@ -115,7 +115,11 @@ func (r *recorder) Decision(ctx context.Context, d tokenservice.Decision) error 
 		expiry := tok.ExpiresAt.UTC()
 		rec.TokenExpiry = &expiry
 	}
-	return r.appendUnsynced(rec)
+	err := r.appendUnsynced(rec)
+	if err == nil && d.Cached != nil {
+		r.countToken(d.Request) // on record, so handed out
+	}
+	return err
 }
 
 func (r *recorder) KeyUse(ctx context.Context, k tokenservice.KeyUse) error {
@@ -146,11 +150,27 @@ func (r *recorder) Outcome(ctx context.Context, o tokenservice.Outcome) error {
 		rec.Error = cut(o.Err.Error(), maxErrorBytes)
 	}
 	err := r.appendUnsynced(rec)
+	if err == nil && o.Token != nil {
+		r.countToken(o.Request) // on record, so handed out
+	}
 	if err != nil && o.Token == nil {
 		// The failure itself is already answered; say it could not be kept.
 		r.log.ErrorContext(ctx, "audit record of a failed request could not be written", "request_id", rec.RequestID, "error", err.Error())
 	}
 	return err
+}
+
+// countToken counts a token handed out by its kind: a label of three
+// values, never the consumer or customer itself.
+func (r *recorder) countToken(key tokencache.Key) {
+	kind := "own"
+	switch {
+	case key.SystemUserOrg != "":
+		kind = "system_user"
+	case key.ConsumerOrg != "":
+		kind = "delegated"
+	}
+	r.m.Tokens.WithLabelValues(key.Environment, kind).Inc()
 }
 
 // base fills what every record of a request has.
@@ -166,6 +186,9 @@ func (r *recorder) base(ctx context.Context, kind string, caller identity.Caller
 		Scopes:      key.ScopeList(),
 		ConsumerOrg: key.ConsumerOrg,
 		Resource:    key.Resource,
+
+		SystemUserOrg: key.SystemUserOrg,
+		SystemUserRef: key.SystemUserRef,
 	}
 }
 

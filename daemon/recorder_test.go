@@ -216,7 +216,7 @@ func TestRecorderRefusesRecordsOver4KiB(t *testing.T) {
 			r, path := testRecorder(t)
 			d := tokenservice.Decision{
 				Caller:   caller,
-				Request:  tokencache.NewKey("prod", "c", scopes(tt.scope), "https://api.example", ""),
+				Request:  tokencache.NewKey("prod", "c", scopes(tt.scope), "https://api.example", tokencache.OnBehalfOf{}),
 				Decision: policy.Decision{Allowed: true, Client: "billing", Rules: []string{"policy.yaml:3"}, Reason: "allowed"},
 				Cached:   &maskinporten.Token{GrantJTI: "jti-1", ExpiresAt: time.Now().Add(time.Minute)},
 			}

@@ -109,6 +109,18 @@ type GrantRequest struct {
 	// ConsumerOrg, when set, asks as a supplier on behalf of this
 	// organisation (delegation).
 	ConsumerOrg string
+	// SystemUser, when set, asks for an Altinn system user's token: the
+	// grant's authorization_details. Not together with ConsumerOrg.
+	SystemUser *SystemUser
+}
+
+// SystemUser is an Altinn system user, named by its customer.
+type SystemUser struct {
+	// Org is the customer's organisation number, nine digits.
+	Org string
+	// ExternalRef, when set, is the external reference the customer's
+	// system user was created with; empty sends none.
+	ExternalRef string
 }
 
 // Validate says which field is wrong and why.
@@ -137,6 +149,19 @@ func (r GrantRequest) Validate() error {
 			return fmt.Errorf("consumer_org: %w", err)
 		}
 	}
+	if su := r.SystemUser; su != nil {
+		if r.ConsumerOrg != "" {
+			return errors.New("system user: a grant carries consumer_org or a system user, not both")
+		}
+		if _, err := orgno.Parse(su.Org); err != nil {
+			return fmt.Errorf("system user org: %w", err)
+		}
+		if su.ExternalRef != "" {
+			if err := syntax.CheckExternalRef(su.ExternalRef); err != nil {
+				return fmt.Errorf("system user external reference: %w", err)
+			}
+		}
+	}
 	return nil
 }
 
@@ -161,7 +186,28 @@ type grantClaims struct {
 	ExpiresAt   int64  `json:"exp"`
 	ID          string `json:"jti"`
 	ConsumerOrg string `json:"consumer_org,omitempty"`
+	// AuthorizationDetails holds the one system user asked for, if any.
+	AuthorizationDetails []systemUserDetail `json:"authorization_details,omitempty"`
 }
+
+// systemUserDetail is an authorization_details entry (RFC 9396) for an
+// Altinn system user, its fields in Altinn's order and spelling (they are
+// case-sensitive).
+type systemUserDetail struct {
+	Type          string `json:"type"`
+	SystemUserOrg orgID  `json:"systemuser_org"`
+	ExternalRef   string `json:"externalRef,omitempty"`
+}
+
+// orgID names an organisation as Maskinporten does: ISO 6523 with 0192,
+// the Norwegian organisation number register.
+type orgID struct {
+	Authority string `json:"authority"`
+	ID        string `json:"ID"`
+}
+
+// systemUserType is the authorization_details type of a system user.
+const systemUserType = "urn:altinn:systemuser"
 
 // Build makes and signs a grant with a fresh jti. Every attempt, retries
 // included, needs its own: Maskinporten refuses a grant used before.
@@ -183,6 +229,13 @@ func (b *GrantBuilder) Build(req GrantRequest) (Grant, error) {
 		ExpiresAt:   now.Add(b.lifetime).Unix(),
 		ID:          id.String(),
 		ConsumerOrg: req.ConsumerOrg,
+	}
+	if su := req.SystemUser; su != nil {
+		claims.AuthorizationDetails = []systemUserDetail{{
+			Type:          systemUserType,
+			SystemUserOrg: orgID{Authority: "iso6523-actorid-upis", ID: "0192:" + su.Org},
+			ExternalRef:   su.ExternalRef,
+		}}
 	}
 	assertion, err := b.sign(claims)
 	if err != nil {

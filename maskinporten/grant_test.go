@@ -116,6 +116,53 @@ func TestGrantOmitsOptionalClaims(t *testing.T) {
 	}
 }
 
+// TestSystemUserGrant: a system user's grant has the documented claims
+// plus authorization_details, byte for byte as Altinn spells it (field
+// order, case, ID with the 0192 prefix), externalRef only when given, and
+// no consumer_org.
+func TestSystemUserGrant(t *testing.T) {
+	s := newSoftSigner(t)
+	b, err := NewGrantBuilder(s, GrantOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		su   SystemUser
+		want string
+	}{
+		{"without external reference", SystemUser{Org: "313427137"},
+			`[{"type":"urn:altinn:systemuser","systemuser_org":{"authority":"iso6523-actorid-upis","ID":"0192:313427137"}}]`},
+		{"with external reference", SystemUser{Org: "313427137", ExternalRef: "kjoretoy-prod-1"},
+			`[{"type":"urn:altinn:systemuser","systemuser_org":{"authority":"iso6523-actorid-upis","ID":"0192:313427137"},"externalRef":"kjoretoy-prod-1"}]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := testRequest()
+			req.SystemUser = &tt.su
+			g, err := b.Build(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, claims := decode(t, s, g.Assertion.Reveal(), "RS256")
+			if keys := sortedKeys(claims); !slices.Equal(keys, []string{"aud", "authorization_details", "exp", "iat", "iss", "jti", "scope"}) {
+				t.Errorf("claims = %v, want the own grant's and authorization_details, nothing else", keys)
+			}
+			raw, _ := base64.RawURLEncoding.DecodeString(strings.Split(g.Assertion.Reveal(), ".")[1])
+			var fields map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &fields); err != nil {
+				t.Fatal(err)
+			}
+			if got := string(fields["authorization_details"]); got != tt.want {
+				t.Errorf("authorization_details =\n%s\nwant\n%s", got, tt.want)
+			}
+			if claims["scope"] != "svv:kjoretoy/ecoc" || claims["iss"] != "client-1" {
+				t.Errorf("claims = %v", claims)
+			}
+		})
+	}
+}
+
 func TestEveryGrantHasAFreshJTI(t *testing.T) {
 	b, err := NewGrantBuilder(newSoftSigner(t), GrantOptions{})
 	if err != nil {
@@ -156,6 +203,17 @@ func TestGrantBuilderRefusesWhatMaskinportenWould(t *testing.T) {
 		{"scope with space", func(r *GrantRequest) { r.Scopes = []string{"svv:a b"} }, "not allowed"},
 		{"bad consumer_org", func(r *GrantRequest) { r.ConsumerOrg = "974760674" }, "consumer_org"},
 		{"relative resource", func(r *GrantRequest) { r.Resource = "vegvesen" }, "resource"},
+		{"system user with consumer_org", func(r *GrantRequest) {
+			r.ConsumerOrg, r.SystemUser = "974760673", &SystemUser{Org: "313427137"}
+		}, "consumer_org or a system user, not both"},
+		{"system user without org", func(r *GrantRequest) { r.SystemUser = &SystemUser{} }, "system user org"},
+		{"system user org with a bad check digit", func(r *GrantRequest) { r.SystemUser = &SystemUser{Org: "313427138"} }, "system user org"},
+		{"external reference with a newline", func(r *GrantRequest) {
+			r.SystemUser = &SystemUser{Org: "313427137", ExternalRef: "a\nb"}
+		}, "system user external reference"},
+		{"external reference too long", func(r *GrantRequest) {
+			r.SystemUser = &SystemUser{Org: "313427137", ExternalRef: strings.Repeat("r", 129)}
+		}, "at most 128"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -35,6 +35,12 @@ type Metrics struct {
 	GRPCConnections    *prometheus.GaugeVec     // listener
 	GRPCMaxConnections *prometheus.GaugeVec     // listener
 	GRPCEvicted        *prometheus.CounterVec   // listener
+
+	// Tokens counts the tokens handed out, cached or fresh, by
+	// environment and kind: own, delegated (consumer_org) or system_user
+	// (an Altinn system user). Which consumer or customer is in the audit
+	// log, not in a label: their number has no bound.
+	Tokens *prometheus.CounterVec // environment, kind
 }
 
 // New makes and registers the metrics, and the Go runtime's and process's.
@@ -83,6 +89,8 @@ func New() *Metrics {
 			"The cap on each listener's connections: grpc.max_connections, or lower when the file descriptor limit needs it.", "listener"),
 		GRPCEvicted: f.counterVec("grpc_connections_evicted_total",
 			"Connections closed because their listener was at its cap: each time the one that had read nothing for longest.", "listener"),
+		Tokens: f.counterVec("tokens_total",
+			"Tokens handed out (from the cache or fresh), by environment and kind: own, delegated (on behalf of a consumer_org) or system_user (an Altinn system user).", "environment", "kind"),
 	}
 }
 

@@ -20,6 +20,10 @@ type Request struct {
 	// ConsumerOrg is the organisation asked on behalf of (delegation), or
 	// "" when the client asks for its own organisation.
 	ConsumerOrg string
+	// SystemUserOrg is the customer whose Altinn system user the token is
+	// for, or "" for none. A request names a ConsumerOrg or a
+	// SystemUserOrg, not both.
+	SystemUserOrg string
 }
 
 // Decision is the policy's answer to a Request.
@@ -53,10 +57,23 @@ func (p *Policy) Decide(r Request) Decision {
 	case len(r.Scopes) == 0:
 		d.Reason = fmt.Sprintf("client %q asked for no scope", c.name)
 		return d
+	case r.ConsumerOrg != "" && r.SystemUserOrg != "":
+		d.Reason = fmt.Sprintf("client %q asked on behalf of %s and for system user %s: a request is for a consumer_org or a system user, not both",
+			c.name, show(r.ConsumerOrg), show(r.SystemUserOrg))
+		return d
 	}
 	var rules []string
 	for _, s := range r.Scopes {
-		rl := c.ruleFor(s, r.Environment, r.ConsumerOrg)
+		var rl *rule
+		if r.SystemUserOrg != "" {
+			rl = c.ruleForSystemUser(s, r.Environment, r.SystemUserOrg)
+		} else {
+			rl = c.ruleFor(s, r.Environment, r.ConsumerOrg)
+		}
+		if rl == nil && r.SystemUserOrg != "" {
+			d.Reason = c.systemUserDenial(s, r.Environment, r.SystemUserOrg)
+			return d
+		}
 		if rl == nil {
 			d.Reason = c.denial(s, r.Environment, r.ConsumerOrg)
 			return d
@@ -75,8 +92,46 @@ func (p *Policy) Decide(r Request) Decision {
 		shown[i] = show(s)
 	}
 	d.Reason = fmt.Sprintf("client %q (identity %s) may have %s %s in environment %s%s",
-		c.name, show(id), what, strings.Join(shown, ", "), show(r.Environment), onBehalfOf(r.ConsumerOrg))
+		c.name, show(id), what, strings.Join(shown, ", "), show(r.Environment), onBehalfOf(r.ConsumerOrg)+forSystemUser(r.SystemUserOrg))
 	return d
+}
+
+// ruleForSystemUser returns the first rule, in the order of the file, that
+// allows the scope for the system user of org; nil when none does.
+func (c *client) ruleForSystemUser(scope, env, org string) *rule {
+	for _, r := range c.rules {
+		if r.allowsSystemUser(scope, env, org) {
+			return r
+		}
+	}
+	return nil
+}
+
+// systemUserDenial says why no rule of c allows the scope for the system
+// user of org, naming the customer, with a hint from c's own rules.
+func (c *client) systemUserDenial(scope, env, org string) string {
+	msg := fmt.Sprintf("client %q has no rule allowing scope %s in environment %s%s", c.name, show(scope), show(env), forSystemUser(org))
+	others, own := false, false
+	for _, r := range c.rules {
+		if slices.Contains(r.environments, env) && slices.Contains(r.scopes, scope) {
+			others = others || len(r.systemUsers) > 0
+			own = own || len(r.systemUsers) == 0 && len(r.consumerOrgs) == 0
+		}
+	}
+	switch {
+	case others:
+		return msg + "; its rules for this scope list other system users (system_users)"
+	case own:
+		return msg + "; its rule for this scope has no system_users, so it allows the scope on the client's own behalf only"
+	}
+	return msg
+}
+
+func forSystemUser(org string) string {
+	if org == "" {
+		return ""
+	}
+	return " for system user " + show(org)
 }
 
 // ruleFor returns the first rule, in the order of the file, that allows

@@ -12,6 +12,9 @@
 //	      - uid:1000                                   # a Unix-socket peer's uid
 //	      - gid:2000                                   # a Unix-socket peer's primary gid
 //	    rules:
+//	      - environments: [prod]
+//	        scopes: [svv:kjoretoy/ecoc]
+//	        system_users: ["313427137"]   # Altinn system users' customers
 //	      - environments: [test, prod]
 //	        scopes: [svv:kjoretoy/ecoc]
 //	      - environments: [test]
@@ -35,6 +38,13 @@
 // consumers and uses a .delegert scope itself needs two rules; a rule with
 // consumer_orgs never allows own-behalf use. Scopes and identities match
 // exactly; DNS names are compared in lower case, as DNS compares them.
+//
+// A rule with system_users allows only requests for the Altinn system user
+// of one of those customers (Request.SystemUserOrg set), for its scopes as
+// listed; a rule without system_users never allows such a request. A rule
+// has consumer_orgs or system_users, not both, and a request names a
+// consumer_org or a system user, not both: Maskinporten takes no grant
+// with both. Each customer is a valid organisation number, listed once.
 //
 // Every call is rate limited before anything else is done for it (Admit):
 // a client's calls by its rate_limit, if it has one, and the calls of all

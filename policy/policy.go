@@ -40,16 +40,29 @@ type rule struct {
 	environments []string
 	scopes       []string
 	consumerOrgs []string // empty: the client asks on its own behalf
+	// systemUsers are the Altinn system users' customers the rule allows
+	// (never together with consumerOrgs); a rule with them allows only
+	// system-user requests.
+	systemUsers []string
 }
 
+// allows reports whether the rule allows the scope in env on the client's
+// own behalf (consumerOrg "") or on behalf of consumerOrg, as no system
+// user.
 func (r *rule) allows(scope, env, consumerOrg string) bool {
 	if !slices.Contains(r.environments, env) || !slices.Contains(r.scopes, scope) {
 		return false
 	}
 	if consumerOrg == "" {
-		return len(r.consumerOrgs) == 0
+		return len(r.consumerOrgs) == 0 && len(r.systemUsers) == 0
 	}
 	return slices.Contains(r.consumerOrgs, consumerOrg)
+}
+
+// allowsSystemUser reports whether the rule allows the scope in env for
+// the system user of the customer org.
+func (r *rule) allowsSystemUser(scope, env, org string) bool {
+	return slices.Contains(r.environments, env) && slices.Contains(r.scopes, scope) && slices.Contains(r.systemUsers, org)
 }
 
 // Grant is one rule of a client: what it may ask for, for WhoAmI and for
@@ -61,6 +74,10 @@ type Grant struct {
 	// for the (delegated) scopes of this rule; empty when it asks for
 	// itself.
 	ConsumerOrgs []string
+	// SystemUsers are the Altinn system users' customers the client may
+	// ask for, for the scopes of this rule; empty when the rule allows no
+	// system user.
+	SystemUsers []string
 	// Rule is where the rule is, as FILE:LINE.
 	Rule string
 }
@@ -95,6 +112,7 @@ func (p *Policy) Grants(clientName string) []Grant {
 			Environments: slices.Clone(r.environments),
 			Scopes:       slices.Clone(r.scopes),
 			ConsumerOrgs: slices.Clone(r.consumerOrgs),
+			SystemUsers:  slices.Clone(r.systemUsers),
 			Rule:         r.pos,
 		}
 	}

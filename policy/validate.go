@@ -111,7 +111,7 @@ func (b *builder) identity(c *client, label string, item *yaml.Node) {
 // rule checks one rule of a client.
 func (b *builder) rule(n *yaml.Node, label string) *rule {
 	ps := b.ps
-	fs, ok := ps.mapping(n, "a rule", "environments", "scopes", "consumer_orgs")
+	fs, ok := ps.mapping(n, "a rule", "environments", "scopes", "consumer_orgs", "system_users")
 	if !ok {
 		return nil
 	}
@@ -156,6 +156,8 @@ func (b *builder) rule(n *yaml.Node, label string) *rule {
 		}
 	}
 
+	b.systemUsers(r, fs)
+
 	f, delegating := fs["consumer_orgs"]
 	if delegating {
 		if items, ok := ps.list(f, "consumer_orgs", `["974760673"], or remove the key for a rule on the client's own behalf`); ok {
@@ -189,6 +191,46 @@ func (b *builder) rule(n *yaml.Node, label string) *rule {
 		}
 	}
 	return r
+}
+
+// systemUsers checks a rule's system_users: the customers whose Altinn
+// system users the rule allows, each a valid organisation number listed
+// once. A rule is for delegation (consumer_orgs) or for system users, not
+// both: Maskinporten takes no grant with both, so no request could use
+// both lists, and a rule with both would be read as allowing more than it
+// does.
+func (b *builder) systemUsers(r *rule, fs map[string]field) {
+	ps := b.ps
+	f, ok := fs["system_users"]
+	if !ok {
+		return
+	}
+	if _, delegating := fs["consumer_orgs"]; delegating {
+		ps.addf(f.key.Line, "the rule has both consumer_orgs and system_users: a request is for a consumer (delegation) or for a system user, never both; put the system users in a rule of their own")
+		return
+	}
+	items, ok := ps.list(f, "system_users", `["313427137"], the customers whose Altinn system users the rule allows, or remove the key`)
+	if !ok {
+		return
+	}
+	first := map[string]int{}
+	for _, item := range items {
+		s, ok := ps.scalar(item, "a system user")
+		if !ok {
+			continue
+		}
+		org, err := orgno.Parse(s)
+		if err != nil {
+			ps.addf(item.Line, "system_users: %w", err)
+			continue
+		}
+		if line, dup := first[org.String()]; dup {
+			ps.addf(item.Line, "system_users: %s is listed twice (first at line %d): list it once", org, line)
+			continue
+		}
+		first[org.String()] = item.Line
+		r.systemUsers = append(r.systemUsers, org.String())
+	}
 }
 
 // unknownCallers checks unknown_callers, which holds the rate limit shared

@@ -99,7 +99,7 @@ func TestHoldersNeverFormatThePIN(t *testing.T) {
 		t.ExpiresAt = t.IssuedAt.Add(t.ExpiresIn)
 		return t, nil
 	}, tokencache.Options{})
-	if _, err := cache.Get(context.Background(), tokencache.NewKey("test", "client", []string{"scope"}, "", ""), time.Minute); err != nil {
+	if _, err := cache.Get(context.Background(), tokencache.NewKey("test", "client", []string{"scope"}, "", tokencache.OnBehalfOf{}), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	secrets := []string{pin.Reveal(), f.tok.SOPIN.Reveal(), access.Reveal(), assertion.Reveal()}

@@ -125,9 +125,11 @@ func closeAtEnd(tb testing.TB, c *Cache) {
 	})
 }
 
-var testKey = NewKey("test", "client", []string{"svv:kjoretoy/ecoc"}, "", "")
+var testKey = NewKey("test", "client", []string{"svv:kjoretoy/ecoc"}, "", OnBehalfOf{})
 
-func keyN(i int) Key { return NewKey("test", fmt.Sprint("client-", i), []string{"a:b"}, "", "") }
+func keyN(i int) Key {
+	return NewKey("test", fmt.Sprint("client-", i), []string{"a:b"}, "", OnBehalfOf{})
+}
 
 func value(t *testing.T, c *Cache, key Key, minValidity time.Duration) string {
 	t.Helper()
@@ -180,13 +182,64 @@ func getAsync(ctx context.Context, c *Cache, key Key, minValidity time.Duration)
 }
 
 func TestKeyIgnoresScopeOrder(t *testing.T) {
-	a := NewKey("prod", "c", []string{"b:x", "a:y", "b:x"}, "r", "974760673")
-	b := NewKey("prod", "c", []string{"a:y", "b:x"}, "r", "974760673")
+	a := NewKey("prod", "c", []string{"b:x", "a:y", "b:x"}, "r", OnBehalfOf{ConsumerOrg: "974760673"})
+	b := NewKey("prod", "c", []string{"a:y", "b:x"}, "r", OnBehalfOf{ConsumerOrg: "974760673"})
 	if a != b || a.Scopes != "a:y b:x" {
 		t.Fatalf("keys differ: %+v %+v", a, b)
 	}
-	if NewKey("prod", "c", []string{"a:y"}, "r", "") == NewKey("prod", "c", []string{"a:y"}, "r", "974760673") {
+	if NewKey("prod", "c", []string{"a:y"}, "r", OnBehalfOf{}) == NewKey("prod", "c", []string{"a:y"}, "r", OnBehalfOf{ConsumerOrg: "974760673"}) {
 		t.Fatal("a delegated and an own token share a key")
+	}
+}
+
+// TestSystemUserSplitsTheCache: a token for one system user is never
+// handed out for the organisation itself, another customer or another
+// external reference, and each gets its own fetch.
+func TestSystemUserSplitsTheCache(t *testing.T) {
+	scopes := []string{"svv:kjoretoy/ecoc"}
+	keys := map[string]Key{
+		"own":                       NewKey("test", "client", scopes, "", OnBehalfOf{}),
+		"delegated to the customer": NewKey("test", "client", scopes, "", OnBehalfOf{ConsumerOrg: "313427137"}),
+		"system user":               NewKey("test", "client", scopes, "", OnBehalfOf{SystemUserOrg: "313427137"}),
+		"system user, a reference":  NewKey("test", "client", scopes, "", OnBehalfOf{SystemUserOrg: "313427137", SystemUserRef: "ref-1"}),
+		"system user, another ref":  NewKey("test", "client", scopes, "", OnBehalfOf{SystemUserOrg: "313427137", SystemUserRef: "ref-2"}),
+		"another customer":          NewKey("test", "client", scopes, "", OnBehalfOf{SystemUserOrg: "923456783"}),
+	}
+	flights := map[string]string{}
+	for name, k := range keys {
+		for other, ok := range keys {
+			if other != name && k == ok {
+				t.Fatalf("%s and %s share a key: %+v", name, other, k)
+			}
+		}
+		if prev, dup := flights[k.flightKey()]; dup {
+			t.Fatalf("%s and %s share a flight key", name, prev)
+		}
+		flights[k.flightKey()] = name
+	}
+	if k := keys["system user, a reference"]; k.SystemUserOrg != "313427137" || k.SystemUserRef != "ref-1" || k.ConsumerOrg != "" {
+		t.Fatalf("key = %+v", k)
+	}
+
+	c, f, _ := newTestCache(t, 120*time.Second, func(o *Options) { o.MaxEntries = len(keys) })
+	seen := map[string]string{} // token → the key's name
+	for name, k := range keys {
+		tok := value(t, c, k, 0)
+		if prev, dup := seen[tok]; dup {
+			t.Fatalf("%s got the token of %s", name, prev)
+		}
+		seen[tok] = name
+	}
+	if n := f.calls.Load(); n != int64(len(keys)) {
+		t.Fatalf("%d fetches for %d keys", n, len(keys))
+	}
+	for name, k := range keys {
+		if tok := value(t, c, k, 0); seen[tok] != name {
+			t.Fatalf("%s: second Get gave %s's token", name, seen[tok])
+		}
+	}
+	if n := f.calls.Load(); n != int64(len(keys)) {
+		t.Fatalf("%d fetches after every key was cached, want %d", n, len(keys))
 	}
 }
 

@@ -39,7 +39,7 @@ import (
 )
 
 // Key identifies tokens that are interchangeable: same environment, same
-// client, same scopes (in any order), resource and consumer.
+// client, same scopes (in any order), resource, and on whose behalf.
 type Key struct {
 	Environment string
 	ClientID    string
@@ -47,20 +47,38 @@ type Key struct {
 	Scopes      string
 	Resource    string
 	ConsumerOrg string
+	// SystemUserOrg and SystemUserRef name the Altinn system user the
+	// token is for (its customer's organisation number and the external
+	// reference asked with, if any); both empty for no system user. A
+	// token for one customer, or one external reference, is never handed
+	// out for another.
+	SystemUserOrg string
+	SystemUserRef string
+}
+
+// OnBehalfOf is on whose behalf a token is asked: the zero value for the
+// organisation's own, ConsumerOrg for delegation, or an Altinn system
+// user (SystemUserOrg, and SystemUserRef when given).
+type OnBehalfOf struct {
+	ConsumerOrg   string
+	SystemUserOrg string
+	SystemUserRef string
 }
 
 // NewKey normalises the scopes so that the order a caller lists them in
 // does not split the cache.
-func NewKey(environment, clientID string, scopes []string, resource, consumerOrg string) Key {
+func NewKey(environment, clientID string, scopes []string, resource string, behalf OnBehalfOf) Key {
 	sorted := slices.Clone(scopes)
 	slices.Sort(sorted)
 	sorted = slices.Compact(sorted)
 	return Key{
-		Environment: environment,
-		ClientID:    clientID,
-		Scopes:      strings.Join(sorted, " "),
-		Resource:    resource,
-		ConsumerOrg: consumerOrg,
+		Environment:   environment,
+		ClientID:      clientID,
+		Scopes:        strings.Join(sorted, " "),
+		Resource:      resource,
+		ConsumerOrg:   behalf.ConsumerOrg,
+		SystemUserOrg: behalf.SystemUserOrg,
+		SystemUserRef: behalf.SystemUserRef,
 	}
 }
 
@@ -68,7 +86,9 @@ func NewKey(environment, clientID string, scopes []string, resource, consumerOrg
 func (k Key) ScopeList() []string { return strings.Fields(k.Scopes) }
 
 // flightKey is the key as one string, for singleflight. The fields cannot
-// contain the separator: scopes, URLs and organisation numbers have no NUL.
+// contain the separator: scopes, URLs, organisation numbers and external
+// references (printable ASCII) have no NUL.
 func (k Key) flightKey() string {
-	return k.Environment + "\x00" + k.ClientID + "\x00" + k.Scopes + "\x00" + k.Resource + "\x00" + k.ConsumerOrg
+	return k.Environment + "\x00" + k.ClientID + "\x00" + k.Scopes + "\x00" + k.Resource + "\x00" + k.ConsumerOrg +
+		"\x00" + k.SystemUserOrg + "\x00" + k.SystemUserRef
 }

@@ -36,7 +36,7 @@ func TestColdKeyOneSignatureOnePost(t *testing.T) {
 	w := mptest.New(t, mptest.Options{})
 	c := New(realFetcher(t, w), Options{})
 	closeAtEnd(t, c)
-	key := NewKey("sim", mptest.ClientID, []string{mptest.ScopeOwn}, "", "")
+	key := NewKey("sim", mptest.ClientID, []string{mptest.ScopeOwn}, "", OnBehalfOf{})
 	const callers = 100
 	start := make(chan struct{})
 	tokens := make([]string, callers)
@@ -76,7 +76,7 @@ func TestNearExpiryReplacedAhead(t *testing.T) {
 	w := mptest.New(t, mptest.Options{TokenLifetime: 2 * time.Second})
 	c := New(realFetcher(t, w), Options{RefreshMargin: time.Second})
 	closeAtEnd(t, c)
-	key := NewKey("sim", mptest.ClientID, []string{mptest.ScopeOwn}, "", "")
+	key := NewKey("sim", mptest.ClientID, []string{mptest.ScopeOwn}, "", OnBehalfOf{})
 	seen := map[string]bool{}
 	for end := time.Now().Add(3500 * time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		tok, err := c.Get(context.Background(), key, 0)
@@ -104,7 +104,7 @@ func TestNearExpiryReplacedAhead(t *testing.T) {
 func BenchmarkColdFetch(b *testing.B) {
 	w := mptest.New(b, mptest.Options{})
 	fetch := realFetcher(b, w)
-	key := NewKey("sim", mptest.ClientID, []string{mptest.ScopeOwn}, "", "")
+	key := NewKey("sim", mptest.ClientID, []string{mptest.ScopeOwn}, "", OnBehalfOf{})
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {

@@ -53,10 +53,11 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 
 	scopes := r.key.ScopeList()
 	decision := pol.Decide(policy.Request{
-		Identities:  caller.Identities,
-		Environment: r.key.Environment,
-		Scopes:      scopes,
-		ConsumerOrg: r.key.ConsumerOrg,
+		Identities:    caller.Identities,
+		Environment:   r.key.Environment,
+		Scopes:        scopes,
+		ConsumerOrg:   r.key.ConsumerOrg,
+		SystemUserOrg: r.key.SystemUserOrg,
 	})
 	requestid.SetClient(ctx, decision.Client)
 	d := Decision{Caller: caller, Request: r.key, Decision: decision}
@@ -162,6 +163,7 @@ func (s *Service) fetchOnce(ctx context.Context, key tokencache.Key) (maskinport
 		Scopes:      key.ScopeList(),
 		Resource:    key.Resource,
 		ConsumerOrg: key.ConsumerOrg,
+		SystemUser:  systemUser(key),
 	})
 	if err != nil {
 		return maskinporten.Token{}, err
@@ -182,6 +184,14 @@ func (s *Service) fetchOnce(ctx context.Context, key tokencache.Key) (maskinport
 		env.Clock.Observe(attempt.Date, attempt.Sent, attempt.Received)
 	}
 	return tok, err
+}
+
+// systemUser is the key's Altinn system user for the grant, nil for none.
+func systemUser(key tokencache.Key) *maskinporten.SystemUser {
+	if key.SystemUserOrg == "" {
+		return nil
+	}
+	return &maskinporten.SystemUser{Org: key.SystemUserOrg, ExternalRef: key.SystemUserRef}
 }
 
 // tokenEndpoint is where the environment's grants are posted.

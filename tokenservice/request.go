@@ -31,9 +31,11 @@ const (
 	// maxEnvironmentBytes bounds environment, the name of one of the
 	// daemon's environments, before it is looked up and quoted back.
 	maxEnvironmentBytes = 64
-	// maxConsumerOrgBytes bounds consumer_org, nine digits when valid,
-	// before it is parsed and quoted back.
+	// maxConsumerOrgBytes bounds consumer_org, and system_user.org, nine
+	// digits when valid, before it is parsed and quoted back.
 	maxConsumerOrgBytes = 32
+	// The bound of system_user.external_ref is syntax.MaxExternalRefBytes
+	// (128): printable ASCII, checked by syntax.CheckExternalRef.
 	// maxMinValidity bounds min_validity: no Maskinporten token lives
 	// longer than a few hours, so more can never be met.
 	maxMinValidity = 2 * time.Hour
@@ -92,6 +94,15 @@ func (s *Service) parseRequest(req *portvaktv1.GetTokenRequest) (tokenRequest, e
 			return tokenRequest{}, &fieldError{"consumer_org", err.Error()}
 		}
 	}
+	behalf := tokencache.OnBehalfOf{ConsumerOrg: req.GetConsumerOrg()}
+	if su := req.GetSystemUser(); su != nil {
+		if behalf.ConsumerOrg != "" {
+			return tokenRequest{}, &fieldError{"system_user", "give consumer_org (delegation) or system_user (an Altinn system user), not both: Maskinporten takes no grant with both"}
+		}
+		if behalf.SystemUserOrg, behalf.SystemUserRef, err = parseSystemUser(su); err != nil {
+			return tokenRequest{}, err
+		}
+	}
 	resource := req.GetResource()
 	if len(resource) > maxResourceBytes {
 		return tokenRequest{}, &fieldError{"resource", fmt.Sprintf("%d bytes long; at most %d", len(resource), maxResourceBytes)}
@@ -113,9 +124,30 @@ func (s *Service) parseRequest(req *portvaktv1.GetTokenRequest) (tokenRequest, e
 	}
 	return tokenRequest{
 		env:         env,
-		key:         tokencache.NewKey(env.Config.Name, env.ClientID, scopes, resource, req.GetConsumerOrg()),
+		key:         tokencache.NewKey(env.Config.Name, env.ClientID, scopes, resource, behalf),
 		minValidity: minValidity,
 	}, nil
+}
+
+// parseSystemUser checks a request's system user: the customer's
+// organisation number and, when given, the external reference.
+func parseSystemUser(su *portvaktv1.SystemUser) (org, ref string, err error) {
+	org, ref = su.GetOrg(), su.GetExternalRef()
+	switch {
+	case org == "":
+		return "", "", &fieldError{"system_user.org", "give the customer's organisation number, nine digits such as 313427137"}
+	case len(org) > maxConsumerOrgBytes:
+		return "", "", &fieldError{"system_user.org", fmt.Sprintf("%d bytes long; at most %d (an organisation number is 9 digits)", len(org), maxConsumerOrgBytes)}
+	}
+	if _, err := orgno.Parse(org); err != nil {
+		return "", "", &fieldError{"system_user.org", err.Error()}
+	}
+	if ref != "" {
+		if err := syntax.CheckExternalRef(ref); err != nil {
+			return "", "", &fieldError{"system_user.external_ref", err.Error()}
+		}
+	}
+	return org, ref, nil
 }
 
 // checkIdentities bounds the caller's identities, which every record of

@@ -63,6 +63,19 @@ func TestParseRequest(t *testing.T) {
 		{"environment too long", two, &portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, Environment: long("prod", 60_000)}, "environment", "at most 64"},
 		{"consumer_org too long", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, ConsumerOrg: long("9", 60_000)}), "consumer_org", "at most 32"},
 		{"resource too long", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, Resource: long("https://api.example/", maxResourceBytes+1)}), "resource", "at most 256"},
+
+		// Altinn system users.
+		{"system user", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, SystemUser: &portvaktv1.SystemUser{Org: "313427137"}}), "", ""},
+		{"system user with a reference at its bound", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, SystemUser: &portvaktv1.SystemUser{Org: "313427137", ExternalRef: long("ref ", 128)}}), "", ""},
+		{"system user and consumer_org", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, ConsumerOrg: "974760673", SystemUser: &portvaktv1.SystemUser{Org: "313427137"}}), "system_user", "not both"},
+		{"system user without org", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, SystemUser: &portvaktv1.SystemUser{}}), "system_user.org", "give the customer's organisation number"},
+		{"system user org with a bad check digit", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, SystemUser: &portvaktv1.SystemUser{Org: "313427138"}}), "system_user.org", "check digit"},
+		{"system user org of eight digits", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, SystemUser: &portvaktv1.SystemUser{Org: "31342713"}}), "system_user.org", ""},
+		{"system user org too long", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, SystemUser: &portvaktv1.SystemUser{Org: long("3", 60_000)}}), "system_user.org", "at most 32"},
+		{"external reference too long", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, SystemUser: &portvaktv1.SystemUser{Org: "313427137", ExternalRef: long("ref", 60_000)}}), "system_user.external_ref", "at most 128"},
+		{"external reference with a line break", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, SystemUser: &portvaktv1.SystemUser{Org: "313427137", ExternalRef: "ref\n{\"forged\":1}"}}), "system_user.external_ref", "printable ASCII"},
+		{"external reference not ASCII", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, SystemUser: &portvaktv1.SystemUser{Org: "313427137", ExternalRef: "kjøretøy"}}), "system_user.external_ref", "printable ASCII"},
+		{"external reference ending in a space", two, ok(&portvaktv1.GetTokenRequest{Scopes: []string{"a:b"}, SystemUser: &portvaktv1.SystemUser{Org: "313427137", ExternalRef: "ref "}}), "system_user.external_ref", "space"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,5 +108,26 @@ func TestRequestKeyIsNormalised(t *testing.T) {
 	b, _ := s.parseRequest(&portvaktv1.GetTokenRequest{Scopes: []string{"a:x", "b:y", "a:x"}, Resource: "https://api.example"})
 	if a.key != b.key || a.key.ClientID != "client-prod" {
 		t.Fatalf("keys %+v and %+v differ", a.key, b.key)
+	}
+}
+
+// TestSystemUserInTheKey: the system user's customer and reference are in
+// the key (and so in the cache, the grant and the records); a request
+// without one has neither.
+func TestSystemUserInTheKey(t *testing.T) {
+	s := testService("prod")
+	r, err := s.parseRequest(&portvaktv1.GetTokenRequest{Scopes: []string{"a:x"}, SystemUser: &portvaktv1.SystemUser{Org: "313427137", ExternalRef: "ref-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.key.SystemUserOrg != "313427137" || r.key.SystemUserRef != "ref-1" || r.key.ConsumerOrg != "" {
+		t.Fatalf("key = %+v", r.key)
+	}
+	if su := systemUser(r.key); su == nil || *su != (maskinporten.SystemUser{Org: "313427137", ExternalRef: "ref-1"}) {
+		t.Fatalf("grant's system user = %+v", su)
+	}
+	own, _ := s.parseRequest(&portvaktv1.GetTokenRequest{Scopes: []string{"a:x"}})
+	if own.key.SystemUserOrg != "" || own.key.SystemUserRef != "" || systemUser(own.key) != nil || own.key == r.key {
+		t.Fatalf("own key = %+v", own.key)
 	}
 }

@@ -32,7 +32,7 @@ func (s *Service) WhoAmI(ctx context.Context, _ *portvaktv1.WhoAmIRequest) (*por
 	requestid.SetClient(ctx, client)
 	for _, g := range pol.Grants(client) {
 		resp.Grants = append(resp.Grants, &portvaktv1.Grant{
-			Environments: g.Environments, Scopes: g.Scopes, ConsumerOrgs: g.ConsumerOrgs, Rule: g.Rule,
+			Environments: g.Environments, Scopes: g.Scopes, ConsumerOrgs: g.ConsumerOrgs, SystemUsers: g.SystemUsers, Rule: g.Rule,
 		})
 	}
 	return resp, nil

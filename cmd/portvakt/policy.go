@@ -76,7 +76,9 @@ Exit status: 0 allowed, 3 denied, 1 when the policy cannot be used,
 		Example: `  portvakt policy explain --policy policy.yaml --identity uid:1000 --identity gid:2000 \
     --env prod --scope svv:kjoretoy/ecoc
   portvakt policy explain --policy policy.yaml --identity spiffe://example.org/ns/billing/sa/api \
-    --env test --scope svv:kjoretoy/ecoc.delegert --consumer-org 974760673`,
+    --env test --scope svv:kjoretoy/ecoc.delegert --consumer-org 974760673
+  portvakt policy explain --policy policy.yaml --identity uid:1000 \
+    --env prod --scope svv:kjoretoy/ecoc --system-user 313427137`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
@@ -90,6 +92,8 @@ Exit status: 0 allowed, 3 denied, 1 when the policy cannot be used,
 				// No default: a decision in an environment nobody chose
 				// would be an answer to the wrong question.
 				return usageError{fmt.Errorf("--env is required: the environment asked for, such as prod or test")}
+			case req.ConsumerOrg != "" && req.SystemUserOrg != "":
+				return usageError{fmt.Errorf("give --consumer-org (delegation) or --system-user (an Altinn system user), not both: no request has both")}
 			}
 			p, err := loadPolicy(cmd, file)
 			if err != nil {
@@ -106,7 +110,11 @@ Exit status: 0 allowed, 3 denied, 1 when the policy cannot be used,
 			if len(d.Rules) > 1 {
 				rules = "rules"
 			}
-			fmt.Fprintf(out, "ALLOW  client %s (identity %s) by %s %s\n", d.Client, d.Identity, rules, strings.Join(d.Rules, ", "))
+			forSystemUser := ""
+			if req.SystemUserOrg != "" {
+				forSystemUser = " for system user " + req.SystemUserOrg
+			}
+			fmt.Fprintf(out, "ALLOW  client %s (identity %s)%s by %s %s\n", d.Client, d.Identity, forSystemUser, rules, strings.Join(d.Rules, ", "))
 			return nil
 		},
 	}
@@ -117,6 +125,7 @@ Exit status: 0 allowed, 3 denied, 1 when the policy cannot be used,
 	fs.StringArrayVar(&scopes, "scope", nil, "a scope asked for; repeat for several")
 	fs.StringVar(&req.Environment, "env", "", "the environment asked for (required)")
 	fs.StringVar(&req.ConsumerOrg, "consumer-org", "", "the organisation asked on behalf of (delegation)")
+	fs.StringVar(&req.SystemUserOrg, "system-user", "", "the customer whose Altinn system user is asked for")
 	return cmd
 }
 

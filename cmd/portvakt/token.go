@@ -21,22 +21,32 @@ const defaultSocket = "/run/portvakt/portvakt.sock"
 
 func newTokenCommand() *cobra.Command {
 	var (
-		conn      client.Options
-		req       client.Request
-		asJSON    bool
-		showToken bool
-		timeout   time.Duration
+		conn       client.Options
+		req        client.Request
+		systemUser client.SystemUser
+		asJSON     bool
+		showToken  bool
+		timeout    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "token",
 		Short: "Ask the daemon for a Maskinporten token and show it with its claims",
 		Example: `  portvakt token --socket /run/portvakt/portvakt.sock --env test --scope svv:kjoretoy/ecoc
   portvakt token --env test --scope svv:kjoretoy/ecoc.delegert --consumer-org 974760673 --json
+  portvakt token --env prod --scope svv:kjoretoy/ecoc --system-user 313427137 --system-user-ref kjoretoy-prod-1
   portvakt token --addr portvakt.internal:8443 --cert me.pem --key me-key.pem --ca ca.pem --scope svv:kjoretoy/ecoc`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(req.Scopes) == 0 {
 				return usageError{fmt.Errorf("--scope is required")}
+			}
+			switch {
+			case systemUser.ExternalRef != "" && systemUser.Org == "":
+				return usageError{fmt.Errorf("--system-user-ref needs --system-user, the customer's organisation number")}
+			case systemUser.Org != "" && req.ConsumerOrg != "":
+				return usageError{fmt.Errorf("give --consumer-org (delegation) or --system-user (an Altinn system user), not both")}
+			case systemUser.Org != "":
+				req.SystemUser = &systemUser
 			}
 			if conn.Address == "" && conn.Socket == "" {
 				conn.Socket = os.Getenv("PORTVAKT_SOCKET")
@@ -78,6 +88,8 @@ func newTokenCommand() *cobra.Command {
 	f.StringArrayVar(&req.Scopes, "scope", nil, "scope to ask for (repeatable), such as svv:kjoretoy/ecoc")
 	f.StringVar(&req.Environment, "env", "", "environment (may be left out when the daemon serves one)")
 	f.StringVar(&req.ConsumerOrg, "consumer-org", "", "organisation number to ask on behalf of (delegated scopes)")
+	f.StringVar(&systemUser.Org, "system-user", "", "organisation number of the customer whose Altinn system user the token is for")
+	f.StringVar(&systemUser.ExternalRef, "system-user-ref", "", "the system user's external reference, when it was created with one (with --system-user)")
 	f.StringVar(&req.Resource, "resource", "", "audience of the token (default: the environment's)")
 	f.DurationVar(&req.MinValidity, "min-validity", 0, "how long the token must stay valid at least")
 	f.StringVar(&conn.Socket, "socket", "", "the daemon's Unix socket (default $PORTVAKT_SOCKET or "+defaultSocket+")")
