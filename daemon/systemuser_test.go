@@ -1,10 +1,8 @@
 package daemon_test
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -19,19 +17,10 @@ import (
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
 )
 
-// systemUserPolicy is the default policy and a rule for system users:
-// the simulator's customer, and ConsumerOrg, which has no system user
-// for the client in the simulator (only a delegation).
-const systemUserPolicy = `clients:
-  - name: billing
-    identities: [%q, "uid:%d"]
-    rules:
-      - environments: [sim]
-        scopes: [%s, %s]
-      - environments: [sim]
-        scopes: [%s]
-        consumer_orgs: ["%s"]
-      - environments: [sim]
+// systemUserRule is a rule for system users, appended to the default
+// policy: the simulator's customer, and ConsumerOrg, which has no system
+// user for the client in the simulator (only a delegation).
+const systemUserRule = `      - environments: [sim]
         scopes: [%s]
         system_users: ["%s", "%s"]
 `
@@ -40,9 +29,7 @@ func startSystemUserDaemon(t *testing.T) (*mptest.World, *env) {
 	t.Helper()
 	w := mptest.New(t, mptest.Options{})
 	e := prepare(t, w)
-	e.writePolicy(t, fmt.Sprintf(systemUserPolicy, billingID, os.Getuid(),
-		mptest.ScopeOwn, mptest.ScopeNotGranted, mptest.ScopeDelegated, mptest.ConsumerOrg,
-		mptest.ScopeOwn, mptest.SystemUserCustomer, mptest.ConsumerOrg))
+	e.writePolicy(t, defaultPolicy()+fmt.Sprintf(systemUserRule, mptest.ScopeOwn, mptest.SystemUserCustomer, mptest.ConsumerOrg))
 	e.serve(t)
 	return w, e
 }
@@ -76,24 +63,6 @@ func checkSystemUserRecords(t *testing.T, e *env, id, org, ref string, kinds ...
 	return recs
 }
 
-// jwtClaims decodes a JWT's payload without verifying it.
-func jwtClaims(t *testing.T, token string) map[string]any {
-	t.Helper()
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("the access token is not a JWT: %d parts", len(parts))
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var claims map[string]any
-	if err := json.Unmarshal(payload, &claims); err != nil {
-		t.Fatal(err)
-	}
-	return claims
-}
-
 // TestSystemUserToken: a token for the simulator's system user, through
 // the daemon, signed in SoftHSM2: its authorization_details name the
 // customer, the system user and the system; its records name the system
@@ -114,7 +83,7 @@ func TestSystemUserToken(t *testing.T) {
 		t.Errorf("signature %s\noutcome %s", recs[1].Line(), recs[2].Line())
 	}
 
-	claims := jwtClaims(t, resp.GetAccessToken())
+	claims := accessTokenClaims(t, resp.GetAccessToken())
 	details, _ := json.Marshal(claims["authorization_details"])
 	want := fmt.Sprintf(`[{"system_id":%q,"systemuser_id":[%q],"systemuser_org":{"ID":"0192:%s","authority":"iso6523-actorid-upis"},"type":"urn:altinn:systemuser"}]`,
 		mptest.SystemID, mptest.SystemUserID, mptest.SystemUserCustomer)
@@ -141,7 +110,7 @@ func TestSystemUserToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if own.AccessToken == resp.GetAccessToken() || jwtClaims(t, own.AccessToken)["authorization_details"] != nil {
+	if own.AccessToken == resp.GetAccessToken() || accessTokenClaims(t, own.AccessToken)["authorization_details"] != nil {
 		t.Fatal("the own token is the system user's, or names one")
 	}
 

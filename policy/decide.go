@@ -64,12 +64,7 @@ func (p *Policy) Decide(r Request) Decision {
 	}
 	var rules []string
 	for _, s := range r.Scopes {
-		var rl *rule
-		if r.SystemUserOrg != "" {
-			rl = c.ruleForSystemUser(s, r.Environment, r.SystemUserOrg)
-		} else {
-			rl = c.ruleFor(s, r.Environment, r.ConsumerOrg)
-		}
+		rl := c.ruleFor(s, r.Environment, r.ConsumerOrg, r.SystemUserOrg)
 		if rl == nil && r.SystemUserOrg != "" {
 			d.Reason = c.systemUserDenial(s, r.Environment, r.SystemUserOrg)
 			return d
@@ -94,17 +89,6 @@ func (p *Policy) Decide(r Request) Decision {
 	d.Reason = fmt.Sprintf("client %q (identity %s) may have %s %s in environment %s%s",
 		c.name, show(id), what, strings.Join(shown, ", "), show(r.Environment), onBehalfOf(r.ConsumerOrg)+forSystemUser(r.SystemUserOrg))
 	return d
-}
-
-// ruleForSystemUser returns the first rule, in the order of the file, that
-// allows the scope for the system user of org; nil when none does.
-func (c *client) ruleForSystemUser(scope, env, org string) *rule {
-	for _, r := range c.rules {
-		if r.allowsSystemUser(scope, env, org) {
-			return r
-		}
-	}
-	return nil
 }
 
 // systemUserDenial says why no rule of c allows the scope for the system
@@ -135,10 +119,11 @@ func forSystemUser(org string) string {
 }
 
 // ruleFor returns the first rule, in the order of the file, that allows
-// the scope; nil when none does.
-func (c *client) ruleFor(scope, env, consumerOrg string) *rule {
+// the scope (on behalf of consumerOrg, or for the system user of
+// systemUserOrg); nil when none does.
+func (c *client) ruleFor(scope, env, consumerOrg, systemUserOrg string) *rule {
 	for _, r := range c.rules {
-		if r.allows(scope, env, consumerOrg) {
+		if r.allows(scope, env, consumerOrg, systemUserOrg) {
 			return r
 		}
 	}
@@ -160,7 +145,7 @@ func (c *client) denial(scope, env, consumerOrg string) string {
 	var envs []string
 	for _, r := range c.rules {
 		for _, e := range r.environments {
-			if e != env && !slices.Contains(envs, e) && r.allows(scope, e, consumerOrg) {
+			if e != env && !slices.Contains(envs, e) && r.allows(scope, e, consumerOrg, "") {
 				envs = append(envs, e)
 			}
 		}
@@ -176,7 +161,7 @@ func (c *client) denial(scope, env, consumerOrg string) string {
 // of some consumer.
 func (c *client) delegates(scope, env string) bool {
 	for _, r := range c.rules {
-		if len(r.consumerOrgs) > 0 && r.allows(scope, env, r.consumerOrgs[0]) {
+		if len(r.consumerOrgs) > 0 && r.allows(scope, env, r.consumerOrgs[0], "") {
 			return true
 		}
 	}
@@ -185,7 +170,7 @@ func (c *client) delegates(scope, env string) bool {
 
 // allowsOwn reports whether a rule of c allows the scope in env on the
 // client's own behalf.
-func (c *client) allowsOwn(scope, env string) bool { return c.ruleFor(scope, env, "") != nil }
+func (c *client) allowsOwn(scope, env string) bool { return c.ruleFor(scope, env, "", "") != nil }
 
 func onBehalfOf(consumerOrg string) string {
 	if consumerOrg == "" {

@@ -49,20 +49,20 @@ type rule struct {
 // allows reports whether the rule allows the scope in env on the client's
 // own behalf (consumerOrg "") or on behalf of consumerOrg, as no system
 // user.
-func (r *rule) allows(scope, env, consumerOrg string) bool {
+// allows reports whether the rule allows the scope in env for a request
+// on behalf of consumerOrg, or for the system user of the customer
+// systemUserOrg (at most one of them is set; neither: the client's own).
+func (r *rule) allows(scope, env, consumerOrg, systemUserOrg string) bool {
 	if !slices.Contains(r.environments, env) || !slices.Contains(r.scopes, scope) {
 		return false
 	}
-	if consumerOrg == "" {
-		return len(r.consumerOrgs) == 0 && len(r.systemUsers) == 0
+	switch {
+	case systemUserOrg != "":
+		return slices.Contains(r.systemUsers, systemUserOrg)
+	case consumerOrg != "":
+		return slices.Contains(r.consumerOrgs, consumerOrg)
 	}
-	return slices.Contains(r.consumerOrgs, consumerOrg)
-}
-
-// allowsSystemUser reports whether the rule allows the scope in env for
-// the system user of the customer org.
-func (r *rule) allowsSystemUser(scope, env, org string) bool {
-	return slices.Contains(r.environments, env) && slices.Contains(r.scopes, scope) && slices.Contains(r.systemUsers, org)
+	return len(r.consumerOrgs) == 0 && len(r.systemUsers) == 0
 }
 
 // Grant is one rule of a client: what it may ask for, for WhoAmI and for

@@ -2,8 +2,9 @@
 # `make demo`: the whole flow on this machine, end to end. A SoftHSM2 token
 # gets a key and an eSeal from a development CA; a local Maskinporten
 # (maskinporten-sim) trusts that CA; the daemon serves tokens over its Unix
-# socket and mutual TLS; a consumer token, a delegated token and a denied
-# request are shown; everything is stopped at the end.
+# socket and mutual TLS; a consumer token, a delegated token, an Altinn
+# system user token and a denied request are shown; everything is stopped
+# at the end.
 #
 # All state lives under the directory given as $1 (made anew each run);
 # nothing touches the machine's own SoftHSM2 tokens.
@@ -13,6 +14,7 @@ state=${1:-.state/demo}
 bin=${BIN:-bin}
 org=991825827      # the demo enterprise (Digdir's number: a valid check digit)
 consumer=974760673 # an organisation that has delegated ecoc to the demo
+customer=313775429 # a customer that has made a system user for the demo's system, in Altinn
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$'; printf ' %q' "$@"; printf '\n'; "$@"; }
@@ -61,6 +63,11 @@ delegations:
   - consumer_org: "$consumer"
     supplier_client_id: portvakt-demo
     scopes: [svv:kjoretoy/ecoc.delegert]
+system_users:
+  - client_id: portvakt-demo
+    system_id: ${org}_portvakt-demo
+    customer: "$customer"
+    external_ref: demo-kunde-1
 YAML
 "$bin/maskinporten-sim" --config "$state/maskinporten-sim.yaml" >"$state/maskinporten-sim.out" 2>"$state/maskinporten-sim.log" &
 pids+=($!)
@@ -95,6 +102,9 @@ clients:
       - environments: [demo]
         scopes: [svv:kjoretoy/ecoc.delegert]
         consumer_orgs: ["$consumer"]
+      - environments: [demo]
+        scopes: [svv:kjoretoy/ecoc]
+        system_users: ["$customer"]
     rate_limit: {per_second: 20, burst: 40}
 YAML
 cat "$state/policy.yaml"
@@ -137,7 +147,10 @@ step "8. A delegated token, on behalf of $consumer, over mutual TLS"
 run "$bin/portvakt" token --addr "$addr" --cert "$state/billing.pem" --key "$state/billing-key.pem" --ca "$state/mtls-ca.pem" \
 	--env demo --scope svv:kjoretoy/ecoc.delegert --consumer-org "$consumer"
 
-step "9. A request the policy denies"
+step "9. A system user token: on behalf of customer $customer, through its Altinn system user"
+run "$bin/portvakt" token --env demo --scope svv:kjoretoy/ecoc --system-user "$customer" --system-user-ref demo-kunde-1
+
+step "10. A request the policy denies"
 if run "$bin/portvakt" token --env demo --scope svv:kjoretoy/leasingtaker; then
 	echo "the policy let a denied request through" >&2
 	exit 1
@@ -151,20 +164,20 @@ if command -v grpcurl >/dev/null; then
 	run grpcurl -plaintext -unix -d '{"service":"portvakt.v1.TokenService/demo"}' "$PORTVAKT_SOCKET" grpc.health.v1.Health/Check
 fi
 
-step "10. The audit: every decision and every use of the key, hash-chained"
+step "11. The audit: every decision and every use of the key, hash-chained"
 run "$bin/portvakt" audit query "$state/audit" --kind signature
 run "$bin/portvakt" audit verify "$state/audit"
 metrics=$(sed -n 's/.*msg=listening listener=metrics address=\([^ ]*\).*/\1/p' "$state/portvakt.log")
 echo "metrics on http://$metrics/metrics, for example:"
 curl -s "http://$metrics/metrics" | grep -E '^portvakt_(requests_total|policy_denials_total|hsm_sign_seconds_count|hsm_up|certificate_not_after)' | sed 's/^/  /' || true
 
-step "11. Stopping the daemon and the local Maskinporten"
+step "12. Stopping the daemon and the local Maskinporten"
 cleanup
 pids=()
 echo "the daemon's log: $state/portvakt.log"
 tail -n 4 "$state/portvakt.log" | sed 's/^/  /'
 
-step "12. The audit, sealed: the daemon's checkpoints, checked with the audit key's public half"
+step "13. The audit, sealed: the daemon's checkpoints, checked with the audit key's public half"
 run "$bin/portvakt" audit public-key "${tok[@]}" --label portvakt-audit --out "$state/audit-key.pem"
 run "$bin/portvakt" audit verify --public-key "$state/audit-key.pem" "$state/audit"
 printf '\nDemo state is in %s.\n' "$state"

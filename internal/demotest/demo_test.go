@@ -45,8 +45,8 @@ func TestDemoLeaksNoSecret(t *testing.T) {
 			tokens = append(tokens, v)
 		}
 	}
-	if len(tokens) != 2 {
-		t.Fatalf("the demo printed %d tokens, want the consumer and the delegated one:\n%s", len(tokens), out)
+	if len(tokens) != 3 {
+		t.Fatalf("the demo printed %d tokens, want the consumer's, the delegated one and the system user's:\n%s", len(tokens), out)
 	}
 	secrets := map[string]string{}
 	for _, f := range []string{"user.pin", "so.pin"} {
