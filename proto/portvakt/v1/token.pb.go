@@ -638,6 +638,9 @@ type Environment struct {
 	// `portvakt hsm list` shows it: RFC 2253 style with organizationIdentifier
 	// spelled out, e.g.
 	// "CN=Example AS eSeal,O=Example AS,C=NO,organizationIdentifier=NTRNO-123456785".
+	// For a key registered by kid without a certificate it is
+	// "no certificate: registered key <kid>", and the certificate's other
+	// fields here are empty.
 	CertificateSubject string `protobuf:"bytes,6,opt,name=certificate_subject,json=certificateSubject,proto3" json:"certificate_subject,omitempty"`
 	// The organisation number in the certificate, nine digits, e.g.
 	// "123456785". Empty if the certificate carries none.
