@@ -11,8 +11,16 @@ HSM_TESTS := ./signer/... ./hsm/... ./cmd/portvakt/...
 
 all: build
 
+# The version and commit `portvakt version` prints, portvakt_build_info
+# exports and the daemon logs at start. Outside a git checkout: "dev", and
+# the commit Go recorded, if any.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git describe --always --dirty --abbrev=40 --match=NONE 2>/dev/null)
+BUILDINFO := github.com/portvakt/portvakt/internal/buildinfo
+LDFLAGS  := -X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).revision=$(REVISION)
+
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 ## deps: install SoftHSM2, opencryptoki, OpenSC (pkcs11-tool), openssl and p11-kit when missing.
 deps:

@@ -1,12 +1,14 @@
 // Package metrics exposes Portvakt's Prometheus metrics on a listener of
 // their own, apart from the gRPC API: requests, policy denials, the token
-// cache, the HSM, Maskinporten, the certificates, policy reloads and the
-// audit log.
+// cache, the HSM, Maskinporten, the certificates, policy reloads, the
+// audit log, and which build runs (portvakt_build_info).
 package metrics
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/portvakt/portvakt/internal/buildinfo"
 )
 
 const namespace = "portvakt"
@@ -48,6 +50,11 @@ func New() *Metrics {
 	r := prometheus.NewRegistry()
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f := factory{r}
+	bi := buildinfo.Get()
+	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info",
+		Help:        "Always 1; the labels say which build runs (what `portvakt version` prints).",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion}},
+		func() float64 { return 1 }))
 	return &Metrics{
 		Registry: r,
 		Requests: f.counterVec("requests_total",

@@ -9,6 +9,8 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/portvakt/portvakt/internal/buildinfo"
 )
 
 func main() {
@@ -41,9 +43,12 @@ func newRootCommand() *cobra.Command {
 		// would bury them.
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		// --version prints what `portvakt version` prints.
+		Version: buildinfo.Get().String(),
 	}
+	root.SetVersionTemplate("{{.Version}}")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServeCommand(), newTokenCommand(), newPolicyCommand(), newAuditCommand(), newHSMCommand(), newDevCACommand())
+	root.AddCommand(newServeCommand(), newTokenCommand(), newPolicyCommand(), newAuditCommand(), newHSMCommand(), newDevCACommand(), newVersionCommand())
 	return root
 }
 

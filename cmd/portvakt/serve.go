@@ -12,6 +12,7 @@ import (
 
 	"github.com/portvakt/portvakt/config"
 	"github.com/portvakt/portvakt/daemon"
+	"github.com/portvakt/portvakt/internal/buildinfo"
 	"github.com/portvakt/portvakt/softhsm"
 )
 
@@ -55,7 +56,8 @@ stops taking calls and lets those in flight finish.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
-			logger.Info("portvakt started", "addresses", d.Addresses())
+			bi := buildinfo.Get()
+			logger.Info("portvakt started", "version", bi.Version, "revision", bi.Revision, "goversion", bi.GoVersion, "addresses", d.Addresses())
 			return d.Serve(ctx)
 		},
 	}
