@@ -41,6 +41,11 @@ type UnixListener struct {
 	// Mode is the socket file's permission, octal. Default "0660": the
 	// owner and the group may connect.
 	Mode string `yaml:"mode"`
+	// Group, a group name or a numeric gid, is given the socket at its
+	// creation, so that callers are chosen by membership in it (such as
+	// portvakt-clients). The daemon must be a member (systemd:
+	// SupplementaryGroups=). Default: the daemon's own group.
+	Group string `yaml:"group"`
 }
 
 // TCPListener is a TCP port; callers are identified by their client

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -34,7 +35,7 @@ func (d *Daemon) listen() error {
 	}
 	maxConns := d.fitConnections(listeners)
 	if u := d.cfg.Listen.Unix; u != nil {
-		lis, err := listenUnix(u.Path, u.Mode)
+		lis, err := listenUnix(u.Path, u.Mode, u.Group)
 		if err != nil {
 			return err
 		}
@@ -92,13 +93,19 @@ func (d *Daemon) addServer(name string, lis net.Listener, creds credentials.Tran
 	d.servers = append(d.servers, &server{name: name, grpc: srv, listener: lis})
 }
 
-// listenUnix opens the socket with its permission set before anyone can
-// connect: the socket is made in a private temporary name, chmod-ed, then
-// renamed into place.
-func listenUnix(path, modeText string) (net.Listener, error) {
+// listenUnix opens the socket with its permission and group set before
+// anyone can connect: the socket is made in a private temporary name,
+// chmod-ed and chown-ed, then renamed into place.
+func listenUnix(path, modeText, group string) (net.Listener, error) {
 	mode, err := strconv.ParseUint(modeText, 8, 32)
 	if err != nil {
 		return nil, fmt.Errorf("listen.unix.mode %q: %w", modeText, err)
+	}
+	gid := -1 // unchanged
+	if group != "" {
+		if gid, err = lookupGroup(group); err != nil {
+			return nil, err
+		}
 	}
 	if err := removeStaleSocket(path); err != nil {
 		return nil, err
@@ -119,12 +126,36 @@ func listenUnix(path, modeText string) (net.Listener, error) {
 		_ = os.Remove(tmp)
 		return nil, fmt.Errorf("listen.unix.mode: %w", err)
 	}
+	if err := chownGroup(tmp, gid); err != nil {
+		_ = lis.Close()
+		_ = os.Remove(tmp)
+		return nil, fmt.Errorf("listen.unix.group %s: %w (the daemon must be a member of the group)", group, err)
+	}
 	if err := os.Rename(tmp, path); err != nil {
 		_ = lis.Close()
 		_ = os.Remove(tmp)
 		return nil, fmt.Errorf("listen.unix.path: %w", err)
 	}
 	return &renamedUnixListener{Listener: lis, path: path}, nil
+}
+
+func chownGroup(path string, gid int) error {
+	if gid < 0 {
+		return nil
+	}
+	return os.Lchown(path, -1, gid)
+}
+
+// lookupGroup is the gid of a group given by name or number.
+func lookupGroup(group string) (int, error) {
+	if gid, err := strconv.Atoi(group); err == nil && gid >= 0 {
+		return gid, nil
+	}
+	g, err := user.LookupGroup(group)
+	if err != nil {
+		return 0, fmt.Errorf("listen.unix.group: %w", err)
+	}
+	return strconv.Atoi(g.Gid)
 }
 
 // renamedUnixListener reports the socket's final path as its address.
