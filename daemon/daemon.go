@@ -215,6 +215,8 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	d.serving.Store(true)
 	d.updateHealth()
 	go d.watchHealth(ctx)
+	d.notifyReady("serving") // systemd: see notify.go
+	stopWatchdog := d.startWatchdog()
 
 	var err error
 	select {
@@ -222,11 +224,13 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	case err = <-errc:
 	}
 	d.shutdown()
+	stopWatchdog()
 	return err
 }
 
 // shutdown stops every server gracefully within the grace period.
 func (d *Daemon) shutdown() {
+	d.notifyStopping()
 	d.health.Shutdown()
 	done := make(chan struct{})
 	go func() {
@@ -300,7 +304,7 @@ func (d *Daemon) reloadOnSIGHUP(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			_ = d.policies.Reload() // logs its own outcome
+			d.reloadNotified() // the policy, between RELOADING=1 and READY=1 to systemd
 		}
 	}
 }
