@@ -7,7 +7,7 @@ STATE   := .state
 # The packages whose tests run on opencryptoki too (softhsm/softhsmtest).
 HSM_TESTS := ./signer/... ./hsm/... ./cmd/portvakt/...
 
-.PHONY: all build test bench fuzz demo generate check-generated lint deps clean
+.PHONY: all build test bench fuzz demo generate check-generated lint deps clean systemd-check
 
 all: build
 
@@ -63,6 +63,11 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
+
+## systemd-check: systemd-analyze verify (and security) on deploy/systemd's unit, and its
+## sysusers.d and tmpfiles.d snippets applied to a temporary root (CI runs it; needs systemd).
+systemd-check:
+	@GO="$(GO)" scripts/systemd-check.sh
 
 clean:
 	rm -rf $(BIN) $(STATE)
