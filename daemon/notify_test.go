@@ -92,6 +92,34 @@ func (n *notifySocket) pings(t *testing.T, d time.Duration) int {
 	}
 }
 
+// pingGap is the mean time between k+1 consecutive watchdog pings,
+// failing on any other message.
+func (n *notifySocket) pingGap(t *testing.T, k int) time.Duration {
+	t.Helper()
+	var first time.Time
+	for i := 0; i <= k; i++ {
+		select {
+		case m := <-n.messages:
+			if m != "WATCHDOG=1" {
+				t.Fatalf("unexpected message %q", m)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("timed out waiting for watchdog pings")
+		}
+		if i == 0 {
+			// Any pings queued since READY are behind us: from here on
+			// they come as sent.
+			for len(n.messages) > 0 {
+				if m := <-n.messages; m != "WATCHDOG=1" {
+					t.Fatalf("unexpected message %q", m)
+				}
+			}
+			first = time.Now()
+		}
+	}
+	return time.Since(first) / time.Duration(k)
+}
+
 func lines(m string) []string { return strings.Split(m, "\n") }
 
 func hasLine(m, line string) bool {
@@ -107,7 +135,7 @@ func hasLine(m, line string) bool {
 // WATCHDOG=1 at half WATCHDOG_USEC; STOPPING=1 when shutdown starts, and
 // no ping after Serve returned.
 func TestNotifyInProcess(t *testing.T) {
-	n := listenNotify(t, 200*time.Millisecond)
+	n := listenNotify(t, 400*time.Millisecond)
 	w := mptest.New(t, mptest.Options{NoSigner: true})
 	e := prepare(t, w)
 	e.serve(t)
@@ -125,9 +153,9 @@ func TestNotifyInProcess(t *testing.T) {
 	if _, err := c.API().WhoAmI(t.Context(), &portvaktv1.WhoAmIRequest{}); err != nil {
 		t.Fatalf("WhoAmI after READY=1: %v", err)
 	}
-	// Every 100 ms: 5 in 550 ms, give or take scheduling.
-	if got := n.pings(t, 550*time.Millisecond); got < 3 || got > 7 {
-		t.Fatalf("%d watchdog pings in 550 ms at WATCHDOG_USEC=200000, want about 5", got)
+	// Every 200 ms: half the interval, well inside it.
+	if gap := n.pingGap(t, 4); gap < 150*time.Millisecond || gap > 350*time.Millisecond {
+		t.Fatalf("watchdog pings %s apart at WATCHDOG_USEC=400000, want about 200ms", gap)
 	}
 
 	e.stop()
@@ -135,8 +163,15 @@ func TestNotifyInProcess(t *testing.T) {
 	if lines(stopping)[0] != "STOPPING=1" {
 		t.Fatalf("message at shutdown %q, want STOPPING=1", stopping)
 	}
-	// Serve has returned: the pings have stopped.
-	if got := n.pings(t, 300*time.Millisecond); got != 0 {
+	// Serve has returned (stop waited for it): past the pings sent while
+	// the servers stopped, there are none.
+	time.Sleep(100 * time.Millisecond) // for the reader to queue what was sent
+	for len(n.messages) > 0 {
+		if m := <-n.messages; m != "WATCHDOG=1" {
+			t.Fatalf("unexpected message %q after STOPPING=1", m)
+		}
+	}
+	if got := n.pings(t, 500*time.Millisecond); got != 0 {
 		t.Fatalf("%d watchdog pings after Serve returned", got)
 	}
 }
