@@ -367,7 +367,6 @@ func TestDaemonConfigIsStrict(t *testing.T) {
 		{[]string{"config.environments=null"}, "config.environments: give at least one"},
 		{[]string{"audit.persistence.enabled=true", "replicaCount=3"}, "each pod needs an audit log of its own"},
 		{[]string{"pin.create=true"}, "pin.value: give the PIN"},
-		{[]string{"podDisruptionBudget.minAvailable=1"}, "give minAvailable or maxUnavailable, not both"},
 	} {
 		if _, err := helmTemplate(t, nil, tt.sets...); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("--set %s: %v\nwant it refused saying %s", tt.sets, err, tt.want)
