@@ -7,7 +7,7 @@ STATE   := .state
 # The packages whose tests run on opencryptoki too (softhsm/softhsmtest).
 HSM_TESTS := ./signer/... ./hsm/... ./cmd/portvakt/...
 
-.PHONY: all build test bench fuzz demo generate check-generated lint deps clean systemd-check
+.PHONY: all build test bench fuzz demo generate check-generated lint deps clean systemd-check helm-check
 
 all: build
 
@@ -68,6 +68,17 @@ lint:
 ## sysusers.d and tmpfiles.d snippets applied to a temporary root (CI runs it; needs systemd).
 systemd-check:
 	@GO="$(GO)" scripts/systemd-check.sh
+
+## helm-check: helm lint of the chart with each value set in its ci/, then the chart's
+## tests (deploy/helm/charttest, a module of its own): every rendered object decoded
+## strictly into its Kubernetes type. Installs helm with `go install` when missing.
+HELM_VERSION := v3.22.0
+HELM = $(shell command -v helm 2>/dev/null || echo "$$($(GO) env GOPATH)/bin/helm")
+CHART := deploy/helm/portvakt
+helm-check:
+	@test -x "$(HELM)" || { echo "installing helm $(HELM_VERSION) (go install)"; $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); }
+	@for f in $(CHART)/ci/*.yaml; do echo "helm lint --strict $(CHART) -f $$f"; "$(HELM)" lint --strict --quiet $(CHART) -f $$f || exit 1; done
+	cd deploy/helm/charttest && $(GO) vet ./... && HELM="$(HELM)" $(GO) test -count=1 ./...
 
 clean:
 	rm -rf $(BIN) $(STATE)

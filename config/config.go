@@ -33,6 +33,16 @@ type Config struct {
 type Listen struct {
 	Unix *UnixListener `yaml:"unix"`
 	TCP  *TCPListener  `yaml:"tcp"`
+	// Health, when set, serves the gRPC health service alone, plaintext
+	// and without client identity, for probes (Kubernetes grpc probes,
+	// load balancers) that have no client certificate.
+	Health *HealthListener `yaml:"health"`
+}
+
+// HealthListener is a plaintext TCP port serving only grpc.health.v1:
+// no token, no reflection.
+type HealthListener struct {
+	Address string `yaml:"address"`
 }
 
 // UnixListener is a Unix socket; callers are identified by SO_PEERCRED.

@@ -77,6 +77,10 @@ func (c *Config) validateListen(v *validator) {
 		v.require(err == nil && mode <= 0o777, fmt.Sprintf("listen.unix.mode %q: give an octal permission such as 0660", u.Mode))
 		v.require(mode&0o007 == 0, fmt.Sprintf("listen.unix.mode %s lets every user of the machine connect; use 0660 and a group", u.Mode))
 	}
+	if h := c.Listen.Health; h != nil {
+		_, _, err := net.SplitHostPort(h.Address)
+		v.require(err == nil, fmt.Sprintf("listen.health.address %q: use host:port", h.Address))
+	}
 	if t := c.Listen.TCP; t != nil {
 		host, _, err := net.SplitHostPort(t.Address)
 		if err != nil {

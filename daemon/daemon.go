@@ -159,7 +159,7 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 }
 
 // Addresses are where the daemon listens, by listener name ("unix",
-// "tcp", "metrics").
+// "tcp", "health", "metrics").
 func (d *Daemon) Addresses() map[string]string {
 	addrs := map[string]string{}
 	for _, s := range d.servers {

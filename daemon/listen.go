@@ -56,7 +56,7 @@ func (d *Daemon) listen() error {
 		}
 		d.addServer("tcp", d.limitConnections("tcp", lis, maxConns), creds)
 	}
-	return nil
+	return d.listenHealth()
 }
 
 func (d *Daemon) addServer(name string, lis net.Listener, creds credentials.TransportCredentials) {
