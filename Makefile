@@ -78,7 +78,7 @@ CHART := deploy/helm/portvakt
 helm-check:
 	@test -x "$(HELM)" || { echo "installing helm $(HELM_VERSION) (go install)"; $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); }
 	@for f in $(CHART)/ci/*.yaml; do echo "helm lint --strict $(CHART) -f $$f"; "$(HELM)" lint --strict --quiet $(CHART) -f $$f || exit 1; done
-	cd deploy/helm/charttest && $(GO) vet ./... && HELM="$(HELM)" $(GO) test -count=1 ./...
+	cd deploy/helm/charttest && $(GO) mod tidy -diff && $(GO) vet ./... && HELM="$(HELM)" $(GO) test -count=1 ./...
 
 clean:
 	rm -rf $(BIN) $(STATE)
