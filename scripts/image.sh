@@ -4,8 +4,8 @@
 # no OCI runtime), on a base made from Debian's packages (scripts/image-base.sh).
 #
 #   IMAGE   the name to tag (default localhost/portvakt:$VERSION, and :latest)
-#   TARGET  the Containerfile stage (default runtime; image-check also builds
-#           softhsm-check)
+#   IMAGE_LAYERS  false: keep no intermediate images (no layer cache;
+#                 image-check uses it to leave nothing behind); default true
 #
 # Labels: version (git describe), revision (the commit), created (the
 # commit's time, so that the same commit gives the same labels), source and
@@ -35,12 +35,11 @@ mkdir -p "$gocache"
 version=$(git describe --tags --always --dirty 2>/dev/null || echo unknown)
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 created=$(TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null || date -u +%Y-%m-%dT%H:%M:%SZ)
-target=${TARGET:-runtime}
 image=${IMAGE:-localhost/portvakt:$version}
 tags=(--tag "$image")
 [ -n "${IMAGE:-}" ] || tags+=(--tag localhost/portvakt:latest)
 
-podman build --isolation=chroot --layers --quiet \
+podman build --isolation=chroot --layers="${IMAGE_LAYERS:-true}" --quiet \
 	--file deploy/container/Containerfile \
 	--ignorefile deploy/container/Containerfile.ignore \
 	--build-arg BASE="$base" \
@@ -52,7 +51,7 @@ podman build --isolation=chroot --layers --quiet \
 	--volume "$goroot:/usr/local/go:ro" \
 	--volume "$modcache:/go/pkg/mod:ro" \
 	--volume "$gocache:/root/.cache/go-build" \
-	--target "$target" \
+	--target runtime \
 	"${tags[@]}" \
 	. >/dev/null
 echo "$image"
