@@ -56,5 +56,16 @@ lint:
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
 
+## image: the container image (deploy/container/Containerfile), built with podman
+## on a Debian minbase made by mmdebstrap; installs podman and mmdebstrap when missing.
+.PHONY: image image-check
+image:
+	@GO="$(GO)" scripts/image.sh
+
+## image-check: build the image and smoke-test it, mounted and run under chroot as
+## uid 10001, against a SoftHSM2 token (CI runs it).
+image-check:
+	@GO="$(GO)" scripts/image-check.sh
+
 clean:
 	rm -rf $(BIN) $(STATE)
