@@ -11,6 +11,7 @@
 # (a later security update then comes in).
 set -euo pipefail
 
+# shellcheck source=/dev/null
 . /etc/os-release
 suite=${IMAGE_SUITE:-${VERSION_CODENAME:?no VERSION_CODENAME in /etc/os-release: set IMAGE_SUITE}}
 arch=$(dpkg --print-architecture)

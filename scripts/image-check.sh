@@ -18,6 +18,8 @@
 # (mounts, images, temporary files) is removed at the end; the base tarball
 # and the Go build cache are kept (in /var/cache/portvakt-image), so a second
 # run is fast; the builds keep no intermediate images (IMAGE_LAYERS=false).
+# The scripts given to in_image are single-quoted on purpose: they expand in it.
+# shellcheck disable=SC2016
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
