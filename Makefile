@@ -80,5 +80,16 @@ helm-check:
 	@for f in $(CHART)/ci/*.yaml; do echo "helm lint --strict $(CHART) -f $$f"; "$(HELM)" lint --strict --quiet $(CHART) -f $$f || exit 1; done
 	cd deploy/helm/charttest && $(GO) mod tidy -diff && $(GO) vet ./... && HELM="$(HELM)" $(GO) test -count=1 ./...
 
+## image: the container image (deploy/container/Containerfile), built with podman
+## on a Debian minbase made by mmdebstrap; installs podman and mmdebstrap when missing.
+.PHONY: image image-check
+image:
+	@GO="$(GO)" scripts/image.sh
+
+## image-check: build the image and smoke-test it, mounted and run under chroot as
+## uid 10001, against a SoftHSM2 token (CI runs it).
+image-check:
+	@GO="$(GO)" scripts/image-check.sh
+
 clean:
 	rm -rf $(BIN) $(STATE)
