@@ -208,8 +208,11 @@ type SystemUser struct {
 	ExternalRef string
 }
 
-// Token asks the daemon for a token.
-func (c *Client) Token(ctx context.Context, req Request) (*oauth2.Token, error) {
+// Token asks the daemon for a token. An UNAVAILABLE answer is tried
+// again (on another replica, when there are several) while ctx allows.
+// Call options, such as grpc.Header to read the x-request-id, apply to
+// every attempt; the last one's header is what is left.
+func (c *Client) Token(ctx context.Context, req Request, callOpts ...grpc.CallOption) (*oauth2.Token, error) {
 	pb := &portvaktv1.GetTokenRequest{
 		Scopes:      req.Scopes,
 		Environment: req.Environment,
@@ -220,7 +223,7 @@ func (c *Client) Token(ctx context.Context, req Request) (*oauth2.Token, error) 
 	if su := req.SystemUser; su != nil {
 		pb.SystemUser = &portvaktv1.SystemUser{Org: su.Org, ExternalRef: su.ExternalRef}
 	}
-	resp, err := c.getToken(ctx, pb)
+	resp, err := c.getToken(ctx, pb, callOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -243,9 +246,9 @@ const (
 
 // getToken calls GetToken, again after an UNAVAILABLE while ctx allows:
 // UNAVAILABLE means no token was issued, so trying again is safe.
-func (c *Client) getToken(ctx context.Context, req *portvaktv1.GetTokenRequest) (*portvaktv1.GetTokenResponse, error) {
+func (c *Client) getToken(ctx context.Context, req *portvaktv1.GetTokenRequest, callOpts []grpc.CallOption) (*portvaktv1.GetTokenResponse, error) {
 	for {
-		resp, err := c.api.GetToken(ctx, req)
+		resp, err := c.api.GetToken(ctx, req, callOpts...)
 		st, _ := status.FromError(err)
 		if err == nil || st.Code() != codes.Unavailable {
 			return resp, err
