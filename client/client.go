@@ -235,33 +235,47 @@ func (c *Client) Token(ctx context.Context, req Request, callOpts ...grpc.CallOp
 }
 
 // Retry bounds of Token: after gRPC's own quick attempts on the other
-// replicas, a call still UNAVAILABLE everywhere (the HSM behind them all
-// away for a moment) waits the daemon's RetryInfo delay, at least
+// replicas, a call the daemon still answers UNAVAILABLE with a RetryInfo
+// (the HSM behind them all away for a moment) waits its delay, at least
 // retryMin and at most retryMax, and tries again, for as long as the
 // caller's deadline allows.
 const (
 	retryMin = 100 * time.Millisecond
 	retryMax = 2 * time.Second
+	// retryBudget bounds the retries of a call without a deadline.
+	retryBudget = 30 * time.Second
 )
 
-// getToken calls GetToken, again after an UNAVAILABLE while ctx allows:
-// UNAVAILABLE means no token was issued, so trying again is safe.
+// getToken calls GetToken, and again after an UNAVAILABLE that the
+// daemon answered with a RetryInfo (no token was issued, and it says when
+// to come back: the HSM or the audit log away for a moment), while ctx
+// allows, and for at most retryBudget when ctx has no deadline. An
+// UNAVAILABLE without one (no replica reachable at all, a TLS handshake
+// refused) is returned at once: gRPC has tried the other replicas already.
 func (c *Client) getToken(ctx context.Context, req *portvaktv1.GetTokenRequest, callOpts []grpc.CallOption) (*portvaktv1.GetTokenResponse, error) {
+	giveUp := time.Now().Add(retryBudget)
 	for {
 		resp, err := c.api.GetToken(ctx, req, callOpts...)
 		st, _ := status.FromError(err)
 		if err == nil || st.Code() != codes.Unavailable {
 			return resp, err
 		}
-		wait := retryMin
+		wait, advised := time.Duration(0), false
 		for _, d := range st.Details() {
 			if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
-				wait = ri.GetRetryDelay().AsDuration()
+				wait, advised = ri.GetRetryDelay().AsDuration(), true
 			}
 		}
+		if !advised {
+			return nil, err
+		}
 		wait = min(max(wait, retryMin), retryMax)
-		wait = wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1)) // jitter: replicas' callers apart
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+		wait = wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1)) // jitter: callers apart
+		dl, ok := ctx.Deadline()
+		if !ok {
+			dl = giveUp
+		}
+		if time.Until(dl) < wait {
 			return nil, err // no time for another attempt: the caller gets what the last one got
 		}
 		t := time.NewTimer(wait)

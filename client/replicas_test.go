@@ -17,10 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/portvakt/portvakt/client"
@@ -41,7 +43,8 @@ type replica struct {
 func (r *replica) GetToken(context.Context, *portvaktv1.GetTokenRequest) (*portvaktv1.GetTokenResponse, error) {
 	r.calls.Add(1)
 	if r.down.Load() {
-		return nil, status.Error(codes.Unavailable, r.name+": the HSM is unavailable")
+		st, _ := status.New(codes.Unavailable, r.name+": the HSM is unavailable").WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(100 * time.Millisecond)})
+		return nil, st.Err()
 	}
 	return &portvaktv1.GetTokenResponse{AccessToken: r.name, TokenType: "Bearer", ExpiresAt: timestamppb.New(time.Now().Add(time.Minute))}, nil
 }
