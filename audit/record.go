@@ -101,7 +101,12 @@ type Record struct {
 	Cause   string `json:"cause,omitempty"`
 	File    string `json:"file,omitempty"`
 	Size    int64  `json:"size,omitempty"`
-	Prev    string `json:"prev"` // hex SHA-256 of the previous record; "" for record 1; set by Append
+	// Instance names the replica that wrote the record (the daemon's
+	// audit.instance; see Options.Instance): with several replicas each
+	// keeps a chain of its own, and a record says whose it is. Absent in
+	// records written before the field existed, and by a Writer given none.
+	Instance string `json:"instance,omitempty"`
+	Prev     string `json:"prev"` // hex SHA-256 of the previous record; "" for record 1; set by Append
 
 	// Hash is the hex SHA-256 of this record's line without its hash (see
 	// the package documentation). It is written at the end of the line,

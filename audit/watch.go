@@ -176,6 +176,7 @@ func (w *Writer) openSegment(now time.Time) error {
 		g.Reason += "; the file found at the path is kept as " + move
 	}
 	g.File = move
+	g.Instance = w.opts.Instance
 	line, err := encodeLine(&g)
 	if err != nil {
 		return err

@@ -33,6 +33,9 @@ type Options struct {
 	// MaxLineBytes. The line is encoded once, to be written: bounding it
 	// here costs nothing more.
 	MaxRecordBytes int
+	// Instance, when set, is written into every record (Record.Instance):
+	// the replica whose chain this is. Check it with ValidInstance.
+	Instance string
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
 	// AcceptVanished opens a log that was written before (its lock file
@@ -219,6 +222,11 @@ func Open(opts Options) (*Writer, error) {
 	if opts.Path == "" {
 		return nil, errors.New("opening the audit log: no path given")
 	}
+	if opts.Instance != "" {
+		if err := ValidInstance(opts.Instance); err != nil {
+			return nil, fmt.Errorf("opening the audit log %s: %w", opts.Path, err)
+		}
+	}
 	if opts.MaxBytes < 0 || opts.MaxAge < 0 {
 		return nil, fmt.Errorf("opening the audit log %s: rotation limits must not be negative", opts.Path)
 	}
@@ -368,6 +376,9 @@ func (w *Writer) append(r Record, sync bool) (Record, error) {
 		return Record{}, err
 	}
 	r.Seq, r.Prev = w.seq+1, w.hash
+	if w.opts.Instance != "" {
+		r.Instance = w.opts.Instance
+	}
 	if r.Time.IsZero() {
 		r.Time = now
 	}

@@ -16,14 +16,23 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
@@ -34,8 +43,17 @@ import (
 type Options struct {
 	// Socket is the daemon's Unix socket path.
 	Socket string
-	// Address is host:port of the daemon's mutual-TLS listener.
+	// Address is host:port of the daemon's mutual-TLS listener, or
+	// dns:///name:port for replicas behind one DNS name: every address
+	// the name resolves to is used, in turn (round robin).
 	Address string
+	// Addresses are host:port of several replicas' mutual-TLS listeners,
+	// instead of Address: calls are spread over them in turn (round
+	// robin), and a call a replica answers UNAVAILABLE (or that cannot
+	// reach it) is tried again on another, within the call's deadline.
+	// They must share one server name (the certificate is checked for
+	// ServerName, or the first address's host).
+	Addresses []string
 	// CertFile and KeyFile are this service's client certificate and key.
 	CertFile, KeyFile string
 	// CAFile holds the CA that issued the daemon's server certificate.
@@ -58,22 +76,50 @@ type Client struct {
 func Dial(opts Options, extra ...grpc.DialOption) (*Client, error) {
 	var target string
 	var creds credentials.TransportCredentials
+	var dialOpts []grpc.DialOption
 	switch {
-	case opts.Socket != "" && opts.Address != "":
+	case opts.Socket != "" && (opts.Address != "" || len(opts.Addresses) > 0):
 		return nil, errors.New("give a socket or an address, not both")
+	case opts.Address != "" && len(opts.Addresses) > 0:
+		return nil, errors.New("give Address or Addresses, not both")
 	case opts.Socket != "":
 		// The kernel carries the bytes and proves the uid; nothing to encrypt.
 		target, creds = "unix://"+opts.Socket, insecure.NewCredentials()
-	case opts.Address != "":
+	case opts.Address != "" || len(opts.Addresses) > 0:
 		tlsConfig, err := TLSConfig(opts)
 		if err != nil {
 			return nil, err
 		}
-		target, creds = "dns:///"+opts.Address, credentials.NewTLS(tlsConfig)
+		creds = credentials.NewTLS(tlsConfig)
+		dialOpts = append(dialOpts, grpc.WithDefaultServiceConfig(serviceConfig))
+		switch {
+		case len(opts.Addresses) > 0:
+			r := manual.NewBuilderWithScheme(fmt.Sprintf("portvakt-%d", resolverSeq.Add(1)))
+			addrs := make([]resolver.Address, len(opts.Addresses))
+			for i, a := range opts.Addresses {
+				addrs[i] = resolver.Address{Addr: a}
+			}
+			r.InitialState(resolver.State{Addresses: addrs})
+			dialOpts = append(dialOpts, grpc.WithResolvers(r))
+			target = r.Scheme() + ":///" + opts.Addresses[0]
+			if tlsConfig.ServerName == "" {
+				host, _, err := net.SplitHostPort(opts.Addresses[0])
+				if err != nil {
+					return nil, fmt.Errorf("address %q: %w", opts.Addresses[0], err)
+				}
+				tlsConfig.ServerName = host
+				creds = credentials.NewTLS(tlsConfig)
+			}
+		case strings.Contains(opts.Address, ":///"):
+			target = opts.Address // dns:///name:port
+		default:
+			target = "dns:///" + opts.Address
+		}
 	default:
 		return nil, errors.New("give the daemon's socket path or its address")
 	}
-	conn, err := grpc.NewClient(target, append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, extra...)...)
+	dialOpts = append(dialOpts, grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(target, append(dialOpts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to portvakt at %s: %w", target, err)
 	}
@@ -82,6 +128,32 @@ func Dial(opts Options, extra ...grpc.DialOption) (*Client, error) {
 	}
 	return &Client{conn: conn, api: portvaktv1.NewTokenServiceClient(conn), now: opts.Now}, nil
 }
+
+// serviceConfig spreads calls over every address (round robin) and tries
+// a call that got UNAVAILABLE again, up to 5 attempts in all, waiting
+// 50 ms, 100 ms, 200 ms … (up to 1 s, with gRPC's jitter) between them:
+// the next attempt goes to the next replica, and a short blip of the HSM
+// behind all replicas (about 2 s) is ridden out. Attempts never outlast
+// the call's deadline. Only UNAVAILABLE is retried: the daemon says it
+// when no token was issued (HSM or audit log away, shutting down), so a
+// retry never makes a caller hold two tokens for one call.
+const serviceConfig = `{
+  "loadBalancingConfig": [{"round_robin": {}}],
+  "methodConfig": [{
+    "name": [{"service": "portvakt.v1.TokenService"}],
+    "waitForReady": false,
+    "retryPolicy": {
+      "maxAttempts": 5,
+      "initialBackoff": "0.05s",
+      "maxBackoff": "1s",
+      "backoffMultiplier": 2,
+      "retryableStatusCodes": ["UNAVAILABLE"]
+    }
+  }]
+}`
+
+// resolverSeq names each Dial's resolver scheme apart.
+var resolverSeq atomic.Int64
 
 // TLSConfig is the client side of the daemon's mutual TLS, for callers that make
 // their own gRPC connection.
@@ -136,8 +208,11 @@ type SystemUser struct {
 	ExternalRef string
 }
 
-// Token asks the daemon for a token.
-func (c *Client) Token(ctx context.Context, req Request) (*oauth2.Token, error) {
+// Token asks the daemon for a token. An UNAVAILABLE answer is tried
+// again (on another replica, when there are several) while ctx allows.
+// Call options, such as grpc.Header to read the x-request-id, apply to
+// every attempt; the last one's header is what is left.
+func (c *Client) Token(ctx context.Context, req Request, callOpts ...grpc.CallOption) (*oauth2.Token, error) {
 	pb := &portvaktv1.GetTokenRequest{
 		Scopes:      req.Scopes,
 		Environment: req.Environment,
@@ -148,7 +223,7 @@ func (c *Client) Token(ctx context.Context, req Request) (*oauth2.Token, error) 
 	if su := req.SystemUser; su != nil {
 		pb.SystemUser = &portvaktv1.SystemUser{Org: su.Org, ExternalRef: su.ExternalRef}
 	}
-	resp, err := c.api.GetToken(ctx, pb)
+	resp, err := c.getToken(ctx, pb, callOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -157,6 +232,60 @@ func (c *Client) Token(ctx context.Context, req Request) (*oauth2.Token, error) 
 		TokenType:   resp.GetTokenType(),
 		Expiry:      resp.GetExpiresAt().AsTime(),
 	}, nil
+}
+
+// Retry bounds of Token: after gRPC's own quick attempts on the other
+// replicas, a call the daemon still answers UNAVAILABLE with a RetryInfo
+// (the HSM behind them all away for a moment) waits its delay, at least
+// retryMin and at most retryMax, and tries again, for as long as the
+// caller's deadline allows.
+const (
+	retryMin = 100 * time.Millisecond
+	retryMax = 2 * time.Second
+	// retryBudget bounds the retries of a call without a deadline.
+	retryBudget = 30 * time.Second
+)
+
+// getToken calls GetToken, and again after an UNAVAILABLE that the
+// daemon answered with a RetryInfo (no token was issued, and it says when
+// to come back: the HSM or the audit log away for a moment), while ctx
+// allows, and for at most retryBudget when ctx has no deadline. An
+// UNAVAILABLE without one (no replica reachable at all, a TLS handshake
+// refused) is returned at once: gRPC has tried the other replicas already.
+func (c *Client) getToken(ctx context.Context, req *portvaktv1.GetTokenRequest, callOpts []grpc.CallOption) (*portvaktv1.GetTokenResponse, error) {
+	giveUp := time.Now().Add(retryBudget)
+	for {
+		resp, err := c.api.GetToken(ctx, req, callOpts...)
+		st, _ := status.FromError(err)
+		if err == nil || st.Code() != codes.Unavailable {
+			return resp, err
+		}
+		wait, advised := time.Duration(0), false
+		for _, d := range st.Details() {
+			if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay() != nil {
+				wait, advised = ri.GetRetryDelay().AsDuration(), true
+			}
+		}
+		if !advised {
+			return nil, err
+		}
+		wait = min(max(wait, retryMin), retryMax)
+		wait = wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1)) // jitter: callers apart
+		dl, ok := ctx.Deadline()
+		if !ok {
+			dl = giveUp
+		}
+		if time.Until(dl) < wait {
+			return nil, err // no time for another attempt: the caller gets what the last one got
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
 }
 
 // EarlyExpiry is how long before its expiry a TokenSource stops using a

@@ -227,7 +227,16 @@ type Log struct {
 
 // Audit configures the audit log (every policy decision and key use).
 type Audit struct {
+	// File is the active audit file. "{instance}" in it is replaced by
+	// Instance: replicas sharing a directory (a shared volume) then keep
+	// their logs apart, as in audit/audit-{instance}.log.
 	File string `yaml:"file"`
+	// Instance names this replica in every audit record and checkpoint,
+	// and in the label of its audit head on the HSM
+	// (portvakt-audit-head-<instance>): replicas on one HSM must each
+	// have their own. 1 to 64 of A-Z a-z 0-9 . _ -; default: the host
+	// name.
+	Instance string `yaml:"instance"`
 	// NoSync skips the fsync of signature records (decision and outcome
 	// records are never waited for): faster, and a power cut may lose the
 	// last records. Default false.

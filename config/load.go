@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/portvakt/portvakt/internal/strictyaml"
@@ -70,6 +71,10 @@ func (c *Config) setDefaults() {
 			h.ProbeInterval = 5 * time.Second
 		}
 	}
+	if c.Audit.Instance == "" {
+		c.Audit.Instance, _ = os.Hostname() // "" on failure: Validate says to set it
+	}
+	c.Audit.File = strings.ReplaceAll(c.Audit.File, "{instance}", c.Audit.Instance)
 	if a := c.Audit.Seal; a != nil {
 		if a.KeyLabel == "" && a.KeyID == "" {
 			a.KeyLabel = DefaultAuditKeyLabel

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portvakt/portvakt/audit"
 	"github.com/portvakt/portvakt/maskinporten"
 )
 
@@ -41,6 +42,9 @@ func (c *Config) Validate() error {
 		v.add(fmt.Sprintf("log.level %q: use debug, info, warn or error", c.Log.Level))
 	}
 	v.require(c.Audit.File != "", "audit.file: give the audit log's path: Portvakt records every use of the key and does not run without an audit log")
+	if err := audit.ValidInstance(c.Audit.Instance); err != nil {
+		v.add("audit.instance: " + err.Error() + " (the default is the host name; set audit.instance when it does not fit)")
+	}
 	v.require(c.Audit.MaxBytes >= 0 && c.Audit.MaxAge >= 0, "audit: rotation limits must not be negative")
 	if a := c.Audit.Seal; a != nil {
 		switch {

@@ -106,7 +106,7 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 			return nil, refuseGap(gap)
 		}
 	}
-	if d.audit, err = audit.Open(audit.Options{Path: cfg.Audit.File, NoSync: cfg.Audit.NoSync, MaxBytes: cfg.Audit.MaxBytes, MaxAge: cfg.Audit.MaxAge,
+	if d.audit, err = audit.Open(audit.Options{Path: cfg.Audit.File, Instance: cfg.Audit.Instance, NoSync: cfg.Audit.NoSync, MaxBytes: cfg.Audit.MaxBytes, MaxAge: cfg.Audit.MaxAge,
 		MaxRecordBytes: maxRecordBytes, AcceptVanished: opts.AcceptAuditGap, OnChange: d.auditChanged}); err != nil {
 		return nil, fmt.Errorf("audit.file: %w", err)
 	}

@@ -3,7 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
+	"os"
 
 	"github.com/portvakt/portvakt/audit"
 	"github.com/portvakt/portvakt/hsm"
@@ -18,9 +18,17 @@ func (d *Daemon) checkAuditHead() (gap *audit.Problem, err error) {
 	if d.sealHSM, err = resolveHSM(h); err != nil {
 		return nil, fmt.Errorf("audit.seal: %w", err)
 	}
-	values, err := hsm.ReadObjects(d.sealHSM, audit.HeadLabel)
+	label := audit.HeadLabelOf(d.cfg.Audit.Instance)
+	values, err := hsm.ReadObjects(d.sealHSM, label)
 	if err != nil {
 		return nil, fmt.Errorf("audit.seal: reading the audit head from HSM %s: %w", h.Name, err)
+	}
+	if len(values) == 0 && d.legacyLog() {
+		// A log written before instance ids: its head is under the old
+		// label, until this instance's first checkpoint.
+		if values, err = hsm.ReadObjects(d.sealHSM, audit.HeadLabel); err != nil {
+			return nil, fmt.Errorf("audit.seal: reading the audit head from HSM %s: %w", h.Name, err)
+		}
 	}
 	head, ok, err := audit.LatestHead(values)
 	if err != nil {
@@ -30,7 +38,14 @@ func (d *Daemon) checkAuditHead() (gap *audit.Problem, err error) {
 		d.log.Info("the HSM holds no audit head yet: the first checkpoint will put it there", "hsm", h.Name)
 		return nil, nil
 	}
-	err = audit.CheckHead(head, nil, filepath.Dir(d.cfg.Audit.File))
+	// This instance's files only: other replicas may share the directory.
+	files, err := audit.LogFiles(d.cfg.Audit.File)
+	if errors.Is(err, audit.ErrNoLog) {
+		files, err = []string{d.cfg.Audit.File}, nil // none: CheckHead says the log is gone
+	}
+	if err == nil {
+		err = audit.CheckHead(head, nil, files...)
+	}
 	if errors.As(err, &gap) {
 		return gap, nil
 	}
@@ -46,7 +61,23 @@ func (d *Daemon) keepHead(r audit.Record) error {
 	if err != nil {
 		return err
 	}
-	return hsm.WriteObject(d.sealHSM, audit.HeadLabel, head.Marshal())
+	return hsm.WriteObject(d.sealHSM, audit.HeadLabelOf(d.cfg.Audit.Instance), head.Marshal())
+}
+
+// legacyLog reports whether the log has records but none naming an
+// instance: one written before instance ids, whose head is under the old
+// label. A missing log is not one: it is a new replica's.
+func (d *Daemon) legacyLog() bool {
+	files, err := audit.LogFiles(d.cfg.Audit.File)
+	if err != nil {
+		return false
+	}
+	st, err := os.Stat(files[len(files)-1])
+	if err != nil || st.Size() == 0 && len(files) == 1 {
+		return false
+	}
+	id, err := audit.InstanceOf(files)
+	return err == nil && id == ""
 }
 
 // refuseGap is the start error for a log behind the HSM's head.

@@ -28,7 +28,7 @@ func (d *Daemon) openSeal(from uint64) error {
 		return fmt.Errorf("audit.seal: the audit key (make one with `portvakt hsm keygen --label %s`): %w", a.KeyLabel, err)
 	}
 	d.seal, err = audit.NewCheckpointer(d.audit, audit.CheckpointOptions{
-		Key: key, EveryRecords: a.EveryRecords, Every: a.Every, Logger: d.log,
+		Key: key, EveryRecords: a.EveryRecords, Every: a.Every, Logger: d.log, Instance: d.cfg.Audit.Instance,
 		From: from, OnCheckpoint: d.keepHead,
 	})
 	if err != nil {

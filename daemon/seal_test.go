@@ -152,7 +152,7 @@ func TestAuditHeadOnTheHSM(t *testing.T) {
 	}
 	e.stop()
 	logFile := filepath.Join(e.dir, "audit", "audit.log")
-	values, err := hsm.ReadObjects(w.Token.Token, audit.HeadLabel)
+	values, err := hsm.ReadObjects(w.Token.Token, audit.HeadLabelOf(instanceOf(t, logFile)))
 	if err != nil {
 		t.Fatal(err)
 	}

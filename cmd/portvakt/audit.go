@@ -81,30 +81,16 @@ the log no longer reaches record N.`,
 				}
 				opts.ExpectHash = expectHash
 			}
-			res, err := audit.VerifyWith(opts, args...)
-			if err != nil {
-				return err
+			instances, groups, err := audit.GroupByInstance(args...)
+			if err != nil || len(instances) <= 1 {
+				// One chain (or files verify itself explains): as given.
+				id := ""
+				if len(instances) == 1 {
+					id = instances[0]
+				}
+				return verifyChain(cmd.OutOrStdout(), opts, head, publicKey, id, args)
 			}
-			out := cmd.OutOrStdout()
-			for _, g := range res.Gaps {
-				fmt.Fprintln(out, g) // FILE:1: what happened, and what is lost
-			}
-			switch {
-			case len(res.Gaps) > 0:
-				fmt.Fprintf(out, "GAPS: %s in %s (seq %d-%d, %s), last hash %s: the chain holds across them, but records may be lost; each gap is above\n",
-					plural(len(res.Gaps), "gap"), plural(res.Records, "record"), res.FirstSeq, res.LastSeq, plural(res.Files, "file"), res.LastHash)
-			case res.Records == 0:
-				fmt.Fprintf(out, "ok, 0 records (%s)\n", plural(res.Files, "file"))
-			default:
-				fmt.Fprintf(out, "ok, %s (seq %d-%d, %s), last hash %s\n",
-					plural(res.Records, "record"), res.FirstSeq, res.LastSeq, plural(res.Files, "file"), res.LastHash)
-			}
-			err = verifyMore(out, opts, head, publicKey, args)
-			// A gap outweighs an unsealed tail, not a problem found further on.
-			if len(res.Gaps) > 0 && (err == nil || isUnsealed(err)) {
-				return gapsFound{len(res.Gaps)}
-			}
-			return err
+			return verifyInstances(cmd.OutOrStdout(), opts, head, publicKey, instances, groups)
 		},
 	}
 	fs := cmd.Flags()
@@ -114,6 +100,77 @@ the log no longer reaches record N.`,
 	head.register(fs) // --token etc.: check the log against the head the HSM keeps
 	fs.StringVar(&publicKey, "public-key", "", "the audit key's public half (PEM, from `portvakt audit public-key`): check every checkpoint and report records no checkpoint seals (exit status 4)")
 	return cmd
+}
+
+// verifyChain verifies one instance's chain and prints the verdict.
+func verifyChain(out io.Writer, opts audit.VerifyOptions, head tokenFlags, publicKey, instance string, paths []string) error {
+	res, err := audit.VerifyWith(opts, paths...)
+	if err != nil {
+		return err
+	}
+	for _, g := range res.Gaps {
+		fmt.Fprintln(out, g) // FILE:1: what happened, and what is lost
+	}
+	switch {
+	case len(res.Gaps) > 0:
+		fmt.Fprintf(out, "GAPS: %s in %s (seq %d-%d, %s), last hash %s: the chain holds across them, but records may be lost; each gap is above\n",
+			plural(len(res.Gaps), "gap"), plural(res.Records, "record"), res.FirstSeq, res.LastSeq, plural(res.Files, "file"), res.LastHash)
+	case res.Records == 0:
+		fmt.Fprintf(out, "ok, 0 records (%s)\n", plural(res.Files, "file"))
+	default:
+		fmt.Fprintf(out, "ok, %s (seq %d-%d, %s), last hash %s\n",
+			plural(res.Records, "record"), res.FirstSeq, res.LastSeq, plural(res.Files, "file"), res.LastHash)
+	}
+	err = verifyMore(out, opts, head, publicKey, instance, paths)
+	// A gap outweighs an unsealed tail, not a problem found further on.
+	if len(res.Gaps) > 0 && (err == nil || isUnsealed(err)) {
+		return gapsFound{len(res.Gaps)}
+	}
+	return err
+}
+
+// verifyInstances verifies several replicas' chains, each on its own
+// (the anchors given apply to each), and prints each verdict under
+// "instance NAME:". It fails when any chain fails: with the gravest of
+// their errors (a problem before gaps before an unsealed tail), having
+// printed every one.
+func verifyInstances(out io.Writer, opts audit.VerifyOptions, head tokenFlags, publicKey string, instances []string, groups map[string][]string) error {
+	var worst error
+	rank := func(err error) int {
+		switch {
+		case err == nil:
+			return 0
+		case isUnsealed(err):
+			return 1
+		case isGaps(err):
+			return 2
+		}
+		return 3
+	}
+	failed := 0
+	for _, id := range instances {
+		name := id
+		if name == "" {
+			name = "(none: records without an instance id)"
+		}
+		fmt.Fprintf(out, "instance %s: %s\n", name, plural(len(groups[id]), "file"))
+		err := verifyChain(out, opts, head, publicKey, id, groups[id])
+		if err != nil {
+			failed++
+			if !isUnsealed(err) && !isGaps(err) {
+				fmt.Fprintf(out, "FAILED: %v\n", err)
+			}
+		}
+		if rank(err) > rank(worst) {
+			worst = err
+		}
+	}
+	if failed == 0 {
+		fmt.Fprintf(out, "ok: %s verified\n", plural(len(instances), "instance"))
+	} else {
+		fmt.Fprintf(out, "%d of %s failed\n", failed, plural(len(instances), "instance"))
+	}
+	return worst
 }
 
 // gapsFound is verify's verdict on a log whose chain holds but which has
@@ -132,7 +189,7 @@ func isGaps(err error) bool {
 
 // verifyMore is what verify checks after the chain: the anchors given, the
 // HSM's head, the checkpoints.
-func verifyMore(out io.Writer, opts audit.VerifyOptions, head tokenFlags, publicKey string, args []string) error {
+func verifyMore(out io.Writer, opts audit.VerifyOptions, head tokenFlags, publicKey, instance string, args []string) error {
 	if opts.ExpectHash != "" {
 		fmt.Fprintf(out, "the log still holds the record with hash %s\n", opts.ExpectHash)
 	}
@@ -140,7 +197,7 @@ func verifyMore(out io.Writer, opts audit.VerifyOptions, head tokenFlags, public
 		fmt.Fprintf(out, "the log still reaches record %d\n", opts.ExpectMinSeq)
 	}
 	if head.label != "" {
-		if err := reportHead(out, head, publicKey, args); err != nil {
+		if err := reportHead(out, head, publicKey, instance, args); err != nil {
 			return err
 		}
 	}
@@ -196,31 +253,55 @@ and prints nothing unless it holds.`,
 			if fromMiddle && !verify {
 				return usageError{fmt.Errorf("--from-middle goes with --verify")}
 			}
-			// Expanded once, so that verify and query read the same files.
-			files, err := audit.Expand(args...)
-			if err != nil {
-				return err
-			}
-			lastSeq := ^uint64(0)
-			if verify {
-				res, err := audit.VerifyWith(audit.VerifyOptions{FromMiddle: fromMiddle}, files...)
+			// Expanded once, so that verify and query read the same files;
+			// several replicas' logs are read chain by chain.
+			instances, groups, err := audit.GroupByInstance(args...)
+			if err != nil || len(instances) <= 1 {
+				files, err := audit.Expand(args...)
 				if err != nil {
 					return err
 				}
-				// Records appended since the check are not shown as checked.
-				lastSeq = res.LastSeq
+				instances, groups = []string{""}, map[string][]string{"": files}
 			}
 			out := cmd.OutOrStdout()
-			if asJSON {
-				return audit.Query(files, f, func(r audit.Record) error {
-					if r.Seq > lastSeq {
-						return nil
-					}
-					_, err := out.Write(r.Line())
-					return err
-				})
+			var tw *tabwriter.Writer
+			if !asJSON {
+				tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, tableHeader(len(instances) > 1))
 			}
-			return printTable(out, files, f, lastSeq)
+			for _, id := range instances {
+				files := groups[id]
+				lastSeq := ^uint64(0)
+				if verify {
+					res, err := audit.VerifyWith(audit.VerifyOptions{FromMiddle: fromMiddle}, files...)
+					if err != nil {
+						if len(instances) > 1 {
+							return fmt.Errorf("instance %s: %w", id, err)
+						}
+						return err
+					}
+					// Records appended since the check are not shown as checked.
+					lastSeq = res.LastSeq
+				}
+				if asJSON {
+					err = audit.Query(files, f, func(r audit.Record) error {
+						if r.Seq > lastSeq {
+							return nil
+						}
+						_, err := out.Write(r.Line())
+						return err
+					})
+				} else {
+					err = printTable(tw, files, f, lastSeq, len(instances) > 1)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if tw != nil {
+				return tw.Flush()
+			}
+			return nil
 		},
 	}
 	fs := cmd.Flags()
@@ -238,10 +319,18 @@ and prints nothing unless it holds.`,
 	return cmd
 }
 
-func printTable(out io.Writer, files []string, f audit.Filter, lastSeq uint64) error {
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tTIME\tKIND\tREQUEST\tCLIENT\tENV\tSCOPES\tRESULT\tJTI")
-	err := audit.Query(files, f, func(r audit.Record) error {
+// tableHeader is the table's first line; with several instances, each
+// record's instance is in a first column.
+func tableHeader(instances bool) string {
+	h := "SEQ\tTIME\tKIND\tREQUEST\tCLIENT\tENV\tSCOPES\tRESULT\tJTI"
+	if instances {
+		h = "INSTANCE\t" + h
+	}
+	return h
+}
+
+func printTable(tw *tabwriter.Writer, files []string, f audit.Filter, lastSeq uint64, instances bool) error {
+	return audit.Query(files, f, func(r audit.Record) error {
 		if r.Seq > lastSeq {
 			return nil
 		}
@@ -250,14 +339,15 @@ func printTable(out io.Writer, files []string, f audit.Filter, lastSeq uint64) e
 		if r.Count > 0 { // calls counted rather than recorded one by one
 			result += " (" + plural(int(r.Count), "call") + ")"
 		}
+		if instances {
+			if _, err := fmt.Fprintf(tw, "%s\t", dash(r.Instance)); err != nil {
+				return err
+			}
+		}
 		_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Seq, r.Time.UTC().Format("2006-01-02T15:04:05.000Z"),
 			r.Kind, dash(r.RequestID), dash(r.Client), dash(r.Environment), dash(strings.Join(r.Scopes, ",")), dash(result), dash(r.GrantJTI))
 		return err
 	})
-	if ferr := tw.Flush(); err == nil {
-		err = ferr
-	}
-	return err
 }
 
 // parseWhen reads a time flag: RFC 3339, or a duration before now, in Go's

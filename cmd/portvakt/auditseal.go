@@ -137,12 +137,13 @@ func isUnsealed(err error) bool {
 
 // reportHead reads the log's head from the HSM and checks the log reaches
 // it (and, with the public key, that the head is the audit key's).
-func reportHead(w io.Writer, tf tokenFlags, keyFile string, paths []string) error {
+// The head is instance's (see audit.HeadLabelOf).
+func reportHead(w io.Writer, tf tokenFlags, keyFile, instance string, paths []string) error {
 	tok, err := tf.token()
 	if err != nil {
 		return err
 	}
-	values, err := hsm.ReadObjects(tok, audit.HeadLabel)
+	values, err := hsm.ReadObjects(tok, audit.HeadLabelOf(instance))
 	if err != nil {
 		return fmt.Errorf("reading the audit head from the HSM: %w", err)
 	}
@@ -151,7 +152,7 @@ func reportHead(w io.Writer, tf tokenFlags, keyFile string, paths []string) erro
 		return err
 	}
 	if !ok {
-		fmt.Fprintf(w, "token %q holds no audit head: the daemon has written no checkpoint with it\n", tok.Label)
+		fmt.Fprintf(w, "token %q holds no audit head %s: the daemon has written no checkpoint with it\n", tok.Label, audit.HeadLabelOf(instance))
 		return nil
 	}
 	var key any
