@@ -72,7 +72,7 @@ refused in .Values.config so that nobody sets it twice.
 {{- if hasKey $audit "file" }}
 {{- fail "config.audit.file: the chart puts the audit log on its volume (audit.mountPath); remove config.audit.file" }}
 {{- end }}
-{{- $_ := set $audit "file" (printf "%s/audit.log" .Values.audit.mountPath) }}
+{{- $_ := set $audit "file" (printf "%s/audit-{instance}.log" .Values.audit.mountPath) }}
 {{- $_ := set $cfg "audit" $audit }}
 {{- $tls := .Values.tls.mountPath }}
 {{- $tcp := dict "address" (printf ":%d" (int .Values.ports.grpc)) "cert_file" (printf "%s/tls.crt" $tls) "key_file" (printf "%s/tls.key" $tls) "client_ca_file" (printf "%s/ca.crt" $tls) }}
