@@ -12,13 +12,5 @@ command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 command -v fuse-overlayfs >/dev/null || missing+=(fuse-overlayfs)
 
 if [ ${#missing[@]} -gt 0 ]; then
-	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-		echo "missing: ${missing[*]}" >&2
-		echo "install them, e.g.: sudo apt-get install -y ${missing[*]}" >&2
-		exit 1
-	fi
-	echo "installing ${missing[*]} with apt-get"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	"$(dirname "$0")/apt-install.sh" "${missing[@]}"
 fi

@@ -27,15 +27,7 @@ $have_p11kit_client || missing+=(p11-kit-modules)
 [ -x /usr/sbin/pkcsslotd ] || missing+=(opencryptoki)
 
 if [ ${#missing[@]} -gt 0 ]; then
-	if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-		echo "missing: ${missing[*]}" >&2
-		echo "install them, e.g.: sudo apt-get install -y ${missing[*]}" >&2
-		exit 1
-	fi
-	echo "installing ${missing[*]} with apt-get"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	"$(dirname "$0")/apt-install.sh" "${missing[@]}"
 fi
 
 # opencryptoki's library needs its slot daemon. Where nothing starts it (no
