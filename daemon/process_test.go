@@ -99,15 +99,23 @@ func startProcessLimited(t *testing.T, e *env, limits processLimits, serveFlags 
 		_ = p.cmd.Wait()
 		logFile.Close()
 	})
-	waitFor(t, "the daemon's socket", func() bool {
+	answers := func() bool {
 		c, err := client.Dial(client.Options{Socket: p.socket})
 		if err != nil {
 			return false
 		}
 		defer c.Close()
-		_, err = c.API().WhoAmI(t.Context(), &portvaktv1.WhoAmIRequest{})
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		_, err = c.API().WhoAmI(ctx, &portvaktv1.WhoAmIRequest{})
 		return err == nil
-	})
+	}
+	for deadline := time.Now().Add(20 * time.Second); !answers(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) { // a hang guard; the daemon's log says why
+			out, _ := os.ReadFile(logFile.Name())
+			t.Fatalf("timed out waiting for the daemon's socket; its log:\n%s", out)
+		}
+	}
 	c := dial(t, client.Options{Socket: p.socket})
 	p.api = c.API()
 	return p

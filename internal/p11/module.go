@@ -56,7 +56,7 @@ var ErrTokenNotFound = errors.New("token not found")
 // Tokens are always chosen by label: slot numbers change when tokens are
 // added (SoftHSM2 renumbers them) or an HSM is reconfigured.
 func (m *Module) FindSlot(label string) (uint, error) {
-	slots, err := m.GetSlotList(true)
+	slots, err := m.slotList()
 	if err != nil {
 		return 0, fmt.Errorf("listing PKCS#11 slots: %w", err)
 	}
@@ -78,6 +78,22 @@ func (m *Module) FindSlot(label string) (uint, error) {
 		return 0, fmt.Errorf("%w: no token is labelled %q: the module %s has no initialised token", ErrTokenNotFound, label, m.path)
 	}
 	return 0, fmt.Errorf("%w: no token is labelled %q in %s (tokens present: %s)", ErrTokenNotFound, label, m.path, strings.Join(labels, ", "))
+}
+
+// slotList is C_GetSlotList of the slots with a token. Listing is two
+// calls, one that counts and one that fills; a slot added in between (a
+// network HSM's client while its server comes back, measured with
+// p11-kit's) makes the second answer CKR_BUFFER_TOO_SMALL, which PKCS#11
+// means as "ask again".
+func (m *Module) slotList() ([]uint, error) {
+	for tries := 1; ; tries++ {
+		slots, err := m.GetSlotList(true)
+		var rv pkcs11.Error
+		if tries < 5 && errors.As(err, &rv) && rv == pkcs11.CKR_BUFFER_TOO_SMALL {
+			continue
+		}
+		return slots, err
+	}
 }
 
 // OpenSession opens a read-write session on the token labelled label. The
