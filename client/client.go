@@ -16,7 +16,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
@@ -35,6 +34,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/portvakt/portvakt/internal/backoff"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
 )
 
@@ -270,7 +270,7 @@ func (c *Client) getToken(ctx context.Context, req *portvaktv1.GetTokenRequest, 
 			return nil, err
 		}
 		wait = min(max(wait, retryMin), retryMax)
-		wait = wait/2 + time.Duration(rand.Int64N(int64(wait/2)+1)) // jitter: callers apart
+		wait = backoff.Jitter(wait)
 		dl, ok := ctx.Deadline()
 		if !ok {
 			dl = giveUp

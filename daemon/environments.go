@@ -172,13 +172,12 @@ func cacheOptions(cfg *config.Config, clock clockwork.Clock, onBreaker func(env 
 	if fetchTimeout == 0 {
 		// One slow attempt and one back-off: a caller hears of an outage
 		// soon, whatever deadline it gave.
-		fetchTimeout = cmp.Or(cfg.Maskinporten.RequestTimeout, 10*time.Second) + retryMax
+		fetchTimeout = cmp.Or(cfg.Maskinporten.RequestTimeout, maskinporten.DefaultRequestTimeout) + tokencache.DefaultRetryMax
 	}
 	return tokencache.Options{
 		RefreshMargin: cfg.Cache.RefreshMargin,
 		ErrorBackoff:  backoff.Policy{Initial: cfg.Cache.ErrorBackoff},
 		MaxAttempts:   cfg.Maskinporten.MaxAttempts,
-		Retry:         backoff.Policy{Max: retryMax},
 		FetchTimeout:  fetchTimeout,
 		MaxEntries:    cfg.Cache.MaxEntries,
 		Breaker: tokencache.BreakerOptions{
@@ -189,9 +188,6 @@ func cacheOptions(cfg *config.Config, clock clockwork.Clock, onBreaker func(env 
 		Clock:     clock,
 	}
 }
-
-// retryMax is the longest wait between two attempts at Maskinporten.
-const retryMax = 5 * time.Second
 
 // breakerChanged reports an environment's circuit breaker opening or
 // closing: in health, the metric and one log line each way.

@@ -243,7 +243,7 @@ func fingerprint(s *signer.Signer) string {
 // observeMaskinporten turns token request attempts into metrics.
 func observeMaskinporten(m *metrics.Metrics) func(env string, a maskinporten.Attempt) {
 	return func(env string, a maskinporten.Attempt) {
-		m.MaskinportenSecs.WithLabelValues(env).Observe(a.Duration.Seconds())
+		m.MaskinportenSecs.WithLabelValues(env).Observe(a.Duration().Seconds())
 		if a.Err == nil {
 			return
 		}

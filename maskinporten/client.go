@@ -17,6 +17,9 @@ import (
 // grantType is the OAuth grant type of a JWT bearer grant (RFC 7523).
 const grantType = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
+// DefaultRequestTimeout bounds one attempt when ClientOptions say nothing.
+const DefaultRequestTimeout = 10 * time.Second
+
 // ClientOptions configure a Client.
 type ClientOptions struct {
 	// HTTPClient, when set, replaces the default: TLS 1.2 or newer with the
@@ -49,7 +52,7 @@ func NewClient(opts ClientOptions) *Client {
 		opts.HTTPClient = &http.Client{Transport: defaultTransport()}
 	}
 	if opts.RequestTimeout == 0 {
-		opts.RequestTimeout = 10 * time.Second
+		opts.RequestTimeout = DefaultRequestTimeout
 	}
 	if opts.MaxResponseBytes == 0 {
 		opts.MaxResponseBytes = 1 << 20
@@ -72,7 +75,6 @@ func defaultTransport() *http.Transport {
 
 // Attempt is one posted grant and how it ended, for metrics.
 type Attempt struct {
-	Duration time.Duration
 	// Status is the HTTP status, 0 when no answer came.
 	Status int
 	// MPCode is Maskinporten's MP code of a refusal, if it gave one.
@@ -85,6 +87,12 @@ type Attempt struct {
 	Date           string
 	Sent, Received time.Time
 }
+
+// Duration is how long the attempt took; 0 for one never posted.
+func (a Attempt) Duration() time.Duration { return a.Received.Sub(a.Sent) }
+
+// Posted reports whether the attempt reached the point of posting.
+func (a Attempt) Posted() bool { return !a.Sent.IsZero() }
 
 // Post sends one signed grant to the token endpoint and reads the answer:
 // one attempt, never retried here. The error is an *Error when
@@ -116,7 +124,6 @@ func (c *Client) Post(ctx context.Context, endpoint string, grant Grant) (Token,
 		access, err = secret.New(resp.AccessToken)
 	}
 	attempt.Err = err
-	attempt.Duration = time.Since(began)
 	if err != nil {
 		return Token{}, attempt, err
 	}

@@ -66,8 +66,8 @@ func checkAttempt(t testing.TB, a Attempt, err error) {
 	if a.Err != err {
 		t.Fatalf("Attempt.Err = %v, want the returned error %v", a.Err, err)
 	}
-	if a.Duration <= 0 {
-		t.Fatalf("Attempt.Duration = %v, want the time the attempt took", a.Duration)
+	if a.Duration() <= 0 {
+		t.Fatalf("Attempt.Duration = %v, want the time the attempt took", a.Duration())
 	}
 	var mpErr *Error
 	switch {

@@ -124,6 +124,12 @@ type counters struct {
 	hits, misses, refreshes, refreshFailures, evictions, attempts, breakerOpens atomic.Uint64
 }
 
+// The wait between the attempts of a fetch when Options say nothing.
+const (
+	DefaultRetryInitial = 200 * time.Millisecond
+	DefaultRetryMax     = 5 * time.Second
+)
+
 // New makes a cache that fetches with fetch.
 func New(fetch Fetcher, opts Options) *Cache {
 	if opts.RefreshMargin == 0 {
@@ -133,7 +139,7 @@ func New(fetch Fetcher, opts Options) *Cache {
 	if opts.MaxAttempts == 0 {
 		opts.MaxAttempts = 4
 	}
-	opts.Retry = withDefaults(opts.Retry, 200*time.Millisecond, 5*time.Second)
+	opts.Retry = withDefaults(opts.Retry, DefaultRetryInitial, DefaultRetryMax)
 	if opts.FetchTimeout == 0 {
 		opts.FetchTimeout = 15 * time.Second
 	}

@@ -177,7 +177,7 @@ func (s *Service) fetchOnce(ctx context.Context, key tokencache.Key) (maskinport
 
 	// 4. The grant posted to the token endpoint, once.
 	tok, attempt, err := s.client.Post(ctx, endpoint, grant)
-	if s.observer != nil && attempt.Duration > 0 { // it was posted
+	if s.observer != nil && attempt.Posted() {
 		s.observer(env.Config.Name, attempt)
 	}
 	if env.Clock != nil { // every answer, refusals included, dates Maskinporten's clock

@@ -32,3 +32,13 @@ func (p Policy) Delay(attempt int) time.Duration {
 	}
 	return rand.N(limit) + time.Millisecond
 }
+
+// Jitter spreads a wait someone advised (a server's RetryInfo): d/2 plus a
+// random part of d/2, so that the callers it told do not all come back at
+// once, and none much sooner than told.
+func Jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d/2 + rand.N(d/2+1)
+}

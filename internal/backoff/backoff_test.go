@@ -39,3 +39,14 @@ func TestZeroPolicyWaitsAMillisecond(t *testing.T) {
 		t.Fatalf("Delay of a zero policy = %v, want 1ms", d)
 	}
 }
+
+func TestJitter(t *testing.T) {
+	for range 1000 {
+		if d := Jitter(time.Second); d < 500*time.Millisecond || d > time.Second {
+			t.Fatalf("Jitter(1s) = %s, want within [0.5s, 1s]", d)
+		}
+	}
+	if d := Jitter(0); d != 0 {
+		t.Fatalf("Jitter(0) = %s", d)
+	}
+}
