@@ -122,11 +122,7 @@ func TestClockThresholdConfigured(t *testing.T) {
 
 func clockOffset(t *testing.T, e *env) float64 {
 	t.Helper()
-	v, ok := value(scrape(t, "http://"+e.daemon.Addresses()["metrics"]+"/metrics"), "portvakt_maskinporten_clock_offset_seconds", map[string]string{"environment": "sim"})
-	if !ok {
-		t.Fatal("portvakt_maskinporten_clock_offset_seconds{environment=\"sim\"} is not exported")
-	}
-	return v
+	return metric(t, e, "portvakt_maskinporten_clock_offset_seconds", map[string]string{"environment": "sim"})
 }
 
 // TestClockFromDiscovery: with discovery, the metadata's Date teaches the

@@ -185,11 +185,7 @@ func withGRPC(settings string) func(string) string {
 // unixConnections is the daemon's gauge of its socket's connections.
 func unixConnections(t *testing.T, e *env) float64 {
 	t.Helper()
-	v, ok := value(scrape(t, "http://"+e.daemon.Addresses()["metrics"]+"/metrics"), "portvakt_grpc_connections", map[string]string{"listener": "unix"})
-	if !ok {
-		t.Fatal("no portvakt_grpc_connections{listener=\"unix\"}")
-	}
-	return v
+	return metric(t, e, "portvakt_grpc_connections", map[string]string{"listener": "unix"})
 }
 
 // TestIdleConnectionClosed: a connection that has had no call for

@@ -134,3 +134,14 @@ func TestCertificateExpiringSoon(t *testing.T) {
 		t.Fatalf("no expiry warning in the log:\n%s", logs)
 	}
 }
+
+// metric is one series of the daemon's /metrics; the test fails when the
+// daemon does not export it.
+func metric(t *testing.T, e *env, name string, labels map[string]string) float64 {
+	t.Helper()
+	v, ok := value(scrape(t, "http://"+e.daemon.Addresses()["metrics"]+"/metrics"), name, labels)
+	if !ok {
+		t.Fatalf("%s%v is not exported", name, labels)
+	}
+	return v
+}
