@@ -63,6 +63,7 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
+	scripts/check-tracked.sh
 
 ## systemd-check: systemd-analyze verify (and security) on deploy/systemd's unit, and its
 ## sysusers.d and tmpfiles.d snippets applied to a temporary root (CI runs it; needs systemd).

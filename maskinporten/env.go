@@ -2,7 +2,7 @@
 // environments, the JWT grant signed in the HSM, one token request at a
 // time (the token cache decides on retries), and the parsing of tokens and
 // errors. The protocol facts it
-// follows are in shared/maskinporten.md.
+// follows are in docs/maskinporten.md.
 package maskinporten
 
 import (

@@ -95,7 +95,7 @@ func TestGrantKidWithX5C(t *testing.T) {
 }
 
 // TestPresets: the environments Portvakt knows by name
-// (shared/maskinporten.md, "Environments"), and ver2 kept with a warning.
+// (docs/maskinporten.md, "Environments"), and ver2 kept with a warning.
 func TestPresets(t *testing.T) {
 	tests := []struct {
 		name, issuer, endpoint, resource string

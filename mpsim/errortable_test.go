@@ -7,7 +7,7 @@ import (
 )
 
 // TestErrorTable makes, with a real grant where it can, each refusal of
-// the error table in shared/maskinporten.md and checks its HTTP status,
+// the error table in docs/maskinporten.md and checks its HTTP status,
 // OAuth error and MP code. MP-201 (a scope not allowed for Maskinporten)
 // is missing: the simulator has no registry of scopes of other
 // integration types, so it cannot produce that condition.

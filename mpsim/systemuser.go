@@ -16,7 +16,7 @@ import (
 // guides/system-vendor/system-user), Digdir's "Systembruker for
 // virksomheter" (maskinporten_func_systembruker) and, for which of MP-301,
 // MP-302 and MP-303 is which, Digdir's troubleshooting page as quoted in
-// shared/maskinporten.md.
+// docs/maskinporten.md.
 
 // SystemUserType is the authorization_details type of a system user
 // request.

@@ -15,7 +15,7 @@ import (
 
 // delegatedSuffix marks the scopes a supplier uses on behalf of a consumer,
 // with consumer_org set; a consumer may use them on its own behalf too
-// (shared/maskinporten.md, "Scopes of the SVV APIs").
+// (docs/maskinporten.md, "Statens vegvesen's scopes").
 const delegatedSuffix = ".delegert"
 
 func isDelegated(scope string) bool { return strings.HasSuffix(scope, delegatedSuffix) }
