@@ -97,7 +97,7 @@ the log no longer reaches record N.`,
 	fs.BoolVar(&opts.FromMiddle, "from-middle", false, "accept a log that starts after record 1 (older rotated files archived elsewhere)")
 	fs.StringVar(&expectHash, "expect-last-hash", "", "a last `hash` printed by an earlier verify: the log must still hold that record")
 	fs.Uint64Var(&opts.ExpectMinSeq, "expect-min-seq", 0, "a last `seq` printed by an earlier verify: the log must still reach it")
-	head.register(fs) // --token etc.: check the log against the head the HSM keeps
+	head.register(cmd) // --token etc.: check the log against the head the HSM keeps
 	fs.StringVar(&publicKey, "public-key", "", "the audit key's public half (PEM, from `portvakt audit public-key`): check every checkpoint and report records no checkpoint seals (exit status 4)")
 	return cmd
 }

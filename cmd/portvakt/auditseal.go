@@ -69,7 +69,7 @@ what tells the daemon's checkpoints from anyone else's.`,
 			return nil
 		},
 	}
-	tf.register(cmd.Flags())
+	tf.register(cmd)
 	kf.register(cmd.Flags())
 	cmd.Flags().StringVar(&out, "out", "", "write the PEM to this file (default: standard output)")
 	return cmd

@@ -82,7 +82,7 @@ func newHSMInitCommand() *cobra.Command {
 			return nil
 		},
 	}
-	tf.register(cmd.Flags())
+	tf.register(cmd)
 	cmd.Flags().StringVar(&soPIN.File, "so-pin-file", "", "file holding the security officer PIN")
 	cmd.Flags().StringVar(&soPIN.Env, "so-pin-env", "", "environment variable holding the security officer PIN")
 	cmd.Flags().BoolVar(&createPINs, "create-pins", false, "generate random PINs into --pin-file and --so-pin-file (mode 0600; existing files are never overwritten)")
@@ -151,7 +151,7 @@ func newHSMKeygenCommand() *cobra.Command {
 			return nil
 		},
 	}
-	tf.register(cmd.Flags())
+	tf.register(cmd)
 	kf.register(cmd.Flags())
 	cmd.Flags().IntVar(&bits, "bits", hsm.DefaultKeyBits, "RSA key size: 2048 or 3072")
 	return cmd
@@ -195,7 +195,7 @@ func newHSMCSRCommand() *cobra.Command {
 			return writeOutput(cmd.OutOrStdout(), out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), 0o644)
 		},
 	}
-	tf.register(cmd.Flags())
+	tf.register(cmd)
 	kf.register(cmd.Flags())
 	cmd.Flags().StringVar(&number, "org-number", "", "the enterprise's organisation number (nine digits)")
 	cmd.Flags().StringVar(&subject.Organization, "organization", "", "the enterprise's registered name (O)")
@@ -240,7 +240,7 @@ func newHSMImportCertCommand() *cobra.Command {
 			return nil
 		},
 	}
-	tf.register(cmd.Flags())
+	tf.register(cmd)
 	kf.register(cmd.Flags())
 	cmd.Flags().StringVar(&file, "cert", "", "PEM file: the key's certificate first, then its chain")
 	return cmd
@@ -291,7 +291,7 @@ func newHSMImportP12Command() *cobra.Command {
 			return nil
 		},
 	}
-	tf.register(cmd.Flags())
+	tf.register(cmd)
 	kf.register(cmd.Flags())
 	cmd.Flags().StringVar(&file, "file", "", "the .p12 / .pfx file")
 	cmd.Flags().StringVar(&password.File, "password-file", "", "file holding the .p12 password")
@@ -325,7 +325,7 @@ func newHSMListCommand() *cobra.Command {
 			return nil
 		},
 	}
-	tf.register(cmd.Flags())
+	tf.register(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

@@ -44,7 +44,7 @@ verify each signature with the certificate's public key.`,
 			return checkSignatures(out, s)
 		},
 	}
-	tf.register(cmd.Flags())
+	tf.register(cmd)
 	kf.register(cmd.Flags())
 	cmd.Flags().StringVar(&certFile, "cert", "", "PEM certificate chain (default: the token's certificate objects)")
 	return cmd
