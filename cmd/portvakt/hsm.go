@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -131,6 +133,9 @@ func newHSMKeygenCommand() *cobra.Command {
 		Example: `  portvakt hsm keygen --softhsm-dir ./hsm --token portvakt --pin-file ./hsm/user.pin --label eseal`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := keySizes.check(strconv.Itoa(bits)); err != nil {
+				return err
+			}
 			tok, err := tf.token()
 			if err != nil {
 				return err
@@ -153,7 +158,8 @@ func newHSMKeygenCommand() *cobra.Command {
 	}
 	tf.register(cmd)
 	kf.register(cmd.Flags())
-	cmd.Flags().IntVar(&bits, "bits", hsm.DefaultKeyBits, "RSA key size: 2048 or 3072")
+	cmd.Flags().IntVar(&bits, "bits", hsm.DefaultKeyBits, "RSA key size: "+strings.Join(keySizes.values, " or "))
+	keySizes.complete(cmd)
 	return cmd
 }
 
