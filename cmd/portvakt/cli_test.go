@@ -33,9 +33,14 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, status int) {
 
 // startDaemon serves a real daemon in this process, in front of the
 // simulator, on a Unix socket whose path it returns. Its policy lets this
-// process's uid ask for mptest.ScopeOwn in environment sim, and nothing
-// else.
+// process's uid ask for mptest.ScopeOwn in environment sim, and
+// mptest.ScopeNotGranted (which Maskinporten refuses), and nothing else.
 func startDaemon(t *testing.T) string {
+	socket, _ := startDaemonWorld(t)
+	return socket
+}
+
+func startDaemonWorld(t *testing.T) (string, *mptest.World) {
 	t.Helper()
 	if softhsmtest.Implementation() == softhsmtest.SoftHSM2 {
 		// The hsm tests' --softhsm-dir points SOFTHSM2_CONF at their own
@@ -49,8 +54,8 @@ func startDaemon(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	files := map[string]string{
-		"policy.yaml": fmt.Sprintf("clients:\n  - name: billing\n    identities: [\"uid:%d\"]\n    rules:\n      - {environments: [sim], scopes: [%s]}\n",
-			os.Getuid(), mptest.ScopeOwn),
+		"policy.yaml": fmt.Sprintf("clients:\n  - name: billing\n    identities: [\"uid:%d\"]\n    rules:\n      - {environments: [sim], scopes: [%s, %s]}\n",
+			os.Getuid(), mptest.ScopeOwn, mptest.ScopeNotGranted),
 		"portvakt.yaml": fmt.Sprintf(`listen:
   unix: {path: portvakt.sock}
 hsm: {module: %q, token: %q, pin: {env: PORTVAKT_CLI_TEST_PIN}}
@@ -83,7 +88,7 @@ audit: {file: audit/audit.log}
 			t.Errorf("the daemon: %v", err)
 		}
 	})
-	return d.Addresses()["unix"]
+	return d.Addresses()["unix"], w
 }
 
 // TestTokenExitStatus: `portvakt token` tells a denial by the policy (3),
@@ -99,8 +104,12 @@ func TestTokenExitStatus(t *testing.T) {
 		want   []string // in the message on stderr
 	}{
 		{"allowed", []string{"--socket", socket, "--env", "sim", "--scope", mptest.ScopeOwn, "--raw"}, exitOK, nil},
-		{"denied by the policy", []string{"--socket", socket, "--env", "sim", "--scope", mptest.ScopeNotGranted}, exitDenied,
-			[]string{"portvakt refused the request: denied by policy", mptest.ScopeNotGranted}},
+		{"denied by the policy", []string{"--socket", socket, "--env", "sim", "--scope", mptest.ScopeElsewhere}, exitDenied,
+			[]string{"the daemon refused the request: denied by policy", mptest.ScopeElsewhere}},
+		{"refused by Maskinporten", []string{"--socket", socket, "--env", "sim", "--scope", mptest.ScopeNotGranted}, exitFailure,
+			[]string{"Maskinporten refused the grant", "invalid_scope", "400", "MP-200", "trace_id"}},
+		{"an environment the daemon does not serve", []string{"--socket", socket, "--env", "nowhere", "--scope", mptest.ScopeOwn}, exitUsage,
+			[]string{"the daemon found the request invalid", `unknown environment "nowhere"`, "serves sim"}},
 		{"the daemon not there", []string{"--socket", gone, "--env", "sim", "--scope", mptest.ScopeOwn}, exitUnavailable,
 			[]string{"cannot reach portvakt at unix socket " + gone, "no such file", "portvakt serve", "--socket", "PORTVAKT_SOCKET"}},
 		{"an unknown flag", []string{"--socket", socket, "--scope", mptest.ScopeOwn, "--no-such-flag"}, exitUsage, []string{"unknown flag"}},
@@ -128,6 +137,22 @@ func TestTokenExitStatus(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTokenMaskinportenDown: with Maskinporten away, the daemon answers
+// UNAVAILABLE with when to come back, and the command says so with exit
+// status 69.
+func TestTokenMaskinportenDown(t *testing.T) {
+	socket, w := startDaemonWorld(t)
+	w.Down(t)
+	defer w.Up(t)
+	_, stderr, status := runCLI(t, "token", "--socket", socket, "--env", "sim", "--scope", mptest.ScopeOwn, "--timeout", "3s")
+	if status != exitUnavailable {
+		t.Errorf("exit status %d, want 69 (stderr %q)", status, stderr)
+	}
+	if !strings.Contains(stderr, "the daemon could not issue a token now: Maskinporten is unavailable") || !strings.Contains(stderr, "; try again in ") {
+		t.Errorf("stderr %q does not say that Maskinporten is away and when to try again", stderr)
 	}
 }
 

@@ -70,38 +70,51 @@ func explainCallError(opts client.Options, timeout time.Duration, err error) err
 			// without it, the daemon was not reached at all.
 			return unreachable(opts, st)
 		}
-		msg = fmt.Sprintf("portvakt could not issue a token now: %s; try again in %s", msg, retry.GetRetryDelay().AsDuration())
+		msg = fmt.Sprintf("the daemon could not issue a token now: %s; try again in %s", msg, retry.GetRetryDelay().AsDuration().Round(time.Millisecond))
 	case codes.ResourceExhausted:
-		msg = "portvakt refused the call: " + msg
+		msg = "the daemon refused the call: " + msg
 		if retry != nil {
-			msg += fmt.Sprintf("; try again in %s", retry.GetRetryDelay().AsDuration())
+			msg += fmt.Sprintf("; try again in %s", retry.GetRetryDelay().AsDuration().Round(time.Millisecond))
 		}
 	case codes.DeadlineExceeded:
 		msg = fmt.Sprintf("no token from portvakt at %s within %s (--timeout): try again, or with a longer --timeout", where(opts), timeout)
 	case codes.PermissionDenied:
-		msg = "portvakt refused the request: " + msg
+		msg = "the daemon refused the request: " + msg
 	case codes.InvalidArgument:
-		msg = "portvakt found the request invalid: " + msg
+		var more []string
 		for _, v := range bad.GetFieldViolations() {
-			msg += fmt.Sprintf(" (field %s: %s)", v.GetField(), v.GetDescription())
+			if !strings.Contains(msg, v.GetDescription()) {
+				more = append(more, fmt.Sprintf("field %s: %s", v.GetField(), v.GetDescription()))
+			}
 		}
+		msg = "the daemon found the request invalid: " + msg + details(more)
 	case codes.FailedPrecondition:
-		msg = "Maskinporten refused the grant: " + msg
+		var more []string
 		if info != nil {
-			msg += fmt.Sprintf(" (error %s", strings.ToLower(info.GetReason()))
+			if r := strings.ToLower(info.GetReason()); !strings.Contains(msg, r) {
+				more = append(more, "error "+r)
+			}
 			for _, k := range []string{"mp_code", "http_status", "trace_id"} {
-				if v := info.GetMetadata()[k]; v != "" && v != "0" {
-					msg += fmt.Sprintf(", %s %s", k, v)
+				if v := info.GetMetadata()[k]; v != "" && v != "0" && !strings.Contains(msg, v) {
+					more = append(more, k+" "+v)
 				}
 			}
-			msg += ")"
 		}
+		msg = "Maskinporten refused the grant: " + msg + details(more)
 	case codes.Unauthenticated:
-		msg = "portvakt does not know the caller: " + msg
+		msg = "the daemon does not know the caller: " + msg
 	default:
-		msg = fmt.Sprintf("portvakt: %s (%s)", msg, st.Code())
+		msg = fmt.Sprintf("the daemon answered: %s (%s)", msg, st.Code())
 	}
 	return refusal{code: st.Code(), msg: msg}
+}
+
+// details are what a status's details add to its message, in brackets.
+func details(more []string) string {
+	if len(more) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(more, ", ") + ")"
 }
 
 // unreachableError is a daemon that could not be reached at all.
