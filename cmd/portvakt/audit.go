@@ -128,7 +128,7 @@ with the same exit status.`,
 	fs.Uint64Var(&opts.ExpectMinSeq, "expect-min-seq", 0, "a last `seq` printed by an earlier verify: the log must still reach it")
 	head.register(cmd) // --token etc.: check the log against the head the HSM keeps
 	fs.BoolVar(&asJSON, "json", false, "print the verdict as JSON")
-	fs.StringVar(&publicKey, "public-key", "", "the audit key's public half (PEM, from `portvakt audit public-key`): check every checkpoint and report records no checkpoint seals (exit status 4)")
+	fs.StringVar(&publicKey, "public-key", "", "the audit key's public half (PEM, from portvakt audit public-key): check every checkpoint and report records no checkpoint seals (exit status 4)")
 	return cmd
 }
 

@@ -321,8 +321,8 @@ func TestAuditVerifyJSONBrokenLog(t *testing.T) {
 	}
 }
 
-// TestHSMCheckJSON: `hsm check --json` on a real token.
-func TestHSMCheckJSON(t *testing.T) {
+// TestHSMJSON: the hsm commands' --json on a real token.
+func TestHSMJSON(t *testing.T) {
 	dir := t.TempDir()
 	file := func(name string) string { return filepath.Join(dir, name) }
 	tr := &transcript{}
@@ -330,11 +330,16 @@ func TestHSMCheckJSON(t *testing.T) {
 	hsmCmd := func(sub string, extra ...string) []string {
 		return append(append([]string{"hsm", sub}, tok...), extra...)
 	}
-	tr.must(t, hsmCmd("keygen", "--label", "eseal", "--bits", "2048")...)
+	keygen := decodeOne(t, tr.must(t, hsmCmd("keygen", "--label", "eseal", "--bits", "2048", "--json")...))
+	if key, _ := keygen["key"].(map[string]any); key == nil || key["label"] != "eseal" || key["bits"] != 2048.0 || key["sensitive"] != true || key["extractable"] != false {
+		t.Errorf("keygen --json = %v", keygen)
+	}
 	tr.must(t, hsmCmd("csr", "--label", "eseal", "--org-number", "991825827", "--organization", "CLI Test AS", "--out", file("eseal.csr"))...)
 	tr.must(t, "devca", "init", "--dir", file("ca"))
 	tr.must(t, "devca", "issue", "--dir", file("ca"), "--csr", file("eseal.csr"), "--out", file("chain.pem"))
-	tr.must(t, hsmCmd("import-cert", "--label", "eseal", "--cert", file("chain.pem"))...)
+	imported := decodeOne(t, tr.must(t, hsmCmd("import-cert", "--label", "eseal", "--cert", file("chain.pem"), "--json")...))
+	want(t, imported, "certificates_stored", 3.0)
+	want(t, imported, "already_on_token", 0.0)
 
 	stdout, stderr, status := runCLI(t, hsmCmd("check", "--label", "eseal", "--json")...)
 	if status != exitOK {
@@ -367,6 +372,14 @@ func TestHSMCheckJSON(t *testing.T) {
 		if !s.Verified {
 			t.Errorf("%s not verified", s.Algorithm)
 		}
+	}
+}
+
+func TestVersionJSON(t *testing.T) {
+	stdout, _, status := runCLI(t, "version", "--json")
+	doc := decodeOne(t, stdout)
+	if status != exitOK || doc["version"] == "" || !strings.HasPrefix(doc["go_version"].(string), "go") {
+		t.Fatalf("version --json = %v, status %d", doc, status)
 	}
 }
 

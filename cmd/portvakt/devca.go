@@ -104,7 +104,7 @@ func newDevCAIssueCommand() *cobra.Command {
 			return writeOutput(cmd.OutOrStdout(), out, chain, 0o644)
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "", "the CA directory made by `devca init`")
+	cmd.Flags().StringVar(&dir, "dir", "", "the CA directory made by devca init")
 	cmd.Flags().StringVar(&csrFile, "csr", "", "PEM certificate request")
 	cmd.Flags().StringVar(&out, "out", "-", "where to write the PEM certificate and chain (- for standard output)")
 	cmd.Flags().IntVar(&days, "days", 365, "validity in days")

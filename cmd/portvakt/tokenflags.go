@@ -40,7 +40,7 @@ func (f *tokenFlags) register(cmd *cobra.Command) {
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&f.module, "module", "", "PKCS#11 module (default: the installed SoftHSM2)")
-	fs.StringVar(&f.softhsmDir, "softhsm-dir", "", "SoftHSM2 directory made by `hsm init` (sets SOFTHSM2_CONF)")
+	fs.StringVar(&f.softhsmDir, "softhsm-dir", "", "SoftHSM2 directory made by hsm init (sets SOFTHSM2_CONF)")
 	fs.StringVar(&f.label, "token", "", "token label (tokens are chosen by label, never by slot)")
 	fs.StringVar(&f.pin.File, "pin-file", "", "file holding the user PIN")
 	fs.StringVar(&f.pin.Env, "pin-env", "", "environment variable holding the user PIN (default "+defaultPINEnv+")")
