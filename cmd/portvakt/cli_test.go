@@ -452,3 +452,29 @@ func want(t *testing.T, doc map[string]any, field string, value any) {
 		t.Errorf("%s = %v (%T), want %v", field, doc[field], doc[field], value)
 	}
 }
+
+// TestExitStatusesDocumented: docs/cli.md's table of exit statuses is the
+// one in exitcode.go, row by row.
+func TestExitStatusesDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/cli.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	_, table, _ := strings.Cut(string(doc), "| Status | Meaning |")
+	for _, line := range strings.Split(table, "\n")[2:] {
+		if !strings.HasPrefix(line, "|") {
+			break
+		}
+		rows = append(rows, line)
+	}
+	if len(rows) != len(exitStatuses) {
+		t.Fatalf("docs/cli.md has %d exit statuses, exitcode.go %d", len(rows), len(exitStatuses))
+	}
+	for i, s := range exitStatuses {
+		cells := strings.Split(rows[i], "|")
+		if strings.TrimSpace(cells[1]) != fmt.Sprint(s.code) || !strings.HasPrefix(strings.TrimSpace(cells[2]), s.meaning) {
+			t.Errorf("docs/cli.md row %q, want %d %q", rows[i], s.code, s.meaning)
+		}
+	}
+}

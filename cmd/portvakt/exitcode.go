@@ -27,7 +27,7 @@ var exitStatuses = []struct {
 	{exitOK, "done: the command did what was asked"},
 	{exitFailure, "failed: the message says what to fix"},
 	{exitUsage, "bad usage: a flag, an argument, an unknown value or a nonsense number (the message lists what is valid)"},
-	{exitDenied, "denied by the policy (`token`, `policy explain`)"},
+	{exitDenied, "denied by the policy (`token` on PERMISSION_DENIED, `policy explain` on DENY)"},
 	{exitUnsealed, "`audit verify`: records no checkpoint seals"},
 	{exitGaps, "`audit verify`: the log has gap records"},
 	{exitUnavailable, "unavailable: the daemon, the HSM or Maskinporten cannot be reached now; try again later"},
