@@ -99,9 +99,9 @@ with the same exit status.`,
 				}
 				rep := &chainReport{Instance: id}
 				reports = append(reports, rep)
-				err = verifyChain(out, opts, head, publicKey, id, args, rep)
+				err = verifyChain(out, opts, &head, publicKey, id, args, rep)
 			} else {
-				err = verifyInstances(out, opts, head, publicKey, instances, groups, &reports)
+				err = verifyInstances(out, opts, &head, publicKey, instances, groups, &reports)
 			}
 			if !asJSON {
 				return err
@@ -134,7 +134,7 @@ with the same exit status.`,
 
 // verifyChain verifies one instance's chain and prints the verdict.
 // It fills rep with what it finds.
-func verifyChain(out io.Writer, opts audit.VerifyOptions, head tokenFlags, publicKey, instance string, paths []string, rep *chainReport) (err error) {
+func verifyChain(out io.Writer, opts audit.VerifyOptions, head *tokenFlags, publicKey, instance string, paths []string, rep *chainReport) (err error) {
 	defer func() { rep.finish(err) }()
 	res, err := audit.VerifyWith(opts, paths...)
 	if err != nil {
@@ -167,7 +167,7 @@ func verifyChain(out io.Writer, opts audit.VerifyOptions, head tokenFlags, publi
 // "instance NAME:". It fails when any chain fails: with the gravest of
 // their errors (a problem before gaps before an unsealed tail), having
 // printed every one.
-func verifyInstances(out io.Writer, opts audit.VerifyOptions, head tokenFlags, publicKey string, instances []string, groups map[string][]string, reports *[]*chainReport) error {
+func verifyInstances(out io.Writer, opts audit.VerifyOptions, head *tokenFlags, publicKey string, instances []string, groups map[string][]string, reports *[]*chainReport) error {
 	var worst error
 	rank := func(err error) int {
 		switch {
@@ -224,7 +224,7 @@ func isGaps(err error) bool {
 
 // verifyMore is what verify checks after the chain: the anchors given, the
 // HSM's head, the checkpoints.
-func verifyMore(out io.Writer, opts audit.VerifyOptions, head tokenFlags, publicKey, instance string, args []string, rep *chainReport) error {
+func verifyMore(out io.Writer, opts audit.VerifyOptions, head *tokenFlags, publicKey, instance string, args []string, rep *chainReport) error {
 	if opts.ExpectHash != "" {
 		fmt.Fprintf(out, "the log still holds the record with hash %s\n", opts.ExpectHash)
 		rep.ExpectLastHash = opts.ExpectHash

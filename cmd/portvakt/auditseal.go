@@ -139,7 +139,7 @@ func isUnsealed(err error) bool {
 // reportHead reads the log's head from the HSM and checks the log reaches
 // it (and, with the public key, that the head is the audit key's).
 // The head is instance's (see audit.HeadLabelOf).
-func reportHead(w io.Writer, tf tokenFlags, keyFile, instance string, paths []string, rep *chainReport) error {
+func reportHead(w io.Writer, tf *tokenFlags, keyFile, instance string, paths []string, rep *chainReport) error {
 	tok, err := tf.token()
 	if err != nil {
 		return err
