@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -116,6 +117,8 @@ func TestTokenExitStatus(t *testing.T) {
 		{"a negative --min-validity", []string{"--socket", socket, "--scope", mptest.ScopeOwn, "--min-validity", "-1m"}, exitUsage, []string{"--min-validity"}},
 		{"a consumer that is no organisation number", []string{"--socket", socket, "--scope", mptest.ScopeOwn, "--consumer-org", "12345"}, exitUsage, []string{"--consumer-org"}},
 		{"no scope", []string{"--socket", socket}, exitUsage, []string{"--scope is required"}},
+		{"two formats", []string{"--socket", socket, "--scope", mptest.ScopeOwn, "--json", "--raw"}, exitUsage, []string{"--json or --raw"}},
+		{"JSON", []string{"--socket", socket, "--env", "sim", "--scope", mptest.ScopeOwn, "--json"}, exitOK, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -123,7 +126,14 @@ func TestTokenExitStatus(t *testing.T) {
 			if status != tt.status {
 				t.Fatalf("exit status %d, want %d\nstderr: %s", status, tt.status, stderr)
 			}
-			if tt.status == exitOK && !strings.HasPrefix(stdout, "eyJ") {
+			switch {
+			case tt.status != exitOK:
+			case slices.Contains(tt.args, "--json"):
+				doc := decodeOne(t, stdout)
+				if tok, _ := doc["access_token"].(string); !strings.HasPrefix(tok, "eyJ") || doc["token_type"] != "Bearer" || doc["claims"] == nil || doc["expires_at"] == nil {
+					t.Errorf("--json printed %v", doc)
+				}
+			case !strings.HasPrefix(stdout, "eyJ"):
 				t.Errorf("--raw printed %q, want the access token", stdout)
 			}
 			for _, w := range tt.want {

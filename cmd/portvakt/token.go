@@ -42,6 +42,8 @@ func newTokenCommand() *cobra.Command {
 				return err
 			}
 			switch {
+			case asJSON && showToken:
+				return usagef("give --json or --raw, not both")
 			case conn.Socket != "" && conn.Address != "":
 				return usagef("give --socket or --addr, not both")
 			case conn.Address != "" && (conn.CertFile == "" || conn.KeyFile == "" || conn.CAFile == ""):
