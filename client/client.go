@@ -72,8 +72,18 @@ type Client struct {
 	now  func() time.Time
 }
 
+// SocketEnv is the environment variable that names the daemon's Unix
+// socket for a Dial whose Options name no socket and no address.
+const SocketEnv = "PORTVAKT_SOCKET"
+
 // Dial connects lazily: errors in reaching the daemon show at the first call.
+// Options that name neither a Socket nor an Address (nor Addresses) use the
+// socket $PORTVAKT_SOCKET (SocketEnv) names; with that unset too, Dial
+// fails.
 func Dial(opts Options, extra ...grpc.DialOption) (*Client, error) {
+	if opts.Socket == "" && opts.Address == "" && len(opts.Addresses) == 0 {
+		opts.Socket = os.Getenv(SocketEnv)
+	}
 	var target string
 	var creds credentials.TransportCredentials
 	var dialOpts []grpc.DialOption
@@ -116,7 +126,7 @@ func Dial(opts Options, extra ...grpc.DialOption) (*Client, error) {
 			target = "dns:///" + opts.Address
 		}
 	default:
-		return nil, errors.New("give the daemon's socket path or its address")
+		return nil, errors.New("give the daemon's socket path or its address, or set " + SocketEnv)
 	}
 	dialOpts = append(dialOpts, grpc.WithTransportCredentials(creds))
 	conn, err := grpc.NewClient(target, append(dialOpts, extra...)...)

@@ -47,6 +47,7 @@ func newAuditVerifyCommand() *cobra.Command {
 		expectHash string
 		publicKey  string
 		head       tokenFlags
+		asJSON     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "verify FILE|DIR...",
@@ -68,7 +69,10 @@ chain, which cannot be told from the files alone. Keep the last seq and
 hash that verify prints somewhere the daemon cannot write, and give them
 back later: --expect-last-hash H fails when the record with hash H is no
 longer in the log (the log may have grown since), --expect-min-seq N when
-the log no longer reaches record N.`,
+the log no longer reaches record N.
+
+--json prints the verdict as one JSON document instead (see docs/cli.md),
+with the same exit status.`,
 		Example: `  portvakt audit verify /var/log/portvakt
   portvakt audit verify /var/log/portvakt --expect-last-hash 3a7bd3e2… --expect-min-seq 4211
   portvakt audit verify --from-middle /var/log/portvakt/audit.log`,
@@ -81,6 +85,11 @@ the log no longer reaches record N.`,
 				}
 				opts.ExpectHash = expectHash
 			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				out = io.Discard // the reports say it all
+			}
+			var reports []*chainReport
 			instances, groups, err := audit.GroupByInstance(args...)
 			if err != nil || len(instances) <= 1 {
 				// One chain (or files verify itself explains): as given.
@@ -88,26 +97,50 @@ the log no longer reaches record N.`,
 				if len(instances) == 1 {
 					id = instances[0]
 				}
-				return verifyChain(cmd.OutOrStdout(), opts, head, publicKey, id, args)
+				rep := &chainReport{Instance: id}
+				reports = append(reports, rep)
+				err = verifyChain(out, opts, &head, publicKey, id, args, rep)
+			} else {
+				err = verifyInstances(out, opts, &head, publicKey, instances, groups, &reports)
 			}
-			return verifyInstances(cmd.OutOrStdout(), opts, head, publicKey, instances, groups)
+			if !asJSON {
+				return err
+			}
+			doc := auditVerifyJSON{Verdict: verdictOf(err), Instances: []chainReport{}}
+			for _, r := range reports {
+				if r.Gaps == nil {
+					r.Gaps = []gapJSON{}
+				}
+				doc.Instances = append(doc.Instances, *r)
+			}
+			if werr := writeJSON(cmd.OutOrStdout(), doc); werr != nil {
+				return werr
+			}
+			if doc.Verdict == "failed" {
+				return listedError{"the audit log failed verification (the problem is in the JSON above)", err}
+			}
+			return err
 		},
 	}
 	fs := cmd.Flags()
 	fs.BoolVar(&opts.FromMiddle, "from-middle", false, "accept a log that starts after record 1 (older rotated files archived elsewhere)")
 	fs.StringVar(&expectHash, "expect-last-hash", "", "a last `hash` printed by an earlier verify: the log must still hold that record")
 	fs.Uint64Var(&opts.ExpectMinSeq, "expect-min-seq", 0, "a last `seq` printed by an earlier verify: the log must still reach it")
-	head.register(fs) // --token etc.: check the log against the head the HSM keeps
-	fs.StringVar(&publicKey, "public-key", "", "the audit key's public half (PEM, from `portvakt audit public-key`): check every checkpoint and report records no checkpoint seals (exit status 4)")
+	head.register(cmd) // --token etc.: check the log against the head the HSM keeps
+	fs.BoolVar(&asJSON, "json", false, "print the verdict as JSON")
+	fs.StringVar(&publicKey, "public-key", "", "the audit key's public half (PEM, from portvakt audit public-key): check every checkpoint and report records no checkpoint seals (exit status 4)")
 	return cmd
 }
 
 // verifyChain verifies one instance's chain and prints the verdict.
-func verifyChain(out io.Writer, opts audit.VerifyOptions, head tokenFlags, publicKey, instance string, paths []string) error {
+// It fills rep with what it finds.
+func verifyChain(out io.Writer, opts audit.VerifyOptions, head *tokenFlags, publicKey, instance string, paths []string, rep *chainReport) (err error) {
+	defer func() { rep.finish(err) }()
 	res, err := audit.VerifyWith(opts, paths...)
 	if err != nil {
 		return err
 	}
+	rep.setResult(res)
 	for _, g := range res.Gaps {
 		fmt.Fprintln(out, g) // FILE:1: what happened, and what is lost
 	}
@@ -121,7 +154,7 @@ func verifyChain(out io.Writer, opts audit.VerifyOptions, head tokenFlags, publi
 		fmt.Fprintf(out, "ok, %s (seq %d-%d, %s), last hash %s\n",
 			plural(res.Records, "record"), res.FirstSeq, res.LastSeq, plural(res.Files, "file"), res.LastHash)
 	}
-	err = verifyMore(out, opts, head, publicKey, instance, paths)
+	err = verifyMore(out, opts, head, publicKey, instance, paths, rep)
 	// A gap outweighs an unsealed tail, not a problem found further on.
 	if len(res.Gaps) > 0 && (err == nil || isUnsealed(err)) {
 		return gapsFound{len(res.Gaps)}
@@ -134,7 +167,7 @@ func verifyChain(out io.Writer, opts audit.VerifyOptions, head tokenFlags, publi
 // "instance NAME:". It fails when any chain fails: with the gravest of
 // their errors (a problem before gaps before an unsealed tail), having
 // printed every one.
-func verifyInstances(out io.Writer, opts audit.VerifyOptions, head tokenFlags, publicKey string, instances []string, groups map[string][]string) error {
+func verifyInstances(out io.Writer, opts audit.VerifyOptions, head *tokenFlags, publicKey string, instances []string, groups map[string][]string, reports *[]*chainReport) error {
 	var worst error
 	rank := func(err error) int {
 		switch {
@@ -154,7 +187,9 @@ func verifyInstances(out io.Writer, opts audit.VerifyOptions, head tokenFlags, p
 			name = "(none: records without an instance id)"
 		}
 		fmt.Fprintf(out, "instance %s: %s\n", name, plural(len(groups[id]), "file"))
-		err := verifyChain(out, opts, head, publicKey, id, groups[id])
+		rep := &chainReport{Instance: id}
+		*reports = append(*reports, rep)
+		err := verifyChain(out, opts, head, publicKey, id, groups[id], rep)
 		if err != nil {
 			failed++
 			if !isUnsealed(err) && !isGaps(err) {
@@ -189,15 +224,17 @@ func isGaps(err error) bool {
 
 // verifyMore is what verify checks after the chain: the anchors given, the
 // HSM's head, the checkpoints.
-func verifyMore(out io.Writer, opts audit.VerifyOptions, head tokenFlags, publicKey, instance string, args []string) error {
+func verifyMore(out io.Writer, opts audit.VerifyOptions, head *tokenFlags, publicKey, instance string, args []string, rep *chainReport) error {
 	if opts.ExpectHash != "" {
 		fmt.Fprintf(out, "the log still holds the record with hash %s\n", opts.ExpectHash)
+		rep.ExpectLastHash = opts.ExpectHash
 	}
 	if opts.ExpectMinSeq > 0 {
 		fmt.Fprintf(out, "the log still reaches record %d\n", opts.ExpectMinSeq)
+		rep.ExpectMinSeq = opts.ExpectMinSeq
 	}
 	if head.label != "" {
-		if err := reportHead(out, head, publicKey, instance, args); err != nil {
+		if err := reportHead(out, head, publicKey, instance, args, rep); err != nil {
 			return err
 		}
 	}
@@ -205,7 +242,7 @@ func verifyMore(out io.Writer, opts audit.VerifyOptions, head tokenFlags, public
 		fmt.Fprintln(out, "checkpoints not checked: give --public-key (from `portvakt audit public-key`) to know which records the daemon sealed")
 		return nil
 	}
-	return reportSeals(out, publicKey, args)
+	return reportSeals(out, publicKey, args, rep)
 }
 
 func newAuditQueryCommand() *cobra.Command {
@@ -239,6 +276,9 @@ and prints nothing unless it holds.`,
   portvakt audit query /var/log/portvakt --jti 7f0c2a… --json`,
 		Args: needLog("query FILE|DIR..."),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := auditKinds.check(f.Kind); err != nil {
+				return err
+			}
 			now := time.Now()
 			var err error
 			if f.Since, err = parseWhen("--since", since, now); err != nil {
@@ -311,11 +351,12 @@ and prints nothing unless it holds.`,
 	fs.StringVar(&f.Scope, "scope", "", "records that name this scope")
 	fs.StringVar(&f.Environment, "env", "", "records in this environment")
 	fs.StringVar(&f.RequestID, "request-id", "", "records of this request")
-	fs.StringVar(&f.Kind, "kind", "", "records of this kind: decision, signature, outcome or start")
+	fs.StringVar(&f.Kind, "kind", "", "records of this kind: "+strings.Join(auditKinds.values, ", "))
 	fs.StringVar(&f.GrantJTI, "jti", "", "records of the grant with this jti")
 	fs.BoolVar(&asJSON, "json", false, "print the matching lines of the log as they are")
 	fs.BoolVar(&verify, "verify", false, "verify the log first, and print nothing unless it holds")
 	fs.BoolVar(&fromMiddle, "from-middle", false, "with --verify: accept a log that starts after record 1")
+	auditKinds.complete(cmd)
 	return cmd
 }
 

@@ -69,7 +69,7 @@ what tells the daemon's checkpoints from anyone else's.`,
 			return nil
 		},
 	}
-	tf.register(cmd.Flags())
+	tf.register(cmd)
 	kf.register(cmd.Flags())
 	cmd.Flags().StringVar(&out, "out", "", "write the PEM to this file (default: standard output)")
 	return cmd
@@ -106,7 +106,7 @@ func readPublicKey(path string) (any, error) {
 }
 
 // reportSeals checks the checkpoints and prints which records they seal.
-func reportSeals(w io.Writer, keyFile string, paths []string) error {
+func reportSeals(w io.Writer, keyFile string, paths []string, rep *chainReport) error {
 	key, err := readPublicKey(keyFile)
 	if err != nil {
 		return err
@@ -116,6 +116,7 @@ func reportSeals(w io.Writer, keyFile string, paths []string) error {
 		return err
 	}
 	fingerprint, _ := audit.KeyFingerprint(key)
+	rep.Seals = &sealsJSON{KeySHA256: fingerprint, Checkpoints: report.Checkpoints, Sealed: audit.Ranges(report.Sealed), Unsealed: audit.Ranges(report.Unsealed)}
 	if report.Checkpoints == 0 {
 		fmt.Fprintf(w, "no checkpoint of audit key sha256 %s: nothing is sealed\n", fingerprint)
 	} else {
@@ -138,7 +139,7 @@ func isUnsealed(err error) bool {
 // reportHead reads the log's head from the HSM and checks the log reaches
 // it (and, with the public key, that the head is the audit key's).
 // The head is instance's (see audit.HeadLabelOf).
-func reportHead(w io.Writer, tf tokenFlags, keyFile, instance string, paths []string) error {
+func reportHead(w io.Writer, tf *tokenFlags, keyFile, instance string, paths []string, rep *chainReport) error {
 	tok, err := tf.token()
 	if err != nil {
 		return err
@@ -152,6 +153,7 @@ func reportHead(w io.Writer, tf tokenFlags, keyFile, instance string, paths []st
 		return err
 	}
 	if !ok {
+		rep.HeadMissing = true
 		fmt.Fprintf(w, "token %q holds no audit head %s: the daemon has written no checkpoint with it\n", tok.Label, audit.HeadLabelOf(instance))
 		return nil
 	}
@@ -164,6 +166,7 @@ func reportHead(w io.Writer, tf tokenFlags, keyFile, instance string, paths []st
 	if err := audit.CheckHead(head, key, paths...); err != nil {
 		return err
 	}
+	rep.Head = &head
 	fmt.Fprintf(w, "the log reaches the HSM's head: %s\n", head)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -36,6 +37,9 @@ func newDevCAInitCommand() *cobra.Command {
 			if dir == "" {
 				return usageError{fmt.Errorf("--dir is required")}
 			}
+			if strings.TrimSpace(name) == "" {
+				return usagef("--name: give the CA a name")
+			}
 			ca, err := devca.New(name)
 			if err != nil {
 				return err
@@ -52,6 +56,10 @@ func newDevCAInitCommand() *cobra.Command {
 	return cmd
 }
 
+// maxDevCADays bounds what the development CA issues: ten years, more
+// than any test or demo needs, and a typo (3650000) is caught.
+const maxDevCADays = 3650
+
 func newDevCAIssueCommand() *cobra.Command {
 	var (
 		dir, csrFile, out string
@@ -65,6 +73,9 @@ func newDevCAIssueCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if dir == "" || csrFile == "" {
 				return usageError{fmt.Errorf("--dir and --csr are required")}
+			}
+			if days <= 0 || days > maxDevCADays {
+				return usagef("--days %d: give a validity of 1 to %d days", days, maxDevCADays)
 			}
 			ca, err := devca.Load(dir)
 			if err != nil {
@@ -93,7 +104,7 @@ func newDevCAIssueCommand() *cobra.Command {
 			return writeOutput(cmd.OutOrStdout(), out, chain, 0o644)
 		},
 	}
-	cmd.Flags().StringVar(&dir, "dir", "", "the CA directory made by `devca init`")
+	cmd.Flags().StringVar(&dir, "dir", "", "the CA directory made by devca init")
 	cmd.Flags().StringVar(&csrFile, "csr", "", "PEM certificate request")
 	cmd.Flags().StringVar(&out, "out", "-", "where to write the PEM certificate and chain (- for standard output)")
 	cmd.Flags().IntVar(&days, "days", 365, "validity in days")

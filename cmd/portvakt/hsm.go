@@ -2,11 +2,12 @@ package main
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -82,7 +83,7 @@ func newHSMInitCommand() *cobra.Command {
 			return nil
 		},
 	}
-	tf.register(cmd.Flags())
+	tf.register(cmd)
 	cmd.Flags().StringVar(&soPIN.File, "so-pin-file", "", "file holding the security officer PIN")
 	cmd.Flags().StringVar(&soPIN.Env, "so-pin-env", "", "environment variable holding the security officer PIN")
 	cmd.Flags().BoolVar(&createPINs, "create-pins", false, "generate random PINs into --pin-file and --so-pin-file (mode 0600; existing files are never overwritten)")
@@ -121,9 +122,10 @@ func initPINs(user, so secret.Source, create bool) (secret.Value, secret.Value, 
 
 func newHSMKeygenCommand() *cobra.Command {
 	var (
-		tf   tokenFlags
-		kf   keyFlags
-		bits int
+		tf     tokenFlags
+		kf     keyFlags
+		bits   int
+		asJSON bool
 	)
 	cmd := &cobra.Command{
 		Use:     "keygen",
@@ -131,6 +133,9 @@ func newHSMKeygenCommand() *cobra.Command {
 		Example: `  portvakt hsm keygen --softhsm-dir ./hsm --token portvakt --pin-file ./hsm/user.pin --label eseal`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := keySizes.check(strconv.Itoa(bits)); err != nil {
+				return err
+			}
 			tok, err := tf.token()
 			if err != nil {
 				return err
@@ -146,14 +151,22 @@ func newHSMKeygenCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), struct {
+					Token string  `json:"token"`
+					Key   keyJSON `json:"key"`
+				}{tok.Label, keyJSONOf(key)})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "generated %d-bit RSA key label %q id %x on token %q (%s)\n",
 				key.Public.N.BitLen(), key.Label, key.ID, tok.Label, keyAccess(key))
 			return nil
 		},
 	}
-	tf.register(cmd.Flags())
+	tf.register(cmd)
 	kf.register(cmd.Flags())
-	cmd.Flags().IntVar(&bits, "bits", hsm.DefaultKeyBits, "RSA key size: 2048 or 3072")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the key made as JSON")
+	cmd.Flags().IntVar(&bits, "bits", hsm.DefaultKeyBits, "RSA key size: "+strings.Join(keySizes.values, " or "))
+	keySizes.complete(cmd)
 	return cmd
 }
 
@@ -195,7 +208,7 @@ func newHSMCSRCommand() *cobra.Command {
 			return writeOutput(cmd.OutOrStdout(), out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), 0o644)
 		},
 	}
-	tf.register(cmd.Flags())
+	tf.register(cmd)
 	kf.register(cmd.Flags())
 	cmd.Flags().StringVar(&number, "org-number", "", "the enterprise's organisation number (nine digits)")
 	cmd.Flags().StringVar(&subject.Organization, "organization", "", "the enterprise's registered name (O)")
@@ -206,9 +219,10 @@ func newHSMCSRCommand() *cobra.Command {
 
 func newHSMImportCertCommand() *cobra.Command {
 	var (
-		tf   tokenFlags
-		kf   keyFlags
-		file string
+		tf     tokenFlags
+		kf     keyFlags
+		file   string
+		asJSON bool
 	)
 	cmd := &cobra.Command{
 		Use:     "import-cert",
@@ -235,14 +249,23 @@ func newHSMImportCertCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), struct {
+					Token              string  `json:"token"`
+					Key                keyJSON `json:"key"`
+					CertificatesStored int     `json:"certificates_stored"`
+					AlreadyOnToken     int     `json:"already_on_token"`
+				}{tok.Label, keyJSONOf(res.Key), res.CertificatesStored, res.Skipped})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "stored %d certificates for key %q (%d were already on the token)\n",
 				res.CertificatesStored, res.Key.Label, res.Skipped)
 			return nil
 		},
 	}
-	tf.register(cmd.Flags())
+	tf.register(cmd)
 	kf.register(cmd.Flags())
 	cmd.Flags().StringVar(&file, "cert", "", "PEM file: the key's certificate first, then its chain")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print what was stored as JSON")
 	return cmd
 }
 
@@ -252,6 +275,7 @@ func newHSMImportP12Command() *cobra.Command {
 		kf       keyFlags
 		file     string
 		password secret.Source
+		asJSON   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "import-p12",
@@ -286,16 +310,24 @@ func newHSMImportP12Command() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w (the token is unchanged)", file, err)
 			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), struct {
+					Token              string  `json:"token"`
+					Key                keyJSON `json:"key"`
+					CertificatesStored int     `json:"certificates_stored"`
+				}{tok.Label, keyJSONOf(res.Key), res.CertificatesStored})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "imported key label %q id %x (%s) and %d certificates\n%s still holds the key in software: keep it offline as a backup, or destroy it\n",
 				res.Key.Label, res.Key.ID, keyAccess(res.Key), res.CertificatesStored, file)
 			return nil
 		},
 	}
-	tf.register(cmd.Flags())
+	tf.register(cmd)
 	kf.register(cmd.Flags())
 	cmd.Flags().StringVar(&file, "file", "", "the .p12 / .pfx file")
 	cmd.Flags().StringVar(&password.File, "password-file", "", "file holding the .p12 password")
 	cmd.Flags().StringVar(&password.Env, "password-env", "", "environment variable holding the .p12 password")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print what was imported as JSON")
 	return cmd
 }
 
@@ -325,8 +357,8 @@ func newHSMListCommand() *cobra.Command {
 			return nil
 		},
 	}
-	tf.register(cmd.Flags())
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	tf.register(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the keys and certificates as JSON")
 	return cmd
 }
 
@@ -360,17 +392,27 @@ func writeInventory(w io.Writer, inv hsm.Inventory) {
 	_ = tw.Flush()
 }
 
-func writeInventoryJSON(w io.Writer, inv hsm.Inventory) error {
-	type key struct {
-		Label            string `json:"label"`
-		ID               string `json:"id"`
-		Bits             int    `json:"bits"`
-		Sensitive        bool   `json:"sensitive"`
-		Extractable      bool   `json:"extractable"`
-		AlwaysSensitive  bool   `json:"always_sensitive"`
-		NeverExtractable bool   `json:"never_extractable"`
-		Local            bool   `json:"generated_on_token"`
+// keyJSON is a key as every --json of the hsm commands shows it.
+type keyJSON struct {
+	Label            string `json:"label"`
+	ID               string `json:"id"`
+	Bits             int    `json:"bits"`
+	Sensitive        bool   `json:"sensitive"`
+	Extractable      bool   `json:"extractable"`
+	AlwaysSensitive  bool   `json:"always_sensitive"`
+	NeverExtractable bool   `json:"never_extractable"`
+	Local            bool   `json:"generated_on_token"`
+}
+
+func keyJSONOf(k p11.KeyObject) keyJSON {
+	bits := 0
+	if k.Public != nil {
+		bits = k.Public.N.BitLen()
 	}
+	return keyJSON{k.Label, hex.EncodeToString(k.ID), bits, k.Sensitive, k.Extractable, k.AlwaysSensitive, k.NeverExtractable, k.Local}
+}
+
+func writeInventoryJSON(w io.Writer, inv hsm.Inventory) error {
 	type cert struct {
 		Label     string    `json:"label"`
 		ID        string    `json:"id"`
@@ -381,22 +423,16 @@ func writeInventoryJSON(w io.Writer, inv hsm.Inventory) error {
 		SHA256    string    `json:"sha256"`
 	}
 	out := struct {
-		Keys         []key  `json:"keys"`
-		Certificates []cert `json:"certificates"`
-	}{Keys: []key{}, Certificates: []cert{}}
+		Keys         []keyJSON `json:"keys"`
+		Certificates []cert    `json:"certificates"`
+	}{Keys: []keyJSON{}, Certificates: []cert{}}
 	for _, k := range inv.Keys {
-		bits := 0
-		if k.Public != nil {
-			bits = k.Public.N.BitLen()
-		}
-		out.Keys = append(out.Keys, key{k.Label, hex.EncodeToString(k.ID), bits, k.Sensitive, k.Extractable, k.AlwaysSensitive, k.NeverExtractable, k.Local})
+		out.Keys = append(out.Keys, keyJSONOf(k))
 	}
 	for _, c := range inv.Certificates {
 		out.Certificates = append(out.Certificates, cert{c.Label, hex.EncodeToString(c.ID), c.ForKey, c.Subject, c.OrgNumber, c.NotAfter, c.SHA256})
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return writeJSON(w, out)
 }
 
 func orDash(s string) string {

@@ -4,9 +4,9 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -14,31 +14,22 @@ import (
 )
 
 func main() {
-	if err := newRootCommand().Execute(); err != nil {
-		var deny denied
-		if errors.As(err, &deny) {
-			os.Exit(3) // `policy explain` has printed the DENY line
-		}
-		if isUnsealed(err) {
-			os.Exit(4) // `audit verify` has printed the UNSEALED line
-		}
-		if isGaps(err) {
-			os.Exit(5) // `audit verify` has printed the gaps and the GAPS line
-		}
-		// One line, what went wrong and what to do: operators read this.
-		fmt.Fprintln(os.Stderr, "portvakt:", err)
-		var usage usageError
-		if errors.As(err, &usage) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
+	err := newRootCommand().Execute()
+	os.Exit(report(os.Stderr, err)) // exitcode.go: what is printed, and the status
 }
 
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "portvakt",
 		Short: "Maskinporten tokens signed by a key that never leaves the HSM",
+		Long: `Maskinporten tokens signed by a key that never leaves the HSM.
+
+Commands that print a result take --json (one JSON document on standard
+output; see docs/cli.md). ` + "`portvakt completion bash|zsh|fish`" + ` prints a
+shell completion script.
+
+Exit status:
+` + exitStatusHelp(),
 		// Errors are printed once, by main, without the usage text that
 		// would bury them.
 		SilenceErrors: true,
@@ -49,10 +40,31 @@ func newRootCommand() *cobra.Command {
 	root.SetVersionTemplate("{{.Version}}")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServeCommand(), newTokenCommand(), newPolicyCommand(), newAuditCommand(), newHSMCommand(), newDevCACommand(), newVersionCommand())
+	refuseUnknownCommands(root)
 	return root
 }
 
-// usageError marks a mistake in the command line (exit status 2).
-type usageError struct{ error }
-
-func (e usageError) Unwrap() error { return e.error }
+// refuseUnknownCommands makes a command group given a command it does not
+// have a usage error (exit status 2), as a misspelt flag is; cobra says so
+// only at the root, with exit status 1, and shows help elsewhere.
+func refuseUnknownCommands(c *cobra.Command) {
+	if !c.HasSubCommands() {
+		return
+	}
+	if c.Run == nil && c.RunE == nil {
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			hint := ""
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				hint = fmt.Sprintf(" (did you mean %s?)", strings.Join(s, ", "))
+			}
+			return usagef("unknown command %q for %q%s: see `%s --help`", args[0], cmd.CommandPath(), hint, cmd.CommandPath())
+		}
+	}
+	for _, sub := range c.Commands() {
+		refuseUnknownCommands(sub)
+	}
+}

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/portvakt/portvakt/orgno"
 	"github.com/portvakt/portvakt/policy"
 )
 
@@ -31,13 +34,32 @@ what the daemon would decide for a caller.`,
 	return cmd
 }
 
+// policyCheckJSON is what `policy check --json` prints.
+type policyCheckJSON struct {
+	OK           bool                `json:"ok"`
+	File         string              `json:"file"`
+	Clients      int                 `json:"clients"`
+	Rules        int                 `json:"rules"`
+	Environments []string            `json:"environments"`
+	Problems     []policyProblemJSON `json:"problems"`
+}
+
+type policyProblemJSON struct {
+	File    string `json:"file,omitempty"`
+	Line    int    `json:"line,omitempty"`
+	Message string `json:"message"`
+}
+
 func newPolicyCheckCommand() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "check FILE",
 		Short: "Validate a policy file and list every problem in it",
 		Long: `Validate a policy file. A valid file prints a summary; an invalid one
-prints every problem, one per line as FILE:LINE: problem, and exits 1.`,
-		Example: `  portvakt policy check /etc/portvakt/policy.yaml`,
+prints every problem, one per line as FILE:LINE: problem, and exits 1.
+With --json, either is one JSON document on standard output.`,
+		Example: `  portvakt policy check /etc/portvakt/policy.yaml
+  portvakt policy check --json /etc/portvakt/policy.yaml`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageError{fmt.Errorf("give the policy file: portvakt policy check FILE")}
@@ -45,6 +67,9 @@ prints every problem, one per line as FILE:LINE: problem, and exits 1.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if asJSON {
+				return checkPolicyJSON(cmd.OutOrStdout(), args[0])
+			}
 			p, err := loadPolicy(cmd, args[0])
 			if err != nil {
 				return err
@@ -54,6 +79,34 @@ prints every problem, one per line as FILE:LINE: problem, and exits 1.`,
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the verdict as JSON")
+	return cmd
+}
+
+// checkPolicyJSON is `policy check --json`: the verdict and every problem
+// in one document, and a one-line error (exit status 1) when there are
+// problems.
+func checkPolicyJSON(w io.Writer, file string) error {
+	p, loadErr := policy.Load(file)
+	out := policyCheckJSON{OK: loadErr == nil, File: file, Environments: []string{}, Problems: []policyProblemJSON{}}
+	if loadErr == nil {
+		out.Clients, out.Rules, out.Environments = len(p.Clients()), p.RuleCount(), p.Environments()
+	}
+	for _, prob := range policy.Problems(loadErr) {
+		var pp *policy.Problem
+		if errors.As(prob, &pp) {
+			out.Problems = append(out.Problems, policyProblemJSON{File: pp.File, Line: pp.Line, Message: pp.Err.Error()})
+		} else {
+			out.Problems = append(out.Problems, policyProblemJSON{Message: prob.Error()})
+		}
+	}
+	if err := writeJSON(w, out); err != nil {
+		return err
+	}
+	if loadErr != nil {
+		return fmt.Errorf("%s has %s (in the JSON above): fix and check again", file, plural(len(out.Problems), "problem"))
+	}
+	return nil
 }
 
 func newPolicyExplainCommand() *cobra.Command {
@@ -62,6 +115,7 @@ func newPolicyExplainCommand() *cobra.Command {
 		req        policy.Request
 		identities []string
 		scopes     []string
+		asJSON     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "explain",
@@ -72,7 +126,8 @@ Give the caller's identities in the order the daemon tries them (a Unix peer
 is uid:N then gid:M). Rate limits are not applied.
 
 Exit status: 0 allowed, 3 denied, 1 when the policy cannot be used,
-2 for a mistake in the command line.`,
+2 for a mistake in the command line. --json prints the decision as one
+JSON document (the exit status is the same).`,
 		Example: `  portvakt policy explain --policy policy.yaml --identity uid:1000 --identity gid:2000 \
     --env prod --scope svv:kjoretoy/ecoc
   portvakt policy explain --policy policy.yaml --identity spiffe://example.org/ns/billing/sa/api \
@@ -95,6 +150,11 @@ Exit status: 0 allowed, 3 denied, 1 when the policy cannot be used,
 			case req.ConsumerOrg != "" && req.SystemUserOrg != "":
 				return usageError{fmt.Errorf("give --consumer-org (delegation) or --system-user (an Altinn system user), not both: no request has both")}
 			}
+			for _, o := range []struct{ flag, value string }{{"--consumer-org", req.ConsumerOrg}, {"--system-user", req.SystemUserOrg}} {
+				if _, err := orgno.Parse(o.value); o.value != "" && err != nil {
+					return usagef("%s: %w", o.flag, err)
+				}
+			}
 			p, err := loadPolicy(cmd, file)
 			if err != nil {
 				return err
@@ -102,6 +162,9 @@ Exit status: 0 allowed, 3 denied, 1 when the policy cannot be used,
 			req.Identities, req.Scopes = identities, scopes
 			d := p.Decide(req)
 			out := cmd.OutOrStdout()
+			if asJSON {
+				return explainJSON(out, d, req)
+			}
 			if !d.Allowed {
 				fmt.Fprintf(out, "DENY   %s\n", d.Reason)
 				return denied{d.Reason}
@@ -126,7 +189,39 @@ Exit status: 0 allowed, 3 denied, 1 when the policy cannot be used,
 	fs.StringVar(&req.Environment, "env", "", "the environment asked for (required)")
 	fs.StringVar(&req.ConsumerOrg, "consumer-org", "", "the organisation asked on behalf of (delegation)")
 	fs.StringVar(&req.SystemUserOrg, "system-user", "", "the customer whose Altinn system user is asked for")
+	fs.BoolVar(&asJSON, "json", false, "print the decision as JSON")
 	return cmd
+}
+
+// policyExplainJSON is what `policy explain --json` prints.
+type policyExplainJSON struct {
+	Decision   string   `json:"decision"` // ALLOW or DENY
+	Allowed    bool     `json:"allowed"`
+	Client     string   `json:"client,omitempty"`
+	Identity   string   `json:"identity,omitempty"`
+	SystemUser string   `json:"system_user,omitempty"`
+	Rules      []string `json:"rules"`
+	Reason     string   `json:"reason"`
+}
+
+// explainJSON prints the decision; a denial is denied (exit status 3), as
+// without --json.
+func explainJSON(w io.Writer, d policy.Decision, req policy.Request) error {
+	out := policyExplainJSON{Decision: "ALLOW", Allowed: d.Allowed, Client: d.Client, Identity: d.Identity,
+		SystemUser: req.SystemUserOrg, Rules: d.Rules, Reason: d.Reason}
+	if out.Rules == nil {
+		out.Rules = []string{}
+	}
+	if !d.Allowed {
+		out.Decision = "DENY"
+	}
+	if err := writeJSON(w, out); err != nil {
+		return err
+	}
+	if !d.Allowed {
+		return denied{d.Reason}
+	}
+	return nil
 }
 
 // loadPolicy loads a policy file and, when it is invalid, prints its

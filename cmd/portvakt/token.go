@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -11,9 +12,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc/status"
 
 	"github.com/portvakt/portvakt/client"
+	"github.com/portvakt/portvakt/orgno"
 )
 
 // defaultSocket is where the daemon listens unless told otherwise.
@@ -37,22 +38,21 @@ func newTokenCommand() *cobra.Command {
   portvakt token --addr portvakt.internal:8443 --cert me.pem --key me-key.pem --ca ca.pem --scope svv:kjoretoy/ecoc`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if len(req.Scopes) == 0 {
-				return usageError{fmt.Errorf("--scope is required")}
+			if err := checkTokenFlags(&req, &systemUser, timeout); err != nil {
+				return err
 			}
 			switch {
-			case systemUser.ExternalRef != "" && systemUser.Org == "":
-				return usageError{fmt.Errorf("--system-user-ref needs --system-user, the customer's organisation number")}
-			case systemUser.Org != "" && req.ConsumerOrg != "":
-				return usageError{fmt.Errorf("give --consumer-org (delegation) or --system-user (an Altinn system user), not both")}
-			case systemUser.Org != "":
-				req.SystemUser = &systemUser
+			case asJSON && showToken:
+				return usagef("give --json or --raw, not both")
+			case conn.Socket != "" && conn.Address != "":
+				return usagef("give --socket or --addr, not both")
+			case conn.Address != "" && (conn.CertFile == "" || conn.KeyFile == "" || conn.CAFile == ""):
+				return usagef("--addr needs --cert, --key and --ca: the daemon's mutual TLS")
 			}
 			if conn.Address == "" && conn.Socket == "" {
-				conn.Socket = os.Getenv("PORTVAKT_SOCKET")
-				if conn.Socket == "" {
-					conn.Socket = defaultSocket
-				}
+				// What client.Dial would use, named here so that an
+				// error can say where the daemon was looked for.
+				conn.Socket = cmp.Or(os.Getenv(client.SocketEnv), defaultSocket)
 			}
 			c, err := client.Dial(conn)
 			if err != nil {
@@ -63,8 +63,7 @@ func newTokenCommand() *cobra.Command {
 			defer cancel()
 			tok, err := c.Token(ctx, req)
 			if err != nil {
-				st := status.Convert(err)
-				return fmt.Errorf("%s: %s", st.Code(), st.Message())
+				return explainCallError(conn, timeout, err)
 			}
 			claims := decodeClaims(tok.AccessToken)
 			out := cmd.OutOrStdout()
@@ -92,16 +91,46 @@ func newTokenCommand() *cobra.Command {
 	f.StringVar(&systemUser.ExternalRef, "system-user-ref", "", "the system user's external reference, when it was created with one (with --system-user)")
 	f.StringVar(&req.Resource, "resource", "", "audience of the token (default: the environment's)")
 	f.DurationVar(&req.MinValidity, "min-validity", 0, "how long the token must stay valid at least")
-	f.StringVar(&conn.Socket, "socket", "", "the daemon's Unix socket (default $PORTVAKT_SOCKET or "+defaultSocket+")")
+	f.StringVar(&conn.Socket, "socket", "", "the daemon's Unix socket (default $"+client.SocketEnv+" or "+defaultSocket+")")
 	f.StringVar(&conn.Address, "addr", "", "host:port of the daemon's mutual-TLS listener")
 	f.StringVar(&conn.CertFile, "cert", "", "client certificate (with --addr)")
 	f.StringVar(&conn.KeyFile, "key", "", "client key (with --addr)")
 	f.StringVar(&conn.CAFile, "ca", "", "CA of the daemon's server certificate (with --addr)")
 	f.StringVar(&conn.ServerName, "server-name", "", "name to check in the daemon's certificate")
-	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.BoolVar(&asJSON, "json", false, "print JSON: access_token, token_type, expires_at, claims")
 	f.BoolVar(&showToken, "raw", false, "print only the access token (for scripts)")
 	f.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long")
 	return cmd
+}
+
+// checkTokenFlags refuses what no daemon could answer: no scope, a
+// negative duration, an organisation number that is not one, a system
+// user and a consumer both.
+func checkTokenFlags(req *client.Request, systemUser *client.SystemUser, timeout time.Duration) error {
+	switch {
+	case len(req.Scopes) == 0:
+		return usagef("--scope is required")
+	case req.MinValidity < 0:
+		return usagef("--min-validity %s is negative: give how long the token must stay valid, such as 60s, or leave it out", req.MinValidity)
+	case timeout <= 0:
+		return usagef("--timeout %s: give a positive duration, such as 30s", timeout)
+	case systemUser.ExternalRef != "" && systemUser.Org == "":
+		return usagef("--system-user-ref needs --system-user, the customer's organisation number")
+	case systemUser.Org != "" && req.ConsumerOrg != "":
+		return usagef("give --consumer-org (delegation) or --system-user (an Altinn system user), not both")
+	}
+	for _, o := range []struct{ flag, value string }{{"--consumer-org", req.ConsumerOrg}, {"--system-user", systemUser.Org}} {
+		if o.value == "" {
+			continue
+		}
+		if _, err := orgno.Parse(o.value); err != nil {
+			return usagef("%s: %w", o.flag, err)
+		}
+	}
+	if systemUser.Org != "" {
+		req.SystemUser = systemUser
+	}
+	return nil
 }
 
 // decodeClaims shows a JWT access token's payload. Maskinporten's tokens

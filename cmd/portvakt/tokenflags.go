@@ -2,12 +2,15 @@ package main
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/portvakt/portvakt/hsm"
+	"github.com/portvakt/portvakt/internal/p11"
 	"github.com/portvakt/portvakt/secret"
 	"github.com/portvakt/portvakt/softhsm"
 )
@@ -22,14 +25,40 @@ type tokenFlags struct {
 	softhsmDir string
 	label      string
 	pin        secret.Source
+
+	// What the command resolved, for its errors: the module's path, and
+	// where the PIN came from (never the PIN).
+	modulePathUsed string
+	pinFrom        string
 }
 
-func (f *tokenFlags) register(fs *pflag.FlagSet) {
+// register adds the flags to cmd, and makes the errors of its RunE say
+// what to do about the token (see explain).
+func (f *tokenFlags) register(cmd *cobra.Command) {
+	if run := cmd.RunE; run != nil {
+		cmd.RunE = func(c *cobra.Command, args []string) error { return f.explain(run(c, args)) }
+	}
+	fs := cmd.Flags()
 	fs.StringVar(&f.module, "module", "", "PKCS#11 module (default: the installed SoftHSM2)")
-	fs.StringVar(&f.softhsmDir, "softhsm-dir", "", "SoftHSM2 directory made by `hsm init` (sets SOFTHSM2_CONF)")
+	fs.StringVar(&f.softhsmDir, "softhsm-dir", "", "SoftHSM2 directory made by hsm init (sets SOFTHSM2_CONF)")
 	fs.StringVar(&f.label, "token", "", "token label (tokens are chosen by label, never by slot)")
 	fs.StringVar(&f.pin.File, "pin-file", "", "file holding the user PIN")
 	fs.StringVar(&f.pin.Env, "pin-env", "", "environment variable holding the user PIN (default "+defaultPINEnv+")")
+}
+
+// explain makes a PKCS#11 failure a sentence naming the token and module
+// (p11.Explain) and, when the token refused or locked the PIN, where the
+// PIN was read from: the file or variable to look at.
+func (f *tokenFlags) explain(err error) error {
+	if err == nil || f.label == "" {
+		return err
+	}
+	err = p11.Explain(f.modulePathUsed, f.label, err)
+	var te *p11.TokenError
+	if f.pinFrom != "" && errors.As(err, &te) && te.AboutPIN() {
+		return fmt.Errorf("user PIN from %s: %w", f.pinFrom, err)
+	}
+	return err
 }
 
 // modulePath resolves the module, pointing SoftHSM2 at --softhsm-dir.
@@ -39,7 +68,9 @@ func (f *tokenFlags) modulePath() (string, error) {
 			return "", fmt.Errorf("--module: %w", err)
 		}
 	}
-	return softhsm.Resolve(f.softhsmDir, f.module)
+	path, err := softhsm.Resolve(f.softhsmDir, f.module)
+	f.modulePathUsed = path
+	return path, err
 }
 
 // token resolves everything needed to log in.
@@ -54,6 +85,14 @@ func (f *tokenFlags) token() (hsm.Token, error) {
 	p, err := loadPIN(f.pin, "--pin-file", "--pin-env")
 	if err != nil {
 		return hsm.Token{}, err
+	}
+	switch {
+	case f.pin.File != "":
+		f.pinFrom = "--pin-file " + f.pin.File
+	case f.pin.Env != "":
+		f.pinFrom = "--pin-env " + f.pin.Env
+	default:
+		f.pinFrom = "$" + defaultPINEnv
 	}
 	return hsm.Token{Module: module, Label: f.label, PIN: p}, nil
 }

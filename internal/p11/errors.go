@@ -2,8 +2,6 @@ package p11
 
 import (
 	"errors"
-	"fmt"
-	"os"
 
 	"github.com/miekg/pkcs11"
 )
@@ -114,32 +112,4 @@ func IsPINIncorrect(err error) bool {
 // IsPINLocked reports whether the token locked the PIN after failed logins.
 func IsPINLocked(err error) bool {
 	return errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_LOCKED))
-}
-
-// ExplainOpenError turns a failure to open and log in to a token into
-// what to fix: a missing module, a refused or locked PIN, or a label no
-// token has (listing the tokens the module does have). It never includes
-// the PIN: PKCS#11 errors do not carry it, and nothing here adds it.
-func ExplainOpenError(module, label string, err error) error {
-	if _, statErr := os.Stat(module); statErr != nil {
-		return fmt.Errorf("PKCS#11 module: %w (install the HSM's PKCS#11 library, or softhsm2 for development, or correct the module path)", statErr)
-	}
-	switch {
-	case IsPINIncorrect(err):
-		return fmt.Errorf("token %q refused the PIN: check the PIN file or variable: %w", label, err)
-	case IsPINLocked(err):
-		return fmt.Errorf("the user PIN of token %q is locked after failed logins; the security officer must reset it: %w", label, err)
-	case errors.Is(err, pkcs11.Error(pkcs11.CKR_PIN_EXPIRED)):
-		return fmt.Errorf("the user PIN of token %q has expired; set a new one with the HSM's tools: %w", label, err)
-	}
-	// crypto11 does not export its "token not found" error; ask the module
-	// which tokens it has, so the message can list them.
-	if m, openErr := Open(module); openErr == nil {
-		_, slotErr := m.FindSlot(label)
-		m.Close()
-		if errors.Is(slotErr, ErrTokenNotFound) {
-			return slotErr
-		}
-	}
-	return fmt.Errorf("opening token %q with module %s: %w", label, module, err)
 }
