@@ -37,7 +37,7 @@ func TestLeavesImportNothingAbove(t *testing.T) {
 		// How Portvakt reads its files, and its one duration syntax.
 		"internal/strictyaml": {"internal/duration"},
 		"internal/duration":   {},
-		"syntax": {},
+		"syntax":              {},
 		// The cache knows tokens and the one back-off, nothing of how a
 		// token is got.
 		"tokencache": {"maskinporten", "internal/backoff", "orgno", "secret", "syntax"},
