@@ -150,7 +150,7 @@ func TestPINLiteralNeverEchoed(t *testing.T) {
 		{"plain", validConfig, [2]string{"pin: {file: user.pin}", "pin: " + literal}, "give the PIN as {file: PATH} or {env: VARIABLE}"},
 		{"number", validConfig, [2]string{"pin: {file: user.pin}", "pin: 4711"}, "give the PIN as {file: PATH} or {env: VARIABLE}"},
 		{"sequence", validConfig, [2]string{"pin: {file: user.pin}", "pin: [" + literal + "]"}, "give the PIN as {file: PATH} or {env: VARIABLE}"},
-		{"unknown key", validConfig, [2]string{"pin: {file: user.pin}", "pin: {value: " + literal + "}"}, `unknown key "value"`},
+		{"unknown key", validConfig, [2]string{"pin: {file: user.pin}", "pin: {value: " + literal + "}"}, "unknown key: give the PIN as {file: PATH} or {env: VARIABLE}"},
 		{"in hsms", base, [2]string{"pin: {file: user.pin}", "pin: " + literal}, "portvakt.yaml:10: hsms[0].pin: give the PIN as {file: PATH} or {env: VARIABLE}"},
 	}
 	for _, tt := range tests {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/portvakt/portvakt/internal/strictyaml"
 	"github.com/portvakt/portvakt/maskinporten"
 )
@@ -41,15 +43,17 @@ const empty = "the configuration is empty; give at least listen, hsm, environmen
 // does, and its messages find their lines through what Parse recorded.
 func Parse(name string, data []byte) (*Config, error) {
 	problems := &strictyaml.List{File: name}
-	cfg := &Config{source: name}
-	if root := problems.Document(data); root != nil {
-		cfg.lines = problems.Decode(root, cfg)
-	} else if problems.Len() == 0 {
+	cfg := &Config{}
+	switch root := problems.Document(data); {
+	case root == nil && problems.Len() == 0, root != nil && root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null":
 		problems.Addf(1, "%s", empty)
+	case root != nil:
+		cfg.lines = problems.Decode(root, cfg)
 	}
 	if err := problems.Err(); err != nil {
 		return nil, err
 	}
+	cfg.source = name
 	cfg.setDefaults()
 	return cfg, nil
 }

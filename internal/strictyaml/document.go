@@ -44,6 +44,25 @@ func (l *List) Document(data []byte) *yaml.Node {
 // carry it only in their text.
 var syntaxLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
+var anchorName = regexp.MustCompile(`anchor '[^']*'`)
+
+// parserProblems are the messages of the YAML package's parser (not its
+// scanner): it numbers their lines from 0, at the start of the block it was
+// reading, where its scanner numbers from 1.
+var parserProblems = map[string]bool{
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected <document start>": true,
+	"did not find expected <stream-start>":   true,
+	"did not find expected key":              true,
+	"did not find expected node content":     true,
+	"found duplicate %TAG directive":         true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found undefined tag handle":             true,
+}
+
 // SyntaxError is a YAML syntax error, reworded to fit FILE:LINE.
 type SyntaxError struct {
 	msg string
@@ -63,7 +82,12 @@ func (l *List) syntax(data []byte, err error) {
 	if m := syntaxLine.FindStringSubmatch(err.Error()); m != nil {
 		line, _ = strconv.Atoi(m[1])
 		msg = m[2]
+		if parserProblems[msg] {
+			line++ // the YAML package gives these 0-based, scanner errors 1-based
+		}
 	}
+	// The YAML package quotes anchor names, which are the file's text.
+	msg = anchorName.ReplaceAllString(msg, "an anchor")
 	hint := "check the indentation, the colons and the quotes on this line and the one before"
 	if hasTab(data, line) {
 		hint = "YAML indents with spaces: replace the tabs"

@@ -248,10 +248,15 @@ func (w *walker) scalar(n *yaml.Node, path string, v reflect.Value, expect strin
 		w.l.Addf(n.Line, "%s: expected %s, got %s%s", named(path), expect, describe(n), mappingHint(n))
 		return
 	}
-	if err := n.Decode(v.Addr().Interface()); err == nil {
-		return
+	k := v.Kind()
+	isInt := isUint(k) || k >= reflect.Int && k <= reflect.Int64
+	// The YAML package would cut 1.5 to 1 in a whole-number field.
+	if !isInt || n.ShortTag() == "!!int" {
+		if err := n.Decode(v.Addr().Interface()); err == nil {
+			return
+		}
 	}
-	switch k := v.Kind(); {
+	switch {
 	case n.ShortTag() == "!!int" && isUint(k) && strings.HasPrefix(n.Value, "-"):
 		w.l.Addf(n.Line, "%s: must not be negative; give %s", named(path), expect)
 	case n.ShortTag() == "!!int" || n.ShortTag() == "!!float" && strings.Trim(n.Value, "0123456789") == "":
