@@ -85,6 +85,12 @@ func (l *List) syntax(data []byte, err error) {
 		if parserProblems[msg] {
 			line++ // the YAML package gives these 0-based, scanner errors 1-based
 		}
+		// At the end of the file, the line after its last newline.
+		last := bytes.Count(data, []byte("\n"))
+		if !bytes.HasSuffix(data, []byte("\n")) {
+			last++
+		}
+		line = min(line, max(last, 1))
 	}
 	// The YAML package quotes anchor names, which are the file's text.
 	msg = anchorName.ReplaceAllString(msg, "an anchor")
