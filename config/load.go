@@ -48,7 +48,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	case root == nil && problems.Len() == 0, root != nil && root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null":
 		problems.Addf(1, "%s", empty)
 	case root != nil:
-		cfg.lines = problems.Decode(root, cfg)
+		cfg.lines = problems.Walk(root, cfg)
 	}
 	if err := problems.Err(); err != nil {
 		return nil, err

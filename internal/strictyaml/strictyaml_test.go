@@ -66,13 +66,13 @@ type outer struct {
 	One   *inner  `yaml:"one"`
 }
 
-// TestDecodeEveryProblem: one walk reports each problem at its line and
+// TestWalkEveryProblem: one walk reports each problem at its line and
 // records the line of every value given.
-func TestDecodeEveryProblem(t *testing.T) {
+func TestWalkEveryProblem(t *testing.T) {
 	data := "name: x\nitems:\n  - wait: 2d\n  - {wiat: 1s, n: 1.5}\none: [1]\nnmae: y\nname: z\n"
 	l := &List{File: "f.yaml"}
 	var v outer
-	lines := l.Decode(l.Document([]byte(data)), &v)
+	lines := l.Walk(l.Document([]byte(data)), &v)
 	want := []string{
 		"f.yaml:4: items[1].wiat: unknown key; did you mean wait? (the keys of items[1] are wait, n)",
 		"f.yaml:4: items[1].n: expected a whole number, got a decimal number",

@@ -38,7 +38,7 @@ func (ls Lines) Of(path string) int {
 	}
 }
 
-// Decode walks root (from Document) against v, a pointer to a struct whose
+// Walk walks root (from Document) against v, a pointer to a struct whose
 // fields carry yaml tags, and fills v in. Everything wrong is added to l,
 // in words a reader of the file knows: an unknown key with the known key
 // it is closest to, a value of the wrong shape with what is expected
@@ -50,7 +50,7 @@ func (ls Lines) Of(path string) int {
 // Durations (time.Duration) are read by internal/duration; types with
 // their own UnmarshalYAML (secret.Source) read themselves, and their
 // messages are taken to be as careful.
-func (l *List) Decode(root *yaml.Node, v any) Lines {
+func (l *List) Walk(root *yaml.Node, v any) Lines {
 	rv := reflect.ValueOf(v).Elem()
 	w := &walker{l: l, lines: Lines{}, places: map[string][]string{}}
 	w.index(rv.Type(), "", map[reflect.Type]bool{})
