@@ -24,7 +24,7 @@ func TestClockThreshold(t *testing.T) {
 		t.Errorf("clock_threshold = %v, want the 8s configured", cfg.Maskinporten.ClockThreshold)
 	}
 	_, err = Load(writeConfig(t, validConfig+"maskinporten: {clock_threshold: -1s}\n"))
-	if err == nil || !strings.Contains(err.Error(), "maskinporten.clock_threshold -1s must not be negative") {
+	if err == nil || !strings.Contains(err.Error(), "portvakt.yaml:26: maskinporten.clock_threshold must not be negative") {
 		t.Errorf("a negative clock_threshold: %v, want it refused by name", err)
 	}
 }

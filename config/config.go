@@ -7,6 +7,7 @@ package config
 import (
 	"time"
 
+	"github.com/portvakt/portvakt/internal/strictyaml"
 	"github.com/portvakt/portvakt/secret"
 )
 
@@ -15,9 +16,9 @@ type Config struct {
 	Listen Listen `yaml:"listen"`
 	// HSM is the one HSM, in the common case; HSMs names several. One of
 	// the two is given. After Parse, HSMs holds the HSMs either way.
-	HSM          *HSM             `yaml:"hsm"`
-	HSMs         []HSM            `yaml:"hsms"`
-	Environments []Environment    `yaml:"environments"`
+	HSM          *HSM             `yaml:"hsm" expect:"a mapping such as {module: PATH, token: LABEL, pin: {file: PATH}}"`
+	HSMs         []HSM            `yaml:"hsms" expect:"a list of HSMs, such as - {name: prod-hsm, token: LABEL, pin: {file: PATH}}"`
+	Environments []Environment    `yaml:"environments" expect:"a list of environments, such as - {name: test, preset: test, client_id: ID, key_label: LABEL}"`
 	Policy       string           `yaml:"policy"`
 	Cache        Cache            `yaml:"cache"`
 	Maskinporten Maskinporten     `yaml:"maskinporten"`
@@ -26,6 +27,11 @@ type Config struct {
 	Audit        Audit            `yaml:"audit"`
 	Metrics      Metrics          `yaml:"metrics"`
 	Certificates CertificateWatch `yaml:"certificates"`
+
+	// source and lines are where the configuration was read from, for
+	// Validate's messages: the file's name, and each field's line.
+	source string
+	lines  strictyaml.Lines
 }
 
 // Listen says where callers reach the daemon. At least one of Unix and
@@ -100,8 +106,9 @@ type HSM struct {
 	// is away, reconnection is tried at least this often. Default 5 s.
 	ProbeInterval time.Duration `yaml:"probe_interval"`
 
-	// field is how messages name this block: "hsm" or "hsms[i] (name)".
-	field string
+	// field is how messages name this block: "hsm" or "hsms[i] (name)";
+	// path is where it is in the file, "hsm" or "hsms[i]".
+	field, path string
 }
 
 // Environment is a Maskinporten environment the daemon serves tokens for.

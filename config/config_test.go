@@ -83,11 +83,11 @@ func TestLoadErrorsSayWhatToFix(t *testing.T) {
 		replace [2]string // in validConfig
 		want    string
 	}{
-		{"unknown key names its line", [2]string{"cache: {refresh_margin: 45s}", "cache: {refresh_margn: 45s}"}, "line 25: field refresh_margn not found"},
+		{"unknown key names its line", [2]string{"cache: {refresh_margin: 45s}", "cache: {refresh_margn: 45s}"}, "portvakt.yaml:25: cache.refresh_margn: unknown key; did you mean refresh_margin?"},
 		{"unknown preset", [2]string{"preset: test", "preset: staging"}, `unknown Maskinporten environment "staging"`},
 		{"issuer without slash", [2]string{"issuer: http://127.0.0.1:8089/", "issuer: http://127.0.0.1:8089"}, `must end with "/"`},
 		{"plain http elsewhere", [2]string{"issuer: http://127.0.0.1:8089/", "issuer: http://maskinporten.example/"}, "must use https"},
-		{"no client id", [2]string{"client_id: local-client", "client_id: \"\""}, "client_id: give the Maskinporten integration's client id"},
+		{"no client id", [2]string{"client_id: local-client", "client_id: \"\""}, "client_id: missing; give the Maskinporten integration's client id"},
 		{"duplicate environment", [2]string{"name: local", "name: test"}, `"test" is configured twice`},
 		{"missing pin file", [2]string{"pin: {file: user.pin}", "pin: {file: nope.pin}"}, "no such file"},
 		{"pin from two places", [2]string{"pin: {file: user.pin}", "pin: {file: user.pin, env: PIN}"}, "not both"},
@@ -98,8 +98,8 @@ func TestLoadErrorsSayWhatToFix(t *testing.T) {
 		{"bad key id", [2]string{"key_label: eseal\n  - name: local", "key_id: xyz\n  - name: local"}, `key_id "xyz" is not hex`},
 		{"no endpoint", [2]string{"    token_endpoint: http://127.0.0.1:8089/token\n", ""}, "give a token_endpoint, or discovery: true"},
 		{"no audit", [2]string{"audit: {file: audit/audit.log}\n", ""}, "does not run without an audit log"},
-		{"two documents", [2]string{"policy: policy.yaml", "policy: policy.yaml\n---\nlisten: {}"}, "more than one YAML document"},
-		{"bad duration", [2]string{"45s", "45 sekunder"}, "cannot unmarshal"},
+		{"two documents", [2]string{"policy: policy.yaml", "policy: policy.yaml\n---\nlisten: {}"}, "portvakt.yaml:24: a second YAML document"},
+		{"bad duration", [2]string{"45s", "45 sekunder"}, `portvakt.yaml:25: cache.refresh_margin: "45 sekunder" is not a duration`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { loadFails(t, validConfig, tt.replace, tt.want) })
@@ -146,12 +146,12 @@ func TestPINLiteralNeverEchoed(t *testing.T) {
 		replace [2]string
 		want    string
 	}{
-		{"quoted", validConfig, [2]string{"pin: {file: user.pin}", `pin: "` + literal + `"`}, "line 11: give the PIN as {file: PATH} or {env: VARIABLE}; a PIN is never written in the configuration"},
+		{"quoted", validConfig, [2]string{"pin: {file: user.pin}", `pin: "` + literal + `"`}, "portvakt.yaml:11: hsm.pin: give the PIN as {file: PATH} or {env: VARIABLE}; a PIN is never written in the configuration"},
 		{"plain", validConfig, [2]string{"pin: {file: user.pin}", "pin: " + literal}, "give the PIN as {file: PATH} or {env: VARIABLE}"},
 		{"number", validConfig, [2]string{"pin: {file: user.pin}", "pin: 4711"}, "give the PIN as {file: PATH} or {env: VARIABLE}"},
 		{"sequence", validConfig, [2]string{"pin: {file: user.pin}", "pin: [" + literal + "]"}, "give the PIN as {file: PATH} or {env: VARIABLE}"},
-		{"unknown key", validConfig, [2]string{"pin: {file: user.pin}", "pin: {value: " + literal + "}"}, `unknown key "value"`},
-		{"in hsms", base, [2]string{"pin: {file: user.pin}", "pin: " + literal}, "line 10: give the PIN as {file: PATH} or {env: VARIABLE}"},
+		{"unknown key", validConfig, [2]string{"pin: {file: user.pin}", "pin: {value: " + literal + "}"}, "unknown key: give the PIN as {file: PATH} or {env: VARIABLE}"},
+		{"in hsms", base, [2]string{"pin: {file: user.pin}", "pin: " + literal}, "portvakt.yaml:10: hsms[0].pin: give the PIN as {file: PATH} or {env: VARIABLE}"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

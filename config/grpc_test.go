@@ -51,12 +51,12 @@ func TestGRPCNegativeRefused(t *testing.T) {
 
 func TestGRPCStreamsFitHTTP2(t *testing.T) {
 	loadFails(t, validConfig, [2]string{"cache: {refresh_margin: 45s}", "cache: {refresh_margin: 45s}\ngrpc: {max_concurrent_streams: 5000000000}"},
-		"grpc.max_concurrent_streams 5000000000: at most 4294967295")
+		"grpc.max_concurrent_streams 5000000000: too large; give at most 4294967295")
 }
 
 func TestGRPCKeepaliveAtLeastASecond(t *testing.T) {
 	loadFails(t, validConfig, [2]string{"cache: {refresh_margin: 45s}", "cache: {refresh_margin: 45s}\ngrpc: {keepalive_time: 100ms}"},
-		"grpc.keepalive_time 100ms: at least 1s")
+		"grpc.keepalive_time 100ms: too short; give at least 1s")
 }
 
 // TestGRPCProblemsTogether: each bad key is named, in one error.

@@ -16,12 +16,12 @@ func TestHealthListener(t *testing.T) {
 	if h := cfg.Listen.Health; h == nil || h.Address != ":8081" {
 		t.Fatalf("listen.health = %+v", h)
 	}
-	loadFails(t, withHealth, [2]string{`health: {address: ":8081"}`, `health: {address: "8081"}`}, `listen.health.address "8081": use host:port`)
-	loadFails(t, withHealth, [2]string{`health: {address: ":8081"}`, `health: {adress: ":8081"}`}, "field adress not found")
+	loadFails(t, withHealth, [2]string{`health: {address: ":8081"}`, `health: {address: "8081"}`}, `listen.health.address "8081": not an address; use host:port`)
+	loadFails(t, withHealth, [2]string{`health: {address: ":8081"}`, `health: {adress: ":8081"}`}, "listen.health.adress: unknown key; did you mean address?")
 
 	// Health alone: no listener for callers.
 	alone := "listen:\n  health: {address: \":8081\"}\n" + validConfig[strings.Index(validConfig, "hsm:"):]
-	if _, err := Load(writeConfig(t, alone)); err == nil || !strings.Contains(err.Error(), "give a unix socket, a tcp address, or both") {
+	if _, err := Load(writeConfig(t, alone)); err == nil || !strings.Contains(err.Error(), "portvakt.yaml:1: listen: no listener; give a unix socket") {
 		t.Fatalf("health alone: %v", err)
 	}
 }

@@ -54,15 +54,15 @@ func TestHSMErrorsSayWhatToFix(t *testing.T) {
 	}{
 		{"both hsm and hsms", [2]string{"hsms:\n", "hsm: {token: x, pin: {env: P}}\nhsms:\n"}, "not both"},
 		{"environment names no HSM", [2]string{"    hsm: test-hsm\n", ""}, `environments[0] (test).hsm: 2 HSMs are configured; say which holds this environment's key (prod-hsm, test-hsm)`},
-		{"unknown HSM", [2]string{"hsm: test-hsm", "hsm: tset-hsm"}, `environments[0] (test).hsm "tset-hsm": no HSM has that name (configured: prod-hsm, test-hsm)`},
+		{"unknown HSM", [2]string{"hsm: test-hsm", "hsm: tset-hsm"}, `environments[0] (test).hsm "tset-hsm": no HSM has that name; use one of those configured: prod-hsm, test-hsm`},
 		{"HSM without a name", [2]string{"name: test-hsm, ", ""}, `hsms[1].name "": use lower-case letters, digits and dashes`},
 		{"two names for one token", [2]string{"token: test,", "token: prod,"}, `token "prod" of this module is already configured as HSM "prod-hsm"`},
 		{"duplicate name", [2]string{"name: test-hsm", "name: prod-hsm"}, `"prod-hsm" is configured twice`},
-		{"no token", [2]string{"token: test, ", ""}, "hsms[1] (test-hsm).token: give the token label"},
-		{"no pin", [2]string{", pin: {env: TEST_PIN}", ""}, "hsms[1] (test-hsm).pin: give {file: PATH} or {env: VARIABLE}"},
+		{"no token", [2]string{"token: test, ", ""}, "hsms[1] (test-hsm).token: missing; give the token label"},
+		{"no pin", [2]string{", pin: {env: TEST_PIN}", ""}, "hsms[1] (test-hsm).pin: missing; give {file: PATH} or {env: VARIABLE}"},
 		{"negative probe interval", [2]string{"probe_interval: 2s", "probe_interval: -2s"}, "hsms[0] (prod-hsm).probe_interval must be positive"},
 		{"one session", [2]string{"max_sessions: 8", "max_sessions: 1"}, "hsms[1] (test-hsm).max_sessions must be at least 2"},
-		{"unknown key", [2]string{"probe_interval: 2s", "probe_intervall: 2s"}, "field probe_intervall not found"},
+		{"unknown key", [2]string{"probe_interval: 2s", "probe_intervall: 2s"}, "hsms[0].probe_intervall: unknown key; did you mean probe_interval?"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { loadFails(t, twoHSMs, tt.replace, tt.want) })
@@ -71,7 +71,7 @@ func TestHSMErrorsSayWhatToFix(t *testing.T) {
 
 func TestNoHSM(t *testing.T) {
 	_, err := Load(writeConfig(t, strings.Replace(validConfig, "hsm:\n  token: portvakt\n  pin: {file: user.pin}\n", "", 1)))
-	if err == nil || !strings.Contains(err.Error(), "hsm: give the HSM holding the keys") {
+	if err == nil || !strings.Contains(err.Error(), "hsm: missing; give the HSM holding the keys") {
 		t.Fatalf("a configuration without an HSM: %v", err)
 	}
 }

@@ -30,25 +30,25 @@ func (e Environment) RegisteredKeyOnly() bool { return e.KeyIDHeader != "" && !e
 
 // validateKeyMode checks kid, kid_with_x5c, public_key_file and
 // certificate_file together.
-func validateKeyMode(v *validator, at string, e Environment) {
+func validateKeyMode(v *validator, at, path string, e Environment) {
 	kid := e.KeyIDHeader
 	switch {
 	case kid == "" && e.KeyIDWithX5C:
-		v.add(at + ".kid_with_x5c: it sends x5c beside a registered key's kid; give the kid too, or remove kid_with_x5c (without kid the grant carries x5c alone)")
+		v.add(path+".kid_with_x5c", at+".kid_with_x5c: it sends x5c beside a registered key's kid; give the kid too, or remove kid_with_x5c (without kid the grant carries x5c alone)")
 	case kid != "" && strings.TrimSpace(kid) != kid:
-		v.add(fmt.Sprintf("%s.kid %q: remove the spaces around it; Maskinporten compares the kid exactly", at, kid))
+		v.add(path+".kid", fmt.Sprintf("%s.kid %q: remove the spaces around it; Maskinporten compares the kid exactly", at, kid))
 	case e.RegisteredKeyOnly() && e.CertificateFile != "":
-		v.add(at + ".certificate_file: with kid the grant carries no certificate; set kid_with_x5c: true to send it as x5c beside the kid, or remove certificate_file")
+		v.add(path+".certificate_file", at+".certificate_file: with kid the grant carries no certificate; set kid_with_x5c: true to send it as x5c beside the kid, or remove certificate_file")
 	}
 	if e.PublicKeyFile == "" {
 		return
 	}
 	if kid == "" {
-		v.add(at + ".public_key_file: it is the public key registered for a kid at Digdir; give the kid too, or remove public_key_file")
+		v.add(path+".public_key_file", at+".public_key_file: it is the public key registered for a kid at Digdir; give the kid too, or remove public_key_file")
 		return
 	}
 	if _, err := ReadPublicKey(e.PublicKeyFile); err != nil {
-		v.add(fmt.Sprintf("%s.public_key_file: %v", at, err))
+		v.add(path+".public_key_file", fmt.Sprintf("%s.public_key_file: %v; give the PEM file of the public key registered for the kid", at, err))
 	}
 }
 

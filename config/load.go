@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/portvakt/portvakt/internal/strictyaml"
 	"github.com/portvakt/portvakt/maskinporten"
 )
@@ -25,20 +27,35 @@ func Load(path string) (*Config, error) {
 	}
 	cfg.resolvePaths(filepath.Dir(path))
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("configuration %s: %w", path, err)
+		return nil, err
 	}
 	return cfg, nil
 }
 
-// Parse decodes a configuration strictly and applies the defaults; name is
-// used in messages. It does not check the values: Validate does.
+// empty is what an empty configuration is told.
+const empty = "the configuration is empty; give at least listen, hsm, environments, policy and audit (docs/configuration.md has every key, deploy/examples/production.yaml an example)"
+
+// Parse decodes a configuration strictly and applies the defaults; name
+// (the file) starts every message. It reports every problem of the file's
+// shape at once (syntax, unknown keys, values of the wrong kind, durations
+// that do not read), each a *strictyaml.Problem: NAME:LINE: what is wrong;
+// what to do. It does not check the values against each other: Validate
+// does, and its messages find their lines through what Parse recorded.
 func Parse(name string, data []byte) (*Config, error) {
-	var cfg Config
-	if err := strictyaml.Decode("configuration "+name, data, &cfg); err != nil {
+	problems := &strictyaml.List{File: name}
+	cfg := &Config{}
+	switch root := problems.Document(data); {
+	case root == nil && problems.Len() == 0, root != nil && root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null":
+		problems.Addf(1, "%s", empty)
+	case root != nil:
+		cfg.lines = problems.Walk(root, cfg)
+	}
+	if err := problems.Err(); err != nil {
 		return nil, err
 	}
+	cfg.source = name
 	cfg.setDefaults()
-	return &cfg, nil
+	return cfg, nil
 }
 
 func (c *Config) setDefaults() {
@@ -50,13 +67,14 @@ func (c *Config) setDefaults() {
 		if one.Name == "" {
 			one.Name = DefaultHSM
 		}
-		one.field = "hsm"
+		one.field, one.path = "hsm", "hsm"
 		c.HSMs = []HSM{one}
 	}
 	for i := range c.HSMs {
 		h := &c.HSMs[i]
 		if h.field == "" {
-			h.field = fmt.Sprintf("hsms[%d]", i)
+			h.path = fmt.Sprintf("hsms[%d]", i)
+			h.field = h.path
 			if h.Name != "" {
 				h.field += " (" + h.Name + ")"
 			}

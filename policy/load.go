@@ -1,16 +1,13 @@
 package policy
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
-	"regexp"
 	"slices"
-	"strconv"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/portvakt/portvakt/internal/strictyaml"
 )
 
 // noClients is refused rather than loaded as "deny everything": a daemon
@@ -32,7 +29,7 @@ func Load(path string) (*Policy, error) {
 // errors.Join, each a *Problem printed as NAME:LINE: what is wrong and what
 // to do. name is the file name the problems give.
 func Parse(name string, data []byte) (*Policy, error) {
-	ps := &problems{file: name}
+	ps := &problems{strictyaml.List{File: name}}
 	root := ps.document(data)
 	if root == nil {
 		return nil, ps.err()
@@ -44,7 +41,7 @@ func Parse(name string, data []byte) (*Policy, error) {
 		p:      &Policy{source: name, byName: map[string]*client{}, byIdentity: map[string]*client{}, unknownLimit: DefaultUnknownRateLimit},
 	}
 	b.policy(root)
-	if len(ps.found) > 0 {
+	if ps.Len() > 0 {
 		return nil, ps.err()
 	}
 	b.p.unknownLimiter = b.p.unknownLimit.limiter()
@@ -54,53 +51,11 @@ func Parse(name string, data []byte) (*Policy, error) {
 // document parses the YAML and returns its root node, or nil when there is
 // nothing to read further.
 func (ps *problems) document(data []byte) *yaml.Node {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			ps.addf(1, "%s", noClients)
-		} else {
-			ps.syntax(err)
-		}
-		return nil
-	}
-	var next yaml.Node
-	switch err := dec.Decode(&next); {
-	case errors.Is(err, io.EOF):
-	case err != nil:
-		ps.syntax(err)
-		return nil
-	default:
-		ps.addf(next.Line, "a second YAML document: the policy is one document, so remove the --- and merge them")
-		return nil
-	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+	root := ps.Document(data)
+	if root == nil && ps.Len() == 0 {
 		ps.addf(1, "%s", noClients)
-		return nil
 	}
-	return doc.Content[0]
-}
-
-// yamlSyntaxLine picks the line out of the YAML package's messages, which
-// carry it only in their text.
-var yamlSyntaxLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
-// syntaxError is a YAML syntax error, reworded to fit FILE:LINE.
-type syntaxError struct {
-	msg string
-	err error
-}
-
-func (e *syntaxError) Error() string { return e.msg }
-func (e *syntaxError) Unwrap() error { return e.err }
-
-func (ps *problems) syntax(err error) {
-	line, msg := 0, err.Error()
-	if m := yamlSyntaxLine.FindStringSubmatch(msg); m != nil {
-		line, _ = strconv.Atoi(m[1])
-		msg = m[2]
-	}
-	ps.add(line, &syntaxError{msg: "not valid YAML: " + msg, err: err})
+	return root
 }
 
 // builder turns the checked nodes into a Policy, remembering what must be

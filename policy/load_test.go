@@ -38,7 +38,7 @@ func TestLoadBadFixtures(t *testing.T) {
 		{"rate-limit-negative.yaml", 7, "rate_limit per_second must be a number > 0"},
 		{"empty.yaml", 1, "the policy has no clients; every request would be denied"},
 		{"no-clients.yaml", 2, "the policy has no clients; every request would be denied"},
-		{"syntax.yaml", 2, "not valid YAML: did not find expected ',' or ']'"},
+		{"syntax.yaml", 3, "not valid YAML: did not find expected ',' or ']'"},
 		{"alias.yaml", 11, "YAML aliases (*prod) are not supported"},
 		{"two-documents.yaml", 7, "a second YAML document"},
 	}

@@ -115,7 +115,7 @@ func (b *builder) rule(n *yaml.Node, label string) *rule {
 	if !ok {
 		return nil
 	}
-	r := &rule{pos: fmt.Sprintf("%s:%d", ps.file, n.Line)}
+	r := &rule{pos: fmt.Sprintf("%s:%d", ps.File, n.Line)}
 
 	if f, ok := fs["environments"]; !ok {
 		ps.addf(n.Line, "the rule has no environments: list where it applies, such as environments: [test, prod]")

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/portvakt/portvakt/internal/strictyaml"
 )
 
 // The policy is read through yaml.Node rather than decoded into structs:
@@ -39,7 +41,7 @@ func (ps *problems) mapping(n *yaml.Node, what string, known ...string) (map[str
 			ps.addf(k.Line, "YAML merge keys (<<) are not supported in the policy: write the keys out, so each entry can be read where it stands")
 		case !slices.Contains(known, k.Value):
 			msg := fmt.Sprintf("unknown key %q in %s", k.Value, what)
-			if s := suggest(k.Value, known); s != "" {
+			if s := strictyaml.Suggest(k.Value, known); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			}
 			ps.addf(k.Line, "%s; the keys are %s", msg, strings.Join(known, ", "))
@@ -139,40 +141,4 @@ func mappingHint(n *yaml.Node) string {
 	}
 	k, v := n.Content[0].Value, n.Content[1].Value
 	return fmt.Sprintf(` ("%s: %s" is a key and a value to YAML; write %s:%s without the space)`, k, v, k, v)
-}
-
-// suggest returns the known key closest to a mistyped one, if any is close.
-func suggest(s string, known []string) string {
-	best, bestDist := "", 3 // farther than two edits is not a typo
-	for _, k := range known {
-		if d := editDistance(strings.ToLower(s), k); d < bestDist {
-			best, bestDist = k, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance, capped in effort by the short
-// keys it is used on (the key typed is cut to 64 bytes).
-func editDistance(a, b string) int {
-	if len(a) > 64 {
-		a = a[:64]
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -32,7 +32,8 @@ func (s *Source) UnmarshalYAML(node *yaml.Node) error {
 		case "env":
 			field = &src.Env
 		default:
-			return fmt.Errorf("line %d: unknown key %q: give the PIN as {file: PATH} or {env: VARIABLE}", key.Line, key.Value)
+			// The key is not repeated: in {1234} or {1234: x} it is the PIN.
+			return fmt.Errorf("line %d: unknown key: give the PIN as {file: PATH} or {env: VARIABLE}", key.Line)
 		}
 		if seen[key.Value] {
 			return fmt.Errorf("line %d: key %q is given twice", key.Line, key.Value)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portvakt/portvakt/audit"
+	"github.com/portvakt/portvakt/internal/duration"
 )
 
 func newAuditCommand() *cobra.Command {
@@ -391,8 +391,8 @@ func printTable(tw *tabwriter.Writer, files []string, f audit.Filter, lastSeq ui
 	})
 }
 
-// parseWhen reads a time flag: RFC 3339, or a duration before now, in Go's
-// notation or in whole days (7d), which time.ParseDuration lacks.
+// parseWhen reads a time flag: RFC 3339, or a duration before now in the
+// syntax the configuration takes too (30m, 24h, 7d).
 func parseWhen(flag, s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
@@ -400,14 +400,7 @@ func parseWhen(flag, s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
 	}
-	d, err := time.ParseDuration(s)
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, nerr := strconv.Atoi(days)
-		if nerr == nil && n > 100*366 {
-			nerr = fmt.Errorf("more than a century")
-		}
-		d, err = time.Duration(n)*24*time.Hour, nerr
-	}
+	d, err := duration.Parse(s)
 	if err != nil || d <= 0 {
 		return time.Time{}, usageError{fmt.Errorf("%s %q: give a time in RFC 3339 (2026-11-24T15:04:05Z) or how long ago (30m, 24h, 7d)", flag, s)}
 	}
