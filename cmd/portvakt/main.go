@@ -25,6 +25,10 @@ func main() {
 		if isGaps(err) {
 			os.Exit(5) // `audit verify` has printed the gaps and the GAPS line
 		}
+		var logged loggedError
+		if errors.As(err, &logged) {
+			os.Exit(1) // serve has written it to its JSON log
+		}
 		// One line, what went wrong and what to do: operators read this.
 		fmt.Fprintln(os.Stderr, "portvakt:", err)
 		var usage usageError
