@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -55,67 +54,6 @@ func failures(r *daemon.CheckReport) string {
 		}
 	}
 	return b.String()
-}
-
-// fileState is what a snapshot keeps of one file.
-type fileState struct {
-	mode fs.FileMode
-	data string // a regular file's bytes
-}
-
-// snapshot is every file under dir, its mode and a regular file's bytes,
-// but those skip leaves out.
-func snapshot(t *testing.T, dir string, skip func(rel string) bool) map[string]fileState {
-	t.Helper()
-	files := map[string]fileState{}
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		if skip != nil && skip(rel) {
-			return nil
-		}
-		info, err := os.Lstat(path)
-		if err != nil {
-			return err
-		}
-		st := fileState{mode: info.Mode()}
-		if info.Mode().IsRegular() {
-			data, err := os.ReadFile(path)
-			if err != nil {
-				return err
-			}
-			st.data = string(data)
-		}
-		files[rel] = st
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return files
-}
-
-// sameSnapshot fails the test for each file that differs.
-func sameSnapshot(t *testing.T, what string, before, after map[string]fileState) {
-	t.Helper()
-	for name, b := range before {
-		a, ok := after[name]
-		switch {
-		case !ok:
-			t.Errorf("%s: %s is gone", what, name)
-		case a.mode != b.mode:
-			t.Errorf("%s: %s changed mode from %v to %v", what, name, b.mode, a.mode)
-		case a.data != b.data:
-			t.Errorf("%s: %s changed (%d bytes, now %d)", what, name, len(b.data), len(a.data))
-		}
-	}
-	for name := range after {
-		if _, ok := before[name]; !ok {
-			t.Errorf("%s: %s appeared", what, name)
-		}
-	}
 }
 
 // unreachableURL is an http URL on which nothing listens: connecting to
