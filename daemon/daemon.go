@@ -94,6 +94,7 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 	return d, nil
 }
 
+// newDaemon is a daemon with nothing opened yet, for New and Check.
 func newDaemon(cfg *config.Config, opts Options) *Daemon {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
