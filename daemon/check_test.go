@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portvakt/portvakt/audit"
 	"github.com/portvakt/portvakt/config"
 	"github.com/portvakt/portvakt/daemon"
 	"github.com/portvakt/portvakt/eseal"
@@ -170,6 +171,49 @@ func TestCheckReport(t *testing.T) {
 				return cfg
 			},
 			wantName: "policy environments", wantStatus: daemon.CheckFailed, wantDetail: []string{"prod"},
+			failed: true,
+		},
+		{
+			name: "metrics address taken by another process",
+			edit: func(t *testing.T, _ *env, cfg string) string {
+				lis, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { lis.Close() })
+				return mustReplace(t, cfg, `metrics: {address: "127.0.0.1:0"}`, fmt.Sprintf("metrics: {address: %q}", lis.Addr()))
+			},
+			wantName: "metrics.address", wantStatus: daemon.CheckFailed, wantDetail: []string{"address already in use"},
+			failed: true,
+		},
+		{
+			name: "audit log edited",
+			edit: func(t *testing.T, e *env, cfg string) string {
+				file := filepath.Join(e.dir, "audit", "audit.log")
+				w, err := audit.Open(audit.Options{Path: file})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for range 3 {
+					if _, err := w.Append(audit.Record{Kind: audit.KindStart}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+				data, err := os.ReadFile(file)
+				if err != nil {
+					t.Fatal(err)
+				}
+				lines := strings.SplitAfter(string(data), "\n")
+				lines[1] = strings.Replace(lines[1], `"seq":2`, `"seq":2,"x":1`, 1)
+				if err := os.WriteFile(file, []byte(strings.Join(lines, "")), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				return cfg
+			},
+			wantName: "audit log", wantStatus: daemon.CheckFailed, wantDetail: []string{"audit.log:2: ", "portvakt audit verify"},
 			failed: true,
 		},
 		{

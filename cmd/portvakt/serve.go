@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -120,6 +121,9 @@ func runCheck(cmd *cobra.Command, file string, acceptGap, jsonOut bool) error {
 		logger := newLogger(cmd.ErrOrStderr(), config.Log{Level: "warn", Format: cfg.Log.Format})
 		report = daemon.Check(cmd.Context(), cfg, daemon.CheckOptions{Logger: logger, AcceptAuditGap: acceptGap})
 	}
+	for i := range report.Checks {
+		report.Checks[i].Detail = oneLine(report.Checks[i].Detail)
+	}
 	out := cmd.OutOrStdout()
 	if jsonOut {
 		enc := json.NewEncoder(out)
@@ -150,6 +154,16 @@ func printChecks(w io.Writer, report *daemon.CheckReport) {
 		}
 		fmt.Fprintf(w, "%-7s %s: %s\n", status, what, c.Detail)
 	}
+}
+
+// oneLine joins the lines of a detail (a YAML error has several), so that
+// each check is one line.
+func oneLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimSpace(l)
+	}
+	return strings.Join(lines, " ")
 }
 
 func newLogger(w io.Writer, cfg config.Log) *slog.Logger {
