@@ -200,8 +200,10 @@ func TestServeCheckOutput(t *testing.T) {
 			wantDetail: []string{"expires on " + time.Now().Add(9*24*time.Hour+12*time.Hour).UTC().Format(time.DateOnly), "in 9 days", "portvakt hsm import-cert"},
 		},
 		{
-			name:       "configuration does not load",
-			setup:      func(t *testing.T, s *checkSetup) { s.edit(t, "policy: policy.yaml\n", "policy: policy.yaml\nno_such_setting: 1\n") },
+			name: "configuration does not load",
+			setup: func(t *testing.T, s *checkSetup) {
+				s.edit(t, "policy: policy.yaml\n", "policy: policy.yaml\nno_such_setting: 1\n")
+			},
 			wantStatus: 1,
 			wantLine:   "FAIL    configuration: ",
 			wantJSON:   "fail",
