@@ -119,7 +119,7 @@ type checker struct {
 }
 
 func (c *checker) configuration() {
-	c.report.add(CheckOK, "configuration", "", fmt.Sprintf("loads and is valid (%d environments)", len(c.d.cfg.Environments)))
+	c.report.add(CheckOK, "configuration", "", fmt.Sprintf("loads and is valid (environments: %d)", len(c.d.cfg.Environments)))
 	for _, w := range c.d.cfg.Warnings() {
 		c.report.add(CheckWarning, "configuration", "", w)
 	}
@@ -136,7 +136,7 @@ func (c *checker) hsms() {
 	for i := range c.d.cfg.HSMs {
 		h := &c.d.cfg.HSMs[i]
 		_, err := c.d.token(h)
-		if !c.report.result(err, "hsm "+h.Name, "", fmt.Sprintf("module %s loads, token %q is there and accepts the PIN", h.Module, h.Token)) {
+		if !c.report.result(err, "hsm", "", fmt.Sprintf("HSM %s: module %s loads, token %q is there and accepts the PIN", h.Name, h.Module, h.Token)) {
 			c.failedHSMs[h.Name] = true
 		}
 	}
@@ -168,13 +168,22 @@ func (c *checker) environments() {
 		switch state, days := certificateExpiry(cert, c.opts.Now(), c.d.cfg.Certificates.WarnBefore); state {
 		case certExpiresSoon:
 			c.report.add(CheckWarning, "certificate", e.Name, fmt.Sprintf("the certificate %q expires on %s, in %d days (within certificates.warn_before, %s): order a renewal and import it with `portvakt hsm import-cert`",
-				cert.Subject.CommonName, notAfter, days, c.d.cfg.Certificates.WarnBefore))
+				cert.Subject.CommonName, notAfter, days, inDays(c.d.cfg.Certificates.WarnBefore)))
 		case certExpired: // openEnvironment refuses it already, but Now may be another time
 			c.report.add(CheckFailed, "certificate", e.Name, fmt.Sprintf("the certificate %q expired on %s; import a renewed one (`portvakt hsm import-cert`)", cert.Subject.CommonName, notAfter))
 		default:
 			c.report.add(CheckOK, "certificate", e.Name, fmt.Sprintf("the certificate %q is valid until %s (%d days)", cert.Subject.CommonName, notAfter, days))
 		}
 	}
+}
+
+// inDays says a duration of whole days in days.
+func inDays(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d%day == 0 {
+		return fmt.Sprintf("%d days", d/day)
+	}
+	return d.String()
 }
 
 // policyEnvironments checks that the policy names only configured

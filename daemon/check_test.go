@@ -153,7 +153,7 @@ func TestCheckReport(t *testing.T) {
 				cfg = mustReplace(t, cfg, "key_label: eseal}", "key_label: eseal, certificate_file: "+file+"}")
 				return cfg + "certificates: {warn_before: 720h}\n"
 			},
-			wantName: "certificate", wantEnv: "sim", wantStatus: daemon.CheckWarning, wantDetail: []string{"expires on", "in 9 days", "portvakt hsm import-cert"},
+			wantName: "certificate", wantEnv: "sim", wantStatus: daemon.CheckWarning, wantDetail: []string{"expires on", "in 9 days", "warn_before, 30 days", "portvakt hsm import-cert"},
 		},
 		{
 			name: "wrong PIN",
@@ -161,7 +161,7 @@ func TestCheckReport(t *testing.T) {
 				t.Setenv("PORTVAKT_TEST_PIN", "not-the-pin")
 				return cfg
 			},
-			wantName: "hsm default", wantStatus: daemon.CheckFailed, wantDetail: []string{"PIN"},
+			wantName: "hsm", wantStatus: daemon.CheckFailed, wantDetail: []string{"HSM default: ", "PIN"},
 			failed: true,
 		},
 		{
@@ -248,6 +248,11 @@ func TestCheckReport(t *testing.T) {
 			for _, want := range tt.wantDetail {
 				if !strings.Contains(c.Detail, want) {
 					t.Errorf("%s: detail %q does not hold %q", c.Name, c.Detail, want)
+				}
+			}
+			for _, c := range r.Checks {
+				if pin := w.Token.PIN.Reveal(); strings.Contains(c.Detail, pin) || strings.Contains(c.Detail, "not-the-pin") {
+					t.Errorf("%s: the detail holds the PIN", c.Name)
 				}
 			}
 			sameSnapshot(t, "the configuration's directory", before, snapshot(t, e.dir, nil))

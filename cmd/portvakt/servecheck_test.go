@@ -239,9 +239,13 @@ func TestServeCheckOutput(t *testing.T) {
 			if status != tt.wantStatus {
 				t.Fatalf("serve --check exited %d, want %d:\n%s%s", status, tt.wantStatus, text, errText)
 			}
+			t.Logf("serve --check printed:\n%s", text)
 			doc, errJSON, status := runPortvakt(t, "serve", "--config", s.file, "--check", "--json")
 			if status != tt.wantStatus {
 				t.Fatalf("serve --check --json exited %d, want %d:\n%s%s", status, tt.wantStatus, doc, errJSON)
+			}
+			if pin := s.world.Token.PIN.Reveal(); strings.Contains(text+errText+doc+errJSON, pin) {
+				t.Fatal("serve --check printed the PIN")
 			}
 			var report checkJSON
 			if err := json.Unmarshal([]byte(doc), &report); err != nil {
