@@ -78,17 +78,71 @@ type Options struct {
 // certificate, the policy) and opens the listeners. Its error is one line
 // saying what to fix.
 func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	d := &Daemon{cfg: cfg, log: opts.Logger, health: health.NewServer(), metrics: metrics.New()}
+	d := newDaemon(cfg, opts)
 	defer func() {
 		if err != nil {
 			d.close()
 		}
 	}()
-	if d.policies, err = policy.NewStore(cfg.Policy, d.log); err != nil {
+	v, err := d.verify(opts.AcceptAuditGap)
+	if err != nil {
 		return nil, err
+	}
+	if err := d.start(v, opts); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// newDaemon is a daemon with nothing opened yet, for New and Check.
+func newDaemon(cfg *config.Config, opts Options) *Daemon {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Daemon{cfg: cfg, log: opts.Logger, health: health.NewServer(), metrics: metrics.New()}
+}
+
+// verified is what verify found and start builds on.
+type verified struct {
+	gap      *audit.Problem // the log is behind the HSM's head, as the operator accepted
+	envs     []*tokenservice.Environment
+	auditKey *signer.Signer // nil when the log is not sealed
+}
+
+// verify is the part of the start that writes nothing: it reads the
+// policy, the audit log's head on the HSM, the HSMs' keys and their
+// certificates. `serve --check` runs the same steps one by one (check.go).
+func (d *Daemon) verify(acceptGap bool) (v verified, err error) {
+	if err := d.openPolicies(); err != nil {
+		return v, err
+	}
+	if d.cfg.Audit.Seal != nil {
+		if v.gap, err = d.checkAuditHead(); err != nil {
+			return v, err
+		}
+		if v.gap != nil && !acceptGap {
+			return v, refuseGap(v.gap)
+		}
+	}
+	for _, w := range d.cfg.Warnings() {
+		d.log.Warn(w)
+	}
+	if v.envs, err = d.openEnvironments(); err != nil {
+		return v, err
+	}
+	if err := d.requireServedEnvironments(v.envs); err != nil {
+		return v, err
+	}
+	if v.auditKey, err = d.openAuditKey(); err != nil {
+		return v, err
+	}
+	return v, nil
+}
+
+// openPolicies loads the policy file and counts its reloads.
+func (d *Daemon) openPolicies() (err error) {
+	if d.policies, err = policy.NewStore(d.cfg.Policy, d.log); err != nil {
+		return err
 	}
 	d.policies.OnReload(func(ev policy.ReloadEvent) {
 		result := "ok"
@@ -97,44 +151,40 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 		}
 		d.metrics.PolicyReloads.WithLabelValues(result).Inc()
 	})
-	var gap *audit.Problem
-	if cfg.Audit.Seal != nil {
-		if gap, err = d.checkAuditHead(); err != nil {
-			return nil, err
-		}
-		if gap != nil && !opts.AcceptAuditGap {
-			return nil, refuseGap(gap)
-		}
-	}
+	return nil
+}
+
+// requireServedEnvironments is checked now and at every reload: a policy
+// naming an environment the daemon does not serve is most likely a typo
+// that would deny silently.
+func (d *Daemon) requireServedEnvironments(envs []*tokenservice.Environment) error {
+	return d.policies.Require(func(p *policy.Policy) error { return checkPolicyEnvironments(p, envs) })
+}
+
+// start is the part of the start that writes: the audit log's start
+// record, the seal, the listeners.
+func (d *Daemon) start(v verified, opts Options) (err error) {
+	cfg := d.cfg
 	if d.audit, err = audit.Open(audit.Options{Path: cfg.Audit.File, Instance: cfg.Audit.Instance, NoSync: cfg.Audit.NoSync, MaxBytes: cfg.Audit.MaxBytes, MaxAge: cfg.Audit.MaxAge,
 		MaxRecordBytes: maxRecordBytes, AcceptVanished: opts.AcceptAuditGap, OnChange: d.auditChanged}); err != nil {
-		return nil, fmt.Errorf("audit.file: %w", err)
+		return fmt.Errorf("audit.file: %w", err)
 	}
 	auditStart := d.audit.Stats().LastSeq // the start record Open wrote: the first this run seals
-	if gap != nil {
-		if _, err := d.audit.Append(audit.Record{Kind: audit.KindHeadGap, Reason: "started on a log behind the HSM's head, as the operator accepted: " + gap.Detail}); err != nil {
-			return nil, fmt.Errorf("audit.file: recording the accepted gap: %w", err)
+	if v.gap != nil {
+		if _, err := d.audit.Append(audit.Record{Kind: audit.KindHeadGap, Reason: "started on a log behind the HSM's head, as the operator accepted: " + v.gap.Detail}); err != nil {
+			return fmt.Errorf("audit.file: recording the accepted gap: %w", err)
 		}
-		d.log.Warn("started on an audit log behind the HSM's head, as accepted; the gap is recorded", "gap", gap.Detail)
-	}
-	envs, err := d.openEnvironments()
-	if err != nil {
-		return nil, err
-	}
-	// Checked now and at every reload: a policy naming an environment the
-	// daemon does not serve is most likely a typo that would deny silently.
-	if err := d.policies.Require(func(p *policy.Policy) error { return checkPolicyEnvironments(p, envs) }); err != nil {
-		return nil, err
+		d.log.Warn("started on an audit log behind the HSM's head, as accepted; the gap is recorded", "gap", v.gap.Detail)
 	}
 	if d.watcher, err = d.policies.NewWatcher(); err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
+		return fmt.Errorf("policy: %w", err)
 	}
-	if err := d.openSeal(auditStart); err != nil {
-		return nil, err
+	if err := d.openSeal(v.auditKey, auditStart); err != nil {
+		return err
 	}
 	d.recorder = newRecorder(d.audit, d.metrics, d.log)
 	d.service, err = tokenservice.New(tokenservice.Options{
-		Environments: envs,
+		Environments: v.envs,
 		Policies:     d.policies,
 		Client:       newMaskinportenClient(cfg, opts.Clock),
 		Cache:        cacheOptions(cfg, opts.Clock, d.breakerChanged),
@@ -144,18 +194,15 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 		ObserveMaskinporten: observeMaskinporten(d.metrics),
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	d.registerStateMetrics()
 	if cfg.Metrics.Address != "" {
 		if d.scrape, err = d.metrics.Listen(cfg.Metrics.Address); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if err := d.listen(); err != nil {
-		return nil, err
-	}
-	return d, nil
+	return d.listen()
 }
 
 // Addresses are where the daemon listens, by listener name ("unix",

@@ -27,52 +27,62 @@ import (
 func (d *Daemon) openEnvironments() ([]*tokenservice.Environment, error) {
 	signers := map[string]*signer.Signer{}
 	var envs []*tokenservice.Environment
-	for _, w := range d.cfg.Warnings() {
-		d.log.Warn(w)
-	}
-	for i, e := range d.cfg.Environments {
-		mpEnv, err := e.Resolve()
+	for i := range d.cfg.Environments {
+		env, err := d.openEnvironment(i, signers)
 		if err != nil {
-			return nil, fmt.Errorf("environment %s: %w", e.Name, err)
-		}
-		h := d.cfg.HSMOf(e)
-		tok, err := d.token(h)
-		if err != nil {
-			return nil, fmt.Errorf("environment %s: %w", e.Name, err)
-		}
-		// A key registered by kid alone is opened without a certificate.
-		noCert := e.RegisteredKeyOnly()
-		keyRef := fmt.Sprint(h.Name, "\x00", e.KeyLabel, "\x00", e.KeyID, "\x00", e.CertificateFile, "\x00", noCert)
-		s, ok := signers[keyRef]
-		if !ok {
-			s, err = tok.Key(signer.KeyConfig{KeyLabel: e.KeyLabel, KeyID: e.KeyIDBytes(), CertificateFile: e.CertificateFile, NoCertificate: noCert})
-			if err != nil {
-				if e.KeyIDWithX5C && !errors.Is(err, signer.ErrKeyNotFound) {
-					return nil, fmt.Errorf("%s.kid_with_x5c: x5c beside the kid needs the key's certificate (HSM %s): %w; or remove kid_with_x5c to send the kid alone",
-						d.cfg.EnvironmentField(i), h.Name, err)
-				}
-				return nil, fmt.Errorf("environment %s (HSM %s): %w", e.Name, h.Name, err)
-			}
-			signers[keyRef] = s
-		}
-		if noCert {
-			if err := d.checkRegisteredKey(s, e, d.cfg.EnvironmentField(i)); err != nil {
-				return nil, err
-			}
-		} else if err := checkCertificate(s.Certificate(), e.Name, time.Now()); err != nil {
 			return nil, err
 		}
-		clock := d.newClock(e.Name)
-		builder, err := maskinporten.NewGrantBuilder(s, maskinporten.GrantOptions{Alg: e.GrantAlg, KeyID: e.KeyIDHeader, KeyIDWithX5C: e.KeyIDWithX5C, Now: clock.Now})
-		if err != nil {
-			return nil, fmt.Errorf("environment %s: %w", e.Name, err)
-		}
-		envs = append(envs, &tokenservice.Environment{
-			Config: mpEnv, ClientID: e.ClientID, Builder: builder, Signer: s, Discovery: e.Discovery,
-			Clock: clock,
-		})
+		envs = append(envs, env)
 	}
 	return envs, nil
+}
+
+// openEnvironment opens environment i: its HSM, its key (or the one in
+// signers, opened before for another environment), checks the key's
+// certificate (or, for a registered key, its public half), and makes its
+// grant builder.
+func (d *Daemon) openEnvironment(i int, signers map[string]*signer.Signer) (*tokenservice.Environment, error) {
+	e := d.cfg.Environments[i]
+	mpEnv, err := e.Resolve()
+	if err != nil {
+		return nil, fmt.Errorf("environment %s: %w", e.Name, err)
+	}
+	h := d.cfg.HSMOf(e)
+	tok, err := d.token(h)
+	if err != nil {
+		return nil, fmt.Errorf("environment %s: %w", e.Name, err)
+	}
+	// A key registered by kid alone is opened without a certificate.
+	noCert := e.RegisteredKeyOnly()
+	keyRef := fmt.Sprint(h.Name, "\x00", e.KeyLabel, "\x00", e.KeyID, "\x00", e.CertificateFile, "\x00", noCert)
+	s, ok := signers[keyRef]
+	if !ok {
+		s, err = tok.Key(signer.KeyConfig{KeyLabel: e.KeyLabel, KeyID: e.KeyIDBytes(), CertificateFile: e.CertificateFile, NoCertificate: noCert})
+		if err != nil {
+			if e.KeyIDWithX5C && !errors.Is(err, signer.ErrKeyNotFound) {
+				return nil, fmt.Errorf("%s.kid_with_x5c: x5c beside the kid needs the key's certificate (HSM %s): %w; or remove kid_with_x5c to send the kid alone",
+					d.cfg.EnvironmentField(i), h.Name, err)
+			}
+			return nil, fmt.Errorf("environment %s (HSM %s): %w", e.Name, h.Name, err)
+		}
+		signers[keyRef] = s
+	}
+	if noCert {
+		if err := d.checkRegisteredKey(s, e, d.cfg.EnvironmentField(i)); err != nil {
+			return nil, err
+		}
+	} else if err := checkCertificate(s.Certificate(), e.Name, time.Now()); err != nil {
+		return nil, err
+	}
+	clock := d.newClock(e.Name)
+	builder, err := maskinporten.NewGrantBuilder(s, maskinporten.GrantOptions{Alg: e.GrantAlg, KeyID: e.KeyIDHeader, KeyIDWithX5C: e.KeyIDWithX5C, Now: clock.Now})
+	if err != nil {
+		return nil, fmt.Errorf("environment %s: %w", e.Name, err)
+	}
+	return &tokenservice.Environment{
+		Config: mpEnv, ClientID: e.ClientID, Builder: builder, Signer: s, Discovery: e.Discovery,
+		Clock: clock,
+	}, nil
 }
 
 // token returns the HSM's token, opening it the first time: one token

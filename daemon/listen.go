@@ -169,21 +169,36 @@ func (l *renamedUnixListener) Addr() net.Addr { return &net.UnixAddr{Name: l.pat
 // removeStaleSocket removes a socket left by a daemon that died, and
 // refuses to remove anything else, or a socket someone still serves.
 func removeStaleSocket(path string) error {
+	stale, err := inspectSocket(path)
+	if err != nil || !stale {
+		return err
+	}
+	return os.Remove(path)
+}
+
+// errSocketInUse is inspectSocket's error for a socket someone serves.
+var errSocketInUse = errors.New("in use by another process (is Portvakt already running?)")
+
+// inspectSocket looks at what is at the socket's path, changing nothing:
+// nothing (false), a stale socket that listenUnix may remove (true), or
+// an error for anything else, wrapping errSocketInUse for a socket that
+// answers.
+func inspectSocket(path string) (stale bool, err error) {
 	info, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("listen.unix.path: %w", err)
+		return false, fmt.Errorf("listen.unix.path: %w", err)
 	}
 	if info.Mode()&fs.ModeSocket == 0 {
-		return fmt.Errorf("listen.unix.path %s exists and is not a socket; remove it or choose another path", path)
+		return false, fmt.Errorf("listen.unix.path %s exists and is not a socket; remove it or choose another path", path)
 	}
 	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		_ = conn.Close()
-		return fmt.Errorf("listen.unix.path %s is in use by another process (is Portvakt already running?)", path)
+		return false, fmt.Errorf("listen.unix.path %s is %w", path, errSocketInUse)
 	}
-	return os.Remove(path)
+	return true, nil
 }
 
 // serverTLS requires and verifies a client certificate from the CAs.

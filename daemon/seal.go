@@ -9,23 +9,31 @@ import (
 	"github.com/portvakt/portvakt/signer"
 )
 
-// openSeal opens the audit key and prepares the checkpoints that seal the
-// log from record from (this run's start record) on. Without audit.seal it
-// says, once, that the log is not sealed.
-func (d *Daemon) openSeal(from uint64) error {
+// openAuditKey opens the audit key on its HSM; nil without audit.seal.
+func (d *Daemon) openAuditKey() (*signer.Signer, error) {
 	a := d.cfg.Audit.Seal
 	if a == nil {
-		d.log.Warn("the audit log is not sealed: anyone who can write its file can rewrite it unseen; configure audit.seal with an audit key in the HSM")
-		return nil
+		return nil, nil
 	}
-	h := d.cfg.HSMNamed(a.HSM)
-	tok, err := d.token(h)
+	tok, err := d.token(d.cfg.HSMNamed(a.HSM))
 	if err != nil {
-		return fmt.Errorf("audit.seal: %w", err)
+		return nil, fmt.Errorf("audit.seal: %w", err)
 	}
 	key, err := tok.Key(signer.KeyConfig{KeyLabel: a.KeyLabel, KeyID: hexID(a.KeyID), NoCertificate: true})
 	if err != nil {
-		return fmt.Errorf("audit.seal: the audit key (make one with `portvakt hsm keygen --label %s`): %w", a.KeyLabel, err)
+		return nil, fmt.Errorf("audit.seal: the audit key (make one with `portvakt hsm keygen --label %s`): %w", a.KeyLabel, err)
+	}
+	return key, nil
+}
+
+// openSeal prepares the checkpoints that seal the log with the audit key
+// from record from (this run's start record) on. Without audit.seal it
+// says, once, that the log is not sealed.
+func (d *Daemon) openSeal(key *signer.Signer, from uint64) (err error) {
+	a := d.cfg.Audit.Seal
+	if a == nil {
+		d.log.Warn(unsealedWarning)
+		return nil
 	}
 	d.seal, err = audit.NewCheckpointer(d.audit, audit.CheckpointOptions{
 		Key: key, EveryRecords: a.EveryRecords, Every: a.Every, Logger: d.log, Instance: d.cfg.Audit.Instance,
@@ -35,10 +43,13 @@ func (d *Daemon) openSeal(from uint64) error {
 		return fmt.Errorf("audit.seal: %w", err)
 	}
 	fingerprint, _ := audit.KeyFingerprint(key.Public())
-	d.log.Info("the audit log is sealed by checkpoints", "hsm", h.Name, "key", a.KeyLabel, "key_sha256", fingerprint,
+	d.log.Info("the audit log is sealed by checkpoints", "hsm", d.cfg.HSMNamed(a.HSM).Name, "key", a.KeyLabel, "key_sha256", fingerprint,
 		"instance", d.seal.Instance(), "every_records", a.EveryRecords, "every", a.Every.String())
 	return nil
 }
+
+// unsealedWarning is said at every start (and check) without audit.seal.
+const unsealedWarning = "the audit log is not sealed: anyone who can write its file can rewrite it unseen; configure audit.seal with an audit key in the HSM"
 
 // startSealing seals as records come, until stopSealing.
 func (d *Daemon) startSealing(ctx context.Context) {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/x509"
 	"math"
 	"time"
 )
@@ -35,21 +36,40 @@ func (d *Daemon) checkCertificates(now time.Time) {
 			d.metrics.CertExpiringSoon.WithLabelValues(e.Config.Name).Set(0)
 			continue
 		}
-		left := cert.NotAfter.Sub(now)
 		soon := 0.0
-		switch {
-		case left <= 0:
+		switch state, daysLeft := certificateExpiry(cert, now, d.cfg.Certificates.WarnBefore); state {
+		case certExpired:
 			soon = 1
 			d.log.Error("certificate expired: Maskinporten refuses every grant it signs (MP-121); import a renewed one",
 				"environment", e.Config.Name, "subject", cert.Subject.CommonName, "not_after", cert.NotAfter.UTC().Format(time.RFC3339))
-		case left <= d.cfg.Certificates.WarnBefore:
+		case certExpiresSoon:
 			soon = 1
 			d.log.Warn("certificate expires soon: order a renewal and import it with `portvakt hsm import-cert`",
 				"environment", e.Config.Name, "subject", cert.Subject.CommonName,
-				"not_after", cert.NotAfter.UTC().Format(time.RFC3339), "days_left", int(math.Floor(left.Hours()/24)))
+				"not_after", cert.NotAfter.UTC().Format(time.RFC3339), "days_left", daysLeft)
 		}
 		d.metrics.CertExpiringSoon.WithLabelValues(e.Config.Name).Set(soon)
 	}
+}
+
+// Certificate expiry states, as certificateExpiry tells them.
+const (
+	certValid = iota
+	certExpiresSoon
+	certExpired
+)
+
+// certificateExpiry says whether cert has expired at now, expires within
+// the window (and in how many whole days), or neither.
+func certificateExpiry(cert *x509.Certificate, now time.Time, window time.Duration) (state, daysLeft int) {
+	left := cert.NotAfter.Sub(now)
+	switch {
+	case left <= 0:
+		return certExpired, 0
+	case left <= window:
+		return certExpiresSoon, int(math.Floor(left.Hours() / 24))
+	}
+	return certValid, int(math.Floor(left.Hours() / 24))
 }
 
 // registerStateMetrics exposes state kept elsewhere, read at scrape time.

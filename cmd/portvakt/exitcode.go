@@ -60,8 +60,11 @@ func report(w io.Writer, err error) int {
 // shown reports whether the command has printed the verdict err stands
 // for (a DENY line, the gaps, the unsealed records) on standard output.
 func shown(err error) bool {
-	var deny denied
-	return errors.As(err, &deny) || isUnsealed(err) || isGaps(err)
+	var (
+		deny   denied
+		logged loggedError // serve has written it to its JSON log
+	)
+	return errors.As(err, &deny) || errors.As(err, &logged) || isUnsealed(err) || isGaps(err)
 }
 
 // exitStatus is the row of the table that err falls in.
