@@ -58,7 +58,8 @@ func report(w io.Writer, err error) int {
 }
 
 // shown reports whether the command has printed the verdict err stands
-// for (a DENY line, the gaps, the unsealed records) on standard output.
+// for (a DENY line, the gaps, the unsealed records) on standard output,
+// or serve has logged it as a JSON record.
 func shown(err error) bool {
 	var (
 		deny   denied
