@@ -161,7 +161,7 @@ func TestCheckReport(t *testing.T) {
 				t.Setenv("PORTVAKT_TEST_PIN", "not-the-pin")
 				return cfg
 			},
-			wantName: "hsm", wantStatus: daemon.CheckFailed, wantDetail: []string{"HSM default: ", "PIN"},
+			wantName: "hsm", wantStatus: daemon.CheckFailed, wantDetail: []string{"HSM default: ", "the user PIN from hsm pin environment variable PORTVAKT_TEST_PIN", "CKR_PIN_INCORRECT"},
 			failed: true,
 		},
 		{

@@ -13,6 +13,7 @@ import (
 	"github.com/portvakt/portvakt/config"
 	"github.com/portvakt/portvakt/hsm"
 	"github.com/portvakt/portvakt/internal/backoff"
+	"github.com/portvakt/portvakt/internal/p11"
 	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/policy"
 	"github.com/portvakt/portvakt/signer"
@@ -113,6 +114,12 @@ func (d *Daemon) openToken(h *config.HSM) (*signer.Token, error) {
 		Logger: d.log, OnChange: d.updateHealth, ObserveSign: d.metrics.ObserveSign,
 	})
 	if err != nil {
+		var te *p11.TokenError
+		if errors.As(err, &te) && te.AboutPIN() {
+			// Name where the refused PIN came from, so the operator knows
+			// which file or variable to fix (never its content).
+			return nil, fmt.Errorf("HSM %s: the user PIN from hsm pin %s: %w", h.Name, h.PIN, err)
+		}
 		return nil, fmt.Errorf("HSM %s: %w", h.Name, err)
 	}
 	return tok, nil
