@@ -33,8 +33,10 @@ func TestLeavesImportNothingAbove(t *testing.T) {
 		// Who is calling, as the transport proved it.
 		"identity": {"syntax"},
 		// Per-client rules: identities and scopes are spelled by syntax.
-		"policy": {"syntax", "orgno", "internal/strictyaml"},
-		"syntax": {},
+		"policy": {"syntax", "orgno", "internal/strictyaml", "internal/filewatch"},
+		// Which files changed: fsnotify and nothing of ours.
+		"internal/filewatch": {},
+		"syntax":             {},
 		// The cache knows tokens and the one back-off, nothing of how a
 		// token is got.
 		"tokencache": {"maskinporten", "internal/backoff", "orgno", "secret", "syntax"},
