@@ -40,6 +40,7 @@ type Daemon struct {
 	service  *tokenservice.Service
 	policies *policy.Store
 	watcher  *policy.Watcher
+	tls      *tlsReloader    // nil without a mutual-TLS listener
 	tokens   []*signer.Token // one per HSM in use
 	serving  atomic.Bool     // health is reported from Serve on
 	healthMu sync.Mutex
@@ -179,7 +180,8 @@ func (d *Daemon) Policies() *policy.Store { return d.policies }
 
 // Serve answers calls until ctx ends, then stops taking new calls, lets
 // those in flight finish for the configured grace, and closes everything.
-// SIGHUP reloads the policy; changes to the policy file do too.
+// SIGHUP reloads the policy and the mutual-TLS files; changes to their
+// files do too.
 func (d *Daemon) Serve(ctx context.Context) error {
 	defer d.close()
 	ctx, cancel := context.WithCancel(ctx)
@@ -210,8 +212,15 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		d.log.Info("listening", "listener", "metrics", "address", d.scrape.Addr())
 	}
 	d.startSealing(ctx)
+	if d.tls != nil {
+		go d.tls.run(ctx)
+	}
 	go d.watchCertificates(ctx)
-	go d.reloadOnSIGHUP(ctx)
+	// Caught from before READY=1 and health's SERVING: a SIGHUP from then
+	// on reloads, and never meets the default action (to exit).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go d.reloadOnSIGHUP(ctx, hup)
 	d.serving.Store(true)
 	d.updateHealth()
 	go d.watchHealth(ctx)
@@ -278,6 +287,7 @@ func (d *Daemon) close() {
 	if d.watcher != nil {
 		_ = d.watcher.Close()
 	}
+	d.tls.close()
 	// The last checkpoint needs the audit key: before the tokens close.
 	d.stopSealing()
 	for _, t := range d.tokens {
@@ -295,16 +305,14 @@ func (d *Daemon) close() {
 	}
 }
 
-func (d *Daemon) reloadOnSIGHUP(ctx context.Context) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+func (d *Daemon) reloadOnSIGHUP(ctx context.Context, hup chan os.Signal) {
 	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			d.reloadNotified() // the policy, between RELOADING=1 and READY=1 to systemd
+			d.reloadNotified() // the policy and the TLS files, between RELOADING=1 and READY=1 to systemd
 		}
 	}
 }

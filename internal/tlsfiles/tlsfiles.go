@@ -16,6 +16,9 @@ import (
 
 var beginMarker = []byte("-----BEGIN")
 
+// unended is what a PEM block cut short gets.
+const unended = "a PEM block that does not end (a file still being written? write it beside and rename it into place)"
+
 // ParseCertificates is every CERTIFICATE block of a PEM file's data, in
 // order; name is the file's, for errors. Blocks of other types (a key kept
 // beside the certificate) are skipped. Text between blocks is allowed, as
@@ -31,7 +34,7 @@ func ParseCertificates(name string, data []byte) ([]*x509.Certificate, error) {
 		line := 1 + bytes.Count(data[:len(data)-len(rest)+at], []byte("\n"))
 		block, after := pem.Decode(rest)
 		if block == nil {
-			return nil, fmt.Errorf("%s:%d: a PEM block that does not end (a file still being written? write it beside and rename it into place)", name, line)
+			return nil, fmt.Errorf("%s:%d: %s", name, line, unended)
 		}
 		rest = after
 		if block.Type != "CERTIFICATE" {
@@ -49,13 +52,10 @@ func ParseCertificates(name string, data []byte) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
-// CertPool is the CA certificates of a PEM file.
-func CertPool(path string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	certs, err := ParseCertificates(path, data)
+// CertPool is the CA certificates of a PEM file's data; name is the
+// file's, for errors.
+func CertPool(name string, data []byte) (*x509.CertPool, error) {
+	certs, err := ParseCertificates(name, data)
 	if err != nil {
 		return nil, err
 	}
@@ -66,25 +66,18 @@ func CertPool(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// KeyPair is a certificate chain (leaf first) and its private key. Its
-// Leaf is set.
-func KeyPair(certFile, keyFile string) (tls.Certificate, error) {
-	certPEM, err := os.ReadFile(certFile)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
+// KeyPair is a certificate chain (leaf first) and its private key, from
+// the two files' names and data. Its Leaf is set. Its error starts with
+// the name of the file at fault.
+func KeyPair(certFile string, certPEM []byte, keyFile string, keyPEM []byte) (tls.Certificate, error) {
 	certs, err := ParseCertificates(certFile, certPEM)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
 	if at := bytes.Index(keyPEM, beginMarker); at >= 0 {
 		if block, _ := pem.Decode(keyPEM[at:]); block == nil {
 			line := 1 + bytes.Count(keyPEM[:at], []byte("\n"))
-			return tls.Certificate{}, fmt.Errorf("%s:%d: a PEM block that does not end (a file still being written? write it beside and rename it into place)", keyFile, line)
+			return tls.Certificate{}, fmt.Errorf("%s:%d: %s", keyFile, line, unended)
 		}
 	}
 	pair, err := tls.X509KeyPair(certPEM, keyPEM)
@@ -93,4 +86,26 @@ func KeyPair(certFile, keyFile string) (tls.Certificate, error) {
 	}
 	pair.Leaf = certs[0]
 	return pair, nil
+}
+
+// ReadKeyPair is KeyPair of the files' contents.
+func ReadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return KeyPair(certFile, certPEM, keyFile, keyPEM)
+}
+
+// ReadCertPool is CertPool of the file's contents.
+func ReadCertPool(path string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return CertPool(path, data)
 }

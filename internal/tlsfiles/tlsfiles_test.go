@@ -102,7 +102,7 @@ func TestKeyPair(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pair, err := KeyPair(cert, file("key.pem", tt.key))
+			pair, err := ReadKeyPair(cert, file("key.pem", tt.key))
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("error %v, want %q", err, tt.err)
