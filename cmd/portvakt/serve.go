@@ -29,8 +29,9 @@ func newServeCommand() *cobra.Command {
 
 At start the configuration, the HSM key, the key's certificate and the policy
 are all checked; any problem stops the start with one line saying what to
-fix. SIGHUP (or a change to the policy file) reloads the policy; SIGTERM
-stops taking calls and lets those in flight finish.`,
+fix. SIGHUP (or a change to their files) reloads the policy and the mutual-TLS
+certificate, key and client CA; SIGTERM stops taking calls and lets those in
+flight finish.`,
 		Example: `  portvakt serve --config /etc/portvakt/portvakt.yaml
   portvakt serve --config portvakt.yaml --check`,
 		Args: cobra.NoArgs,

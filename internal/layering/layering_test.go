@@ -38,7 +38,7 @@ func TestLeavesImportNothingAbove(t *testing.T) {
 		"internal/filewatch": {},
 		// TLS material from PEM files: the standard library alone.
 		"internal/tlsfiles": {},
-		"syntax":             {},
+		"syntax":            {},
 		// The cache knows tokens and the one back-off, nothing of how a
 		// token is got.
 		"tokencache": {"maskinporten", "internal/backoff", "orgno", "secret", "syntax"},
