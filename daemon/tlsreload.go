@@ -3,7 +3,6 @@ package daemon
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -184,19 +183,13 @@ func (f tlsFiles) parse(p tlsPEM) (*tls.Config, error) {
 	if err != nil {
 		return nil, &tlsFileError{field: "client_ca_file", path: f.ca, err: err}
 	}
-	cfg := &tls.Config{
+	// A session resumed after a reload is checked against the CAs then in
+	// force too: crypto/tls verifies the session's chains against
+	// ClientCAs (TestTLSReloadEndsOldSessions).
+	return &tls.Config{
 		Certificates: []tls.Certificate{pair},
 		ClientCAs:    pool,
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		MinVersion:   tls.VersionTLS12,
-	}
-	// Session tickets of its own: a client verified against a CA that a
-	// reload removed cannot resume a session of the set before, and must
-	// show its certificate to the CAs in force.
-	var key [32]byte
-	if _, err := rand.Read(key[:]); err != nil {
-		return nil, fmt.Errorf("listen.tcp: a session ticket key: %w", err)
-	}
-	cfg.SetSessionTicketKeys([][32]byte{key})
-	return cfg, nil
+	}, nil
 }

@@ -164,6 +164,7 @@ func TestTLSReloadOnFileChange(t *testing.T) {
 	}
 	oldSerial := peerSerial(t, &before)
 
+	reloaded := tlsReloads(t, metricsAddr, "ok")
 	ca2 := newTLSCA(t, "Portvakt Test mTLS CA 2")
 	newSerial := rotateServer(t, ca2, e.dir)
 	both := poolOf(e.ca, ca2)
@@ -194,7 +195,7 @@ func TestTLSReloadOnFileChange(t *testing.T) {
 		t.Fatalf("a client certificate from the removed CA on a new connection: %v, want the handshake refused (UNAVAILABLE)", err)
 	}
 
-	if tlsReloads(t, metricsAddr, "ok") < 1 {
+	if tlsReloads(t, metricsAddr, "ok") <= reloaded {
 		t.Error("portvakt_tls_reloads_total{result=\"ok\"} did not count the reload")
 	}
 	notAfter := certOf(t, filepath.Join(e.dir, "server.pem")).NotAfter.Unix()
@@ -203,6 +204,55 @@ func TestTLSReloadOnFileChange(t *testing.T) {
 	}
 	if got := metric(t, e, "portvakt_tls_watching", nil); got != 1 {
 		t.Errorf("portvakt_tls_watching = %v while the watch runs", got)
+	}
+}
+
+// TestTLSReloadEndsOldSessions: a client that resumed TLS sessions before
+// a reload cannot resume one after it when the client CA now in force no
+// longer holds its CA: a resumed session is no way around the CA check.
+func TestTLSReloadEndsOldSessions(t *testing.T) {
+	w := mptest.New(t, mptest.Options{NoSigner: true})
+	e := startDaemon(t, w)
+	addr := e.tlsOpts.Address
+	pair, err := tls.LoadX509KeyPair(e.clientCert, e.clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca2 := newTLSCA(t, "Portvakt Test mTLS CA 2")
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: poolOf(e.ca, ca2),
+		ClientSessionCache: tls.NewLRUClientSessionCache(8), MinVersion: tls.VersionTLS13}
+	// call makes a GetToken on a connection of its own.
+	call := func() (resumed bool, err error) {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		var p peer.Peer
+		if _, err := portvaktv1.NewTokenServiceClient(conn).GetToken(t.Context(), ownToken, grpc.Peer(&p)); err != nil {
+			return false, err
+		}
+		return p.AuthInfo.(credentials.TLSInfo).State.DidResume, nil
+	}
+	if _, err := call(); err != nil {
+		t.Fatal(err)
+	}
+	// The ticket comes after the handshake: the next connections resume.
+	waitFor(t, "a connection to resume a session", func() bool {
+		resumed, err := call()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resumed
+	})
+
+	newSerial := rotateServer(t, ca2, e.dir)
+	waitFor(t, "a new connection to get the new server certificate", func() bool {
+		return serverSerialOf(t, addr, poolOf(e.ca, ca2)).Cmp(newSerial) == 0
+	})
+	resumed, err := call()
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("a client of the removed CA with a session from before the reload: resumed %v, error %v; want the handshake refused (UNAVAILABLE)", resumed, err)
 	}
 }
 
@@ -328,6 +378,7 @@ func TestTLSReloadOnSIGHUP(t *testing.T) {
 	})
 	addr := processAddress(t, e, "tcp")
 
+	reloaded := processMetrics(t, e)("portvakt_tls_reloads_total", map[string]string{"result": "ok"})
 	ca2 := newTLSCA(t, "Portvakt Test mTLS CA 2")
 	newSerial := rotateServer(t, ca2, real)
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
@@ -341,7 +392,7 @@ func TestTLSReloadOnSIGHUP(t *testing.T) {
 	if _, err := c.API().GetToken(t.Context(), ownToken); err != nil {
 		t.Fatalf("a client certificate from the new CA after SIGHUP: %v", err)
 	}
-	if got := processMetrics(t, e)("portvakt_tls_reloads_total", map[string]string{"result": "ok"}); got < 1 {
+	if got := processMetrics(t, e)("portvakt_tls_reloads_total", map[string]string{"result": "ok"}); got <= reloaded {
 		t.Errorf("portvakt_tls_reloads_total{result=\"ok\"} = %v after SIGHUP", got)
 	}
 }
