@@ -53,6 +53,9 @@ type Options struct {
 	// ServerName, or the first address's host).
 	Addresses []string
 	// CertFile and KeyFile are this service's client certificate and key.
+	// They and CAFile are read again at a connection's handshake after any
+	// of them changed, so that a rotated certificate is presented without
+	// a new Client.
 	CertFile, KeyFile string
 	// CAFile holds the CA that issued the daemon's server certificate.
 	CAFile string

@@ -7,6 +7,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/url"
@@ -140,6 +141,47 @@ func rotateServer(t testing.TB, ca *tlsCA, dir string) *big.Int {
 	return certOf(t, cert).SerialNumber
 }
 
+// secretVolume lays the daemon's TLS files out in dir as kubelet does a
+// Secret volume: tls.crt, tls.key and ca.crt are symlinks into ..data,
+// itself a symlink to the version's directory.
+type secretVolume struct {
+	dir     string
+	version int
+}
+
+// put writes a version of the files and swaps ..data to it, as kubelet
+// does: a new symlink renamed over the old, then the old version removed.
+func (v *secretVolume) put(t testing.TB, cert, key string, ca []byte) {
+	t.Helper()
+	v.version++
+	name := fmt.Sprintf("..2026_12_01_00_00_%02d.%d", v.version, v.version)
+	dir := filepath.Join(v.dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeRaw(t, filepath.Join(dir, "tls.crt"), readFile(t, cert))
+	writeRaw(t, filepath.Join(dir, "tls.key"), readFile(t, key))
+	writeRaw(t, filepath.Join(dir, "ca.crt"), ca)
+	old, _ := os.Readlink(filepath.Join(v.dir, "..data"))
+	if err := os.Symlink(name, filepath.Join(v.dir, "..data_tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(v.dir, "..data_tmp"), filepath.Join(v.dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if old != "" {
+		if err := os.RemoveAll(filepath.Join(v.dir, old)); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	for _, f := range []string{"tls.crt", "tls.key", "ca.crt"} {
+		if err := os.Symlink(filepath.Join("..data", f), filepath.Join(v.dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func tlsReloads(t *testing.T, metricsAddr, result string) float64 {
 	t.Helper()
 	v, _ := value(scrape(t, "http://"+metricsAddr+"/metrics"), "portvakt_tls_reloads_total", map[string]string{"result": result})
@@ -149,61 +191,94 @@ func tlsReloads(t *testing.T, metricsAddr, result string) float64 {
 var ownToken = &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim"}
 
 // TestTLSReloadOnFileChange: the mutual-TLS listener's certificate, key
-// and client CA are replaced under a running daemon, by rename: new
-// connections get the new server certificate and are verified against the
-// new CA alone, while a connection opened before keeps working.
+// and client CA are replaced under a running daemon, each file by rename
+// or all at once as kubelet updates a Secret volume: new connections get
+// the new server certificate and are verified against the new CA alone,
+// while a connection opened before keeps working.
 func TestTLSReloadOnFileChange(t *testing.T) {
-	w := mptest.New(t, mptest.Options{NoSigner: true})
-	e := startDaemon(t, w)
-	addr, metricsAddr := e.tlsOpts.Address, e.daemon.Addresses()["metrics"]
+	tests := []struct {
+		name string
+		// setUp lays e's files out before the daemon starts; rotate puts
+		// a set from ca in place and returns its server certificate.
+		setUp  func(t *testing.T, e *env)
+		rotate func(t *testing.T, e *env, ca *tlsCA) *x509.Certificate
+	}{
+		{"each file replaced by rename", func(*testing.T, *env) {},
+			func(t *testing.T, e *env, ca *tlsCA) *x509.Certificate {
+				rotateServer(t, ca, e.dir)
+				return certOf(t, filepath.Join(e.dir, "server.pem"))
+			}},
+		{"a Kubernetes Secret volume", func(t *testing.T, e *env) {
+			(&secretVolume{dir: filepath.Join(e.dir, "secret")}).put(t, filepath.Join(e.dir, "server.pem"), filepath.Join(e.dir, "server-key.pem"), caPEM(e.ca))
+			e.edit(t, func(cfg string) string {
+				return mustReplace(t, cfg, "cert_file: server.pem, key_file: server-key.pem, client_ca_file: ca.pem",
+					"cert_file: secret/tls.crt, key_file: secret/tls.key, client_ca_file: secret/ca.crt")
+			})
+		}, func(t *testing.T, e *env, ca *tlsCA) *x509.Certificate {
+			cert, key := issueServer(t, ca, t.TempDir())
+			(&secretVolume{dir: filepath.Join(e.dir, "secret"), version: 1}).put(t, cert, key, caPEM(ca))
+			return certOf(t, cert)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := mptest.New(t, mptest.Options{NoSigner: true})
+			e := prepare(t, w)
+			tt.setUp(t, e)
+			e.serve(t)
+			addr, metricsAddr := e.tlsOpts.Address, e.daemon.Addresses()["metrics"]
 
-	// A connection opened before the rotation.
-	var before peer.Peer
-	if _, err := e.mtls.API().GetToken(t.Context(), ownToken, grpc.Peer(&before)); err != nil {
-		t.Fatalf("a call before the rotation: %v", err)
-	}
-	oldSerial := peerSerial(t, &before)
+			// A connection opened before the rotation.
+			var before peer.Peer
+			if _, err := e.mtls.API().GetToken(t.Context(), ownToken, grpc.Peer(&before)); err != nil {
+				t.Fatalf("a call before the rotation: %v", err)
+			}
+			oldSerial := peerSerial(t, &before)
 
-	reloaded := tlsReloads(t, metricsAddr, "ok")
-	ca2 := newTLSCA(t, "Portvakt Test mTLS CA 2")
-	newSerial := rotateServer(t, ca2, e.dir)
-	both := poolOf(e.ca, ca2)
-	waitFor(t, "a new connection to get the new server certificate", func() bool {
-		return serverSerialOf(t, addr, both).Cmp(newSerial) == 0
-	})
+			reloaded := tlsReloads(t, metricsAddr, "ok")
+			ca2 := newTLSCA(t, "Portvakt Test mTLS CA 2")
+			cert := tt.rotate(t, e, ca2)
+			waitFor(t, "a new connection to get the new server certificate", func() bool {
+				return serverSerialOf(t, addr, poolOf(e.ca, ca2)).Cmp(cert.SerialNumber) == 0
+			})
 
-	// The connection from before is still served, on the old certificate.
-	var after peer.Peer
-	if _, err := e.mtls.API().GetToken(t.Context(), ownToken, grpc.Peer(&after)); err != nil {
-		t.Fatalf("a call on the connection opened before the rotation: %v", err)
-	}
-	if got := peerSerial(t, &after); got.Cmp(oldSerial) != 0 {
-		t.Fatalf("the old connection's server certificate is %s, want the one before the rotation (%s): the call was not on the old connection", got, oldSerial)
-	}
+			// The connection from before is still served, on the old certificate.
+			var after peer.Peer
+			if _, err := e.mtls.API().GetToken(t.Context(), ownToken, grpc.Peer(&after)); err != nil {
+				t.Fatalf("a call on the connection opened before the rotation: %v", err)
+			}
+			if got := peerSerial(t, &after); got.Cmp(oldSerial) != 0 {
+				t.Fatalf("the old connection's server certificate is %s, want the one before the rotation (%s): the call was not on the old connection", got, oldSerial)
+			}
 
-	// A client certificate from the new CA is accepted on a new connection.
-	certFile, keyFile := issueClient(t, ca2, t.TempDir(), "billing", billingID)
-	fresh := dial(t, client.Options{Address: addr, CertFile: certFile, KeyFile: keyFile, CAFile: filepath.Join(e.dir, "ca.pem")})
-	if _, err := fresh.API().GetToken(t.Context(), ownToken); err != nil {
-		t.Fatalf("a client certificate from the new CA: %v", err)
-	}
-	// One from the old CA, which the client CA file no longer holds, is
-	// refused on a new connection.
-	stale := dial(t, e.tlsOpts)
-	_, err := stale.API().GetToken(t.Context(), ownToken)
-	if status.Code(err) != codes.Unavailable {
-		t.Fatalf("a client certificate from the removed CA on a new connection: %v, want the handshake refused (UNAVAILABLE)", err)
-	}
+			// The callers trust both CAs for the daemon's certificate: a
+			// refusal below is the daemon's.
+			trust := filepath.Join(t.TempDir(), "trust.pem")
+			writeRaw(t, trust, caPEM(e.ca, ca2))
+			// A client certificate from the new CA is accepted on a new connection.
+			certFile, keyFile := issueClient(t, ca2, t.TempDir(), "billing", billingID)
+			fresh := dial(t, client.Options{Address: addr, CertFile: certFile, KeyFile: keyFile, CAFile: trust})
+			if _, err := fresh.API().GetToken(t.Context(), ownToken); err != nil {
+				t.Fatalf("a client certificate from the new CA: %v", err)
+			}
+			// One from the old CA, which the client CA file no longer holds, is
+			// refused on a new connection.
+			stale := dial(t, client.Options{Address: addr, CertFile: e.clientCert, KeyFile: e.clientKey, CAFile: trust})
+			_, err := stale.API().GetToken(t.Context(), ownToken)
+			if status.Code(err) != codes.Unavailable {
+				t.Fatalf("a client certificate from the removed CA on a new connection: %v, want the handshake refused (UNAVAILABLE)", err)
+			}
 
-	if tlsReloads(t, metricsAddr, "ok") <= reloaded {
-		t.Error("portvakt_tls_reloads_total{result=\"ok\"} did not count the reload")
-	}
-	notAfter := certOf(t, filepath.Join(e.dir, "server.pem")).NotAfter.Unix()
-	if got := metric(t, e, "portvakt_tls_certificate_not_after_timestamp_seconds", nil); got != float64(notAfter) {
-		t.Errorf("portvakt_tls_certificate_not_after_timestamp_seconds = %v, want the new certificate's %d", got, notAfter)
-	}
-	if got := metric(t, e, "portvakt_tls_watching", nil); got != 1 {
-		t.Errorf("portvakt_tls_watching = %v while the watch runs", got)
+			if tlsReloads(t, metricsAddr, "ok") <= reloaded {
+				t.Error("portvakt_tls_reloads_total{result=\"ok\"} did not count the reload")
+			}
+			if got := metric(t, e, "portvakt_tls_certificate_not_after_timestamp_seconds", nil); got != float64(cert.NotAfter.Unix()) {
+				t.Errorf("portvakt_tls_certificate_not_after_timestamp_seconds = %v, want the new certificate's %d", got, cert.NotAfter.Unix())
+			}
+			if got := metric(t, e, "portvakt_tls_watching", nil); got != 1 {
+				t.Errorf("portvakt_tls_watching = %v while the watch runs", got)
+			}
+		})
 	}
 }
 
