@@ -186,6 +186,11 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	defer d.close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Caught from before the servers answer (and so before READY=1 and
+	// health's SERVING): a SIGHUP reloads, never meets the default action
+	// (to exit).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 
 	errc := make(chan error, len(d.servers))
 	for _, s := range d.servers {
@@ -212,18 +217,14 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		d.log.Info("listening", "listener", "metrics", "address", d.scrape.Addr())
 	}
 	d.startSealing(ctx)
-	if d.tls != nil {
-		go d.tls.run(ctx)
-	}
 	go d.watchCertificates(ctx)
-	// Caught from before READY=1 and health's SERVING: a SIGHUP from then
-	// on reloads, and never meets the default action (to exit).
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
 	go d.reloadOnSIGHUP(ctx, hup)
 	d.serving.Store(true)
 	d.updateHealth()
 	go d.watchHealth(ctx)
+	if d.tls != nil {
+		go d.tls.run(ctx)
+	}
 	d.notifyReady("serving") // systemd: see notify.go
 	stopWatchdog := d.startWatchdog()
 
