@@ -45,6 +45,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./policy
 	$(GO) test -run '^$$' -fuzz '^FuzzVerifyLine$$' -fuzztime 30s ./audit
 	$(GO) test -run '^$$' -fuzz '^FuzzLatestHead$$' -fuzztime 30s ./audit
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCertificates$$' -fuzztime 30s ./internal/tlsfiles
 
 ## demo: the whole flow: an HSM-held eSeal, a local Maskinporten, the daemon, tokens, the audit.
 demo: deps build

@@ -13,7 +13,6 @@ package client
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -55,6 +54,9 @@ type Options struct {
 	// ServerName, or the first address's host).
 	Addresses []string
 	// CertFile and KeyFile are this service's client certificate and key.
+	// They and CAFile are read again at a connection's handshake after any
+	// of them changed, so that a rotated certificate is presented without
+	// a new Client.
 	CertFile, KeyFile string
 	// CAFile holds the CA that issued the daemon's server certificate.
 	CAFile string
@@ -96,11 +98,12 @@ func Dial(opts Options, extra ...grpc.DialOption) (*Client, error) {
 		// The kernel carries the bytes and proves the uid; nothing to encrypt.
 		target, creds = "unix://"+opts.Socket, insecure.NewCredentials()
 	case opts.Address != "" || len(opts.Addresses) > 0:
-		tlsConfig, err := TLSConfig(opts)
+		files, err := openTLSFiles(opts)
 		if err != nil {
 			return nil, err
 		}
-		creds = credentials.NewTLS(tlsConfig)
+		tlsConfig := baseTLSConfig(opts)
+		creds = files.credentials(tlsConfig)
 		dialOpts = append(dialOpts, grpc.WithDefaultServiceConfig(serviceConfig))
 		switch {
 		case len(opts.Addresses) > 0:
@@ -118,7 +121,7 @@ func Dial(opts Options, extra ...grpc.DialOption) (*Client, error) {
 					return nil, fmt.Errorf("address %q: %w", opts.Addresses[0], err)
 				}
 				tlsConfig.ServerName = host
-				creds = credentials.NewTLS(tlsConfig)
+				creds = files.credentials(tlsConfig)
 			}
 		case strings.Contains(opts.Address, ":///"):
 			target = opts.Address // dns:///name:port
@@ -165,25 +168,21 @@ const serviceConfig = `{
 // resolverSeq names each Dial's resolver scheme apart.
 var resolverSeq atomic.Int64
 
-// TLSConfig is the client side of the daemon's mutual TLS, for callers that make
-// their own gRPC connection.
+// TLSConfig is the client side of the daemon's mutual TLS, for callers
+// that make their own gRPC connection. The client certificate and key are
+// read again at a handshake after their files changed; the daemon's CA is
+// the one in CAFile now (Dial's connections read it again too).
 func TLSConfig(opts Options) (*tls.Config, error) {
-	if opts.CertFile == "" || opts.KeyFile == "" || opts.CAFile == "" {
-		return nil, errors.New("mutual TLS needs a client certificate, its key and the daemon's CA")
-	}
-	cert, err := tls.LoadX509KeyPair(opts.CertFile, opts.KeyFile)
+	files, err := openTLSFiles(opts)
 	if err != nil {
-		return nil, fmt.Errorf("client certificate: %w", err)
+		return nil, err
 	}
-	pem, err := os.ReadFile(opts.CAFile)
-	if err != nil {
-		return nil, fmt.Errorf("daemon CA: %w", err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("daemon CA file %s holds no PEM certificate", opts.CAFile)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: roots, ServerName: opts.ServerName, MinVersion: tls.VersionTLS12}, nil
+	return files.config(baseTLSConfig(opts)), nil
+}
+
+// baseTLSConfig is the client's TLS configuration without its files.
+func baseTLSConfig(opts Options) *tls.Config {
+	return &tls.Config{ServerName: opts.ServerName, MinVersion: tls.VersionTLS12}
 }
 
 // Close closes the connection.

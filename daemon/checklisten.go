@@ -38,7 +38,7 @@ func (c *checker) listeners(ctx context.Context) {
 	if t := l.TCP; t != nil {
 		var serverCert []byte
 		if !t.Insecure {
-			tlsConfig, err := serverTLS(t.CertFile, t.KeyFile, t.ClientCAFile)
+			tlsConfig, err := tlsFiles{cert: t.CertFile, key: t.KeyFile, ca: t.ClientCAFile}.load()
 			if c.report.result(err, "listen.tcp TLS", "", "the server certificate, its key and the client CAs load") {
 				serverCert = tlsConfig.Certificates[0].Certificate[0]
 			}

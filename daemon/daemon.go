@@ -40,6 +40,7 @@ type Daemon struct {
 	service  *tokenservice.Service
 	policies *policy.Store
 	watcher  *policy.Watcher
+	tls      *tlsReloader    // nil without a mutual-TLS listener
 	tokens   []*signer.Token // one per HSM in use
 	serving  atomic.Bool     // health is reported from Serve on
 	healthMu sync.Mutex
@@ -226,11 +227,17 @@ func (d *Daemon) Policies() *policy.Store { return d.policies }
 
 // Serve answers calls until ctx ends, then stops taking new calls, lets
 // those in flight finish for the configured grace, and closes everything.
-// SIGHUP reloads the policy; changes to the policy file do too.
+// SIGHUP reloads the policy and the mutual-TLS files; changes to their
+// files do too.
 func (d *Daemon) Serve(ctx context.Context) error {
 	defer d.close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Caught from before the servers answer (and so before READY=1 and
+	// health's SERVING): a SIGHUP reloads, never meets the default action
+	// (to exit).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 
 	errc := make(chan error, len(d.servers))
 	for _, s := range d.servers {
@@ -258,10 +265,13 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	}
 	d.startSealing(ctx)
 	go d.watchCertificates(ctx)
-	go d.reloadOnSIGHUP(ctx)
+	go d.reloadOnSIGHUP(ctx, hup)
 	d.serving.Store(true)
 	d.updateHealth()
 	go d.watchHealth(ctx)
+	if d.tls != nil {
+		go d.tls.run(ctx)
+	}
 	d.notifyReady("serving") // systemd: see notify.go
 	stopWatchdog := d.startWatchdog()
 
@@ -325,6 +335,7 @@ func (d *Daemon) close() {
 	if d.watcher != nil {
 		_ = d.watcher.Close()
 	}
+	d.tls.close()
 	// The last checkpoint needs the audit key: before the tokens close.
 	d.stopSealing()
 	for _, t := range d.tokens {
@@ -342,16 +353,14 @@ func (d *Daemon) close() {
 	}
 }
 
-func (d *Daemon) reloadOnSIGHUP(ctx context.Context) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+func (d *Daemon) reloadOnSIGHUP(ctx context.Context, hup chan os.Signal) {
 	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			d.reloadNotified() // the policy, between RELOADING=1 and READY=1 to systemd
+			d.reloadNotified() // the policy and the TLS files, between RELOADING=1 and READY=1 to systemd
 		}
 	}
 }

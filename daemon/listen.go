@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -44,11 +42,11 @@ func (d *Daemon) listen() error {
 	if t := d.cfg.Listen.TCP; t != nil {
 		creds := insecure.NewCredentials()
 		if !t.Insecure {
-			tlsConfig, err := serverTLS(t.CertFile, t.KeyFile, t.ClientCAFile)
-			if err != nil {
+			var err error
+			if d.tls, err = newTLSReloader(t, d.log, d.metrics); err != nil {
 				return err
 			}
-			creds = credentials.NewTLS(tlsConfig)
+			creds = credentials.NewTLS(d.tls.serverConfig())
 		}
 		lis, err := net.Listen("tcp", t.Address)
 		if err != nil {
@@ -199,26 +197,4 @@ func inspectSocket(path string) (stale bool, err error) {
 		return false, fmt.Errorf("listen.unix.path %s is %w", path, errSocketInUse)
 	}
 	return true, nil
-}
-
-// serverTLS requires and verifies a client certificate from the CAs.
-func serverTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("listen.tcp: server certificate and key: %w", err)
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("listen.tcp.client_ca_file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("listen.tcp.client_ca_file %s holds no PEM certificate", caFile)
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS12,
-	}, nil
 }

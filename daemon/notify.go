@@ -10,7 +10,8 @@ package daemon
 //     answering.
 //   - STOPPING=1 when shutdown starts (SIGTERM, or Serve's context ends).
 //   - RELOADING=1 with MONOTONIC_USEC, then READY=1, around the policy
-//     reload SIGHUP asks for (ExecReload=/bin/kill -HUP $MAINPID). The
+//     reload SIGHUP asks for (ExecReload=/bin/kill -HUP $MAINPID): the
+//     policy's and the mutual-TLS files'. The
 //     MONOTONIC_USEC is what Type=notify-reload (systemd 253 and later)
 //     wants; the unit stays Type=notify so that it loads on older systemd.
 //     Reloads the policy file's watcher makes are not reported: systemd
@@ -49,12 +50,16 @@ func (d *Daemon) notifyStopping() {
 	d.notify(sd.SdNotifyStopping, "STATUS=stopping: letting the calls in flight finish")
 }
 
-// reloadNotified reloads the policy between RELOADING=1 and READY=1.
+// reloadNotified reloads the policy and the mutual-TLS files between
+// RELOADING=1 and READY=1.
 func (d *Daemon) reloadNotified() {
-	d.notify(sd.SdNotifyReloading, monotonicUsec(), "STATUS=reloading the policy")
+	d.notify(sd.SdNotifyReloading, monotonicUsec(), "STATUS=reloading the policy and the TLS files")
 	status := "serving"
 	if err := d.policies.Reload(); err != nil { // logs its own outcome
 		status = "serving; the policy reload failed and the policy before stays in force (see the log)"
+	}
+	if err := d.tls.reload(); err != nil { // logs and counts its own outcome
+		status = "serving; the TLS reload failed and the certificates before stay in force (see the log)"
 	}
 	d.notifyReady(status)
 }

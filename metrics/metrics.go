@@ -1,6 +1,6 @@
 // Package metrics exposes Portvakt's Prometheus metrics on a listener of
 // their own, apart from the gRPC API: requests, policy denials, the token
-// cache, the HSM, Maskinporten, the certificates, policy reloads, the
+// cache, the HSM, Maskinporten, the certificates, policy and TLS reloads, the
 // audit log, and which build runs (portvakt_build_info).
 package metrics
 
@@ -30,6 +30,9 @@ type Metrics struct {
 	CertExpiringSoon   *prometheus.GaugeVec     // environment
 	PolicyReloads      *prometheus.CounterVec   // result
 	PolicyWatching     prometheus.Gauge         //
+	TLSReloads         *prometheus.CounterVec   // result
+	TLSWatching        prometheus.Gauge         //
+	TLSCertNotAfter    prometheus.Gauge         //
 	AuditWriteSeconds  prometheus.Histogram     //
 	AuditWriteFailures prometheus.Counter       //
 	AuditBroken        prometheus.Gauge         //
@@ -82,6 +85,12 @@ func New() *Metrics {
 		PolicyReloads: f.counterVec("policy_reloads_total", "Policy reloads by result (ok or failed).", "result"),
 		PolicyWatching: f.gauge("policy_watching",
 			"1 while changes to the policy file are reloaded by themselves; 0 when the watch failed (SIGHUP still reloads)."),
+		TLSReloads: f.counterVec("tls_reloads_total",
+			"Reloads of the mutual-TLS listener's certificate, key and client CA (on a change to their files, or SIGHUP), by result (ok or failed: the files before stay in force).", "result"),
+		TLSWatching: f.gauge("tls_watching",
+			"1 while changes to the mutual-TLS listener's files are reloaded by themselves; 0 when the watch failed (SIGHUP still reloads)."),
+		TLSCertNotAfter: f.gauge("tls_certificate_not_after_timestamp_seconds",
+			"When the mutual-TLS listener's server certificate in force expires (Unix time)."),
 		AuditWriteSeconds: f.histogram("audit_write_seconds",
 			"Time to append (and sync) one audit record.", []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25}),
 		AuditWriteFailures: f.counter("audit_write_failures_total", "Audit records that could not be written (each failed a request)."),

@@ -33,8 +33,9 @@ func newServeCommand() *cobra.Command {
 
 At start the configuration, the HSM key, the key's certificate and the policy
 are all checked; any problem stops the start with one line saying what to
-fix. SIGHUP (or a change to the policy file) reloads the policy; SIGTERM
-stops taking calls and lets those in flight finish.
+fix. SIGHUP (or a change to their files) reloads the policy and the mutual-TLS
+certificate, key and client CA; SIGTERM stops taking calls and lets those in
+flight finish.
 
 With --check, serve checks and exits, writing nothing (no audit record, no
 socket, nothing on the HSM), so that it can check the configuration of a

@@ -33,11 +33,15 @@ func TestLeavesImportNothingAbove(t *testing.T) {
 		// Who is calling, as the transport proved it.
 		"identity": {"syntax"},
 		// Per-client rules: identities and scopes are spelled by syntax.
-		"policy": {"syntax", "orgno", "internal/strictyaml", "internal/duration"},
+		"policy": {"syntax", "orgno", "internal/strictyaml", "internal/duration", "internal/filewatch"},
 		// How Portvakt reads its files, and its one duration syntax.
 		"internal/strictyaml": {"internal/duration"},
 		"internal/duration":   {},
-		"syntax":              {},
+		// Which files changed: fsnotify and nothing of ours.
+		"internal/filewatch": {},
+		// TLS material from PEM files: the standard library alone.
+		"internal/tlsfiles": {},
+		"syntax":            {},
 		// The cache knows tokens and the one back-off, nothing of how a
 		// token is got.
 		"tokencache": {"maskinporten", "internal/backoff", "orgno", "secret", "syntax"},
