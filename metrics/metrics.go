@@ -5,6 +5,7 @@
 package metrics
 
 import (
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -38,6 +39,11 @@ type Metrics struct {
 	GRPCMaxConnections *prometheus.GaugeVec     // listener
 	GRPCEvicted        *prometheus.CounterVec   // listener
 
+	// GRPCServer is every gRPC server's calls by method and code, and
+	// their latency by method (grpc_server_handling_seconds): its
+	// interceptor goes on each server.
+	GRPCServer *grpcprom.ServerMetrics
+
 	// Tokens counts the tokens handed out, cached or fresh, by
 	// environment and kind: own, delegated (consumer_org) or system_user
 	// (an Altinn system user). Which consumer or customer is in the audit
@@ -50,13 +56,16 @@ func New() *Metrics {
 	r := prometheus.NewRegistry()
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f := factory{r}
+	grpcServer := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramBuckets(latencyBuckets)))
+	r.MustRegister(grpcServer)
 	bi := buildinfo.Get()
 	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info",
 		Help:        "Always 1; the labels say which build runs (what `portvakt version` prints).",
 		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion}},
 		func() float64 { return 1 }))
-	return &Metrics{
-		Registry: r,
+	m := &Metrics{
+		Registry:   r,
+		GRPCServer: grpcServer,
 		Requests: f.counterVec("requests_total",
 			"gRPC calls by method, policy client (empty when not recognised) and status code.", "method", "client", "code"),
 		PolicyDenials: f.counterVec("policy_denials_total",
@@ -99,7 +108,15 @@ func New() *Metrics {
 		Tokens: f.counterVec("tokens_total",
 			"Tokens handed out (from the cache or fresh), by environment and kind: own, delegated (on behalf of a consumer_org) or system_user (an Altinn system user).", "environment", "kind"),
 	}
+	// Both results exist at 0 from the start, for a rate or an alert.
+	m.PolicyReloads.WithLabelValues("ok")
+	m.PolicyReloads.WithLabelValues("failed")
+	return m
 }
+
+// latencyBuckets span a cached GetToken (about 100 µs) to a fetch that
+// waits out Maskinporten's retries (seconds).
+var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
 // CounterFunc registers a counter read at scrape time from state kept
 // elsewhere (the token cache, the signers), so nothing counts twice.

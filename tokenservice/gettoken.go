@@ -41,6 +41,7 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 	// the policy does not know) costs no more than the limit allows.
 	if client, ok := pol.Admit(caller.Identities); !ok {
 		requestid.SetClient(ctx, client)
+		traceOutcome(ctx, "rate_limited")
 		return nil, s.rateLimited(ctx, pol, caller, client)
 	}
 	// A request with a bad field is refused before the policy sees it and
@@ -50,8 +51,10 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
+	traceRequest(ctx, r.key)
 
 	scopes := r.key.ScopeList()
+	_, span := s.tracer.Start(ctx, spanPolicy)
 	decision := pol.Decide(policy.Request{
 		Identities:    caller.Identities,
 		Environment:   r.key.Environment,
@@ -59,22 +62,28 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 		ConsumerOrg:   r.key.ConsumerOrg,
 		SystemUserOrg: r.key.SystemUserOrg,
 	})
+	endDecide(span, r.key, decision)
 	requestid.SetClient(ctx, decision.Client)
 	d := Decision{Caller: caller, Request: r.key, Decision: decision}
 	if !decision.Allowed {
 		if err := s.recorder.Decision(ctx, d); err != nil {
 			return nil, s.unrecorded(ctx, err)
 		}
+		traceOutcome(ctx, "denied")
 		return nil, permissionDenied(decision)
 	}
 
 	// Most calls are answered from the cache: one record holds both the
 	// decision and the token it hands out, written before the reply.
-	tok, hit, err := s.cache.GetCached(ctx, r.key, r.minValidity, func(tok maskinporten.Token) error {
+	// The lookup's span ends with it; the record written on a hit is a
+	// span of the call's own, as on a miss.
+	lookupCtx, span := s.tracer.Start(ctx, spanCache)
+	tok, hit, err := s.cache.GetCached(lookupCtx, r.key, r.minValidity, func(tok maskinporten.Token) error {
 		hitDecision := d
 		hitDecision.Cached = &tok
 		return s.recorder.Decision(ctx, hitDecision)
 	})
+	endLookup(span, r.key, hit, err)
 	if err != nil {
 		return nil, s.unrecorded(ctx, err)
 	}
@@ -90,6 +99,9 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 		if err != nil {
 			return nil, toStatus(ctx, err)
 		}
+		traceOutcome(ctx, "issued")
+	} else {
+		traceOutcome(ctx, "cached")
 	}
 	return &portvaktv1.GetTokenResponse{
 		AccessToken: tok.AccessToken.Reveal(),
@@ -157,6 +169,7 @@ func (s *Service) fetchOnce(ctx context.Context, key tokencache.Key) (maskinport
 
 	// 2. The grant, signed in the HSM (maskinporten/grant.go, then
 	// signer/signer.go).
+	_, span := s.tracer.Start(ctx, spanSign)
 	grant, err := env.Builder.Build(maskinporten.GrantRequest{
 		Issuer:      env.Config.Issuer,
 		ClientID:    env.ClientID,
@@ -165,6 +178,7 @@ func (s *Service) fetchOnce(ctx context.Context, key tokencache.Key) (maskinport
 		ConsumerOrg: key.ConsumerOrg,
 		SystemUser:  systemUser(key),
 	})
+	endSign(span, env, grant, err)
 	if err != nil {
 		return maskinporten.Token{}, err
 	}
@@ -176,7 +190,9 @@ func (s *Service) fetchOnce(ctx context.Context, key tokencache.Key) (maskinport
 	}
 
 	// 4. The grant posted to the token endpoint, once.
-	tok, attempt, err := s.client.Post(ctx, endpoint, grant)
+	postCtx, span := s.tracer.Start(ctx, spanPost)
+	tok, attempt, err := s.client.Post(postCtx, endpoint, grant)
+	endPost(span, env, endpoint, grant, attempt, err)
 	if s.observer != nil && attempt.Posted() {
 		s.observer(env.Config.Name, attempt)
 	}
