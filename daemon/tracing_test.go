@@ -3,14 +3,21 @@ package daemon_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/portvakt/portvakt/internal/mptest"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
@@ -213,4 +220,133 @@ func names(spans []tracetest.SpanStub) []string {
 		n = append(n, s.Name)
 	}
 	return n
+}
+
+// otlpReceiver is a collector in this process: it takes OTLP trace
+// exports over gRPC and over HTTP (protobuf), and keeps what it got.
+type otlpReceiver struct {
+	coltracepb.UnimplementedTraceServiceServer
+	mu       sync.Mutex
+	requests []*coltracepb.ExportTraceServiceRequest
+
+	grpcAddr, httpURL string
+}
+
+func newOTLPReceiver(t *testing.T) *otlpReceiver {
+	t.Helper()
+	r := &otlpReceiver{}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	coltracepb.RegisterTraceServiceServer(srv, r)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	r.grpcAddr = lis.Addr().String()
+
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(req.Body)
+		msg := &coltracepb.ExportTraceServiceRequest{}
+		if err == nil {
+			err = proto.Unmarshal(body, msg)
+		}
+		if req.URL.Path != "/v1/traces" || err != nil {
+			http.Error(w, fmt.Sprintf("%s: %v", req.URL.Path, err), http.StatusBadRequest)
+			return
+		}
+		r.keep(msg)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+		_, _ = w.Write(out)
+	}))
+	t.Cleanup(web.Close)
+	r.httpURL = web.URL
+	return r
+}
+
+func (r *otlpReceiver) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	r.keep(req)
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+func (r *otlpReceiver) keep(req *coltracepb.ExportTraceServiceRequest) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.requests = append(r.requests, req)
+}
+
+// spans are the names of the spans received, by service.name.
+func (r *otlpReceiver) spans() map[string][]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	got := map[string][]string{}
+	for _, req := range r.requests {
+		for _, rs := range req.GetResourceSpans() {
+			service := ""
+			for _, a := range rs.GetResource().GetAttributes() {
+				if a.GetKey() == "service.name" {
+					service = a.GetValue().GetStringValue()
+				}
+			}
+			for _, ss := range rs.GetScopeSpans() {
+				for _, s := range ss.GetSpans() {
+					got[service] = append(got[service], s.GetName())
+				}
+			}
+		}
+	}
+	return got
+}
+
+// TestTracingFromEnvironment: the standard OTEL_* variables turn tracing
+// on (an endpoint, or OTEL_TRACES_EXPORTER=otlp) over gRPC or HTTP, or
+// keep it off; the daemon's Close flushes what the batch still held, so
+// the spans of a call made just before the stop reach the collector.
+func TestTracingFromEnvironment(t *testing.T) {
+	r := newOTLPReceiver(t)
+	tests := []struct {
+		name    string
+		env     map[string]string
+		service string // "" for no spans at all
+	}{
+		{"an endpoint turns it on, over gRPC by default", map[string]string{
+			"OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + r.grpcAddr, "OTEL_EXPORTER_OTLP_INSECURE": "true"}, "portvakt"},
+		{"otlp over http/protobuf, with a service name", map[string]string{
+			"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT": r.httpURL,
+			"OTEL_SERVICE_NAME": "portvakt-test"}, "portvakt-test"},
+		{"the SDK disabled", map[string]string{
+			"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + r.grpcAddr, "OTEL_EXPORTER_OTLP_INSECURE": "true"}, ""},
+		{"the exporter none", map[string]string{
+			"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://" + r.grpcAddr, "OTEL_EXPORTER_OTLP_INSECURE": "true"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			r.mu.Lock()
+			r.requests = nil
+			r.mu.Unlock()
+			w := mptest.New(t, mptest.Options{})
+			e := startDaemon(t, w)
+			if _, _, err := call(t, e, &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim"}); err != nil {
+				t.Fatal(err)
+			}
+			e.stop() // flushes
+			got := r.spans()
+			if tt.service == "" {
+				if len(got) != 0 {
+					t.Fatalf("spans exported with tracing off: %v", got)
+				}
+				return
+			}
+			names := strings.Join(got[tt.service], " ")
+			for _, want := range []string{spanRPC, spanPolicy, spanCache, spanSign, spanAudit, spanPost} {
+				if !strings.Contains(names, want) {
+					t.Errorf("no %s span from service %s; got %v", want, tt.service, got)
+				}
+			}
+		})
+	}
 }
