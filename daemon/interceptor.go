@@ -6,7 +6,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -27,7 +26,7 @@ func (d *Daemon) requestInterceptor(listener string) grpc.UnaryServerInterceptor
 		ctx, call := requestid.New(ctx)
 		id := call.ID
 		_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", id))
-		span := trace.SpanFromContext(ctx) // the stats handler's, when traced
+		span := d.tracing.tracer.Span(ctx) // the stats handler's, when traced
 		if span.IsRecording() {
 			span.SetAttributes(tracing.RequestID.String(id))
 		}

@@ -146,7 +146,7 @@ func withDetail(st *status.Status, detail protoadapt.MessageV1) *status.Status {
 // toStatus is the error as the caller of ctx gets it.
 func toStatus(ctx context.Context, err error) error {
 	f := Classify(ctx, err)
-	traceOutcome(ctx, f.Outcome)
+	traceFailure(ctx, f.Outcome)
 	return f.Status().Err()
 }
 

@@ -41,7 +41,7 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 	// the policy does not know) costs no more than the limit allows.
 	if client, ok := pol.Admit(caller.Identities); !ok {
 		requestid.SetClient(ctx, client)
-		traceOutcome(ctx, "rate_limited")
+		s.traceOutcome(ctx, "rate_limited")
 		return nil, s.rateLimited(ctx, pol, caller, client)
 	}
 	// A request with a bad field is refused before the policy sees it and
@@ -51,7 +51,7 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
-	traceRequest(ctx, r.key)
+	s.traceRequest(ctx, r.key)
 
 	scopes := r.key.ScopeList()
 	_, span := s.tracer.Start(ctx, spanPolicy)
@@ -69,7 +69,7 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 		if err := s.recorder.Decision(ctx, d); err != nil {
 			return nil, s.unrecorded(ctx, err)
 		}
-		traceOutcome(ctx, "denied")
+		s.traceOutcome(ctx, "denied")
 		return nil, permissionDenied(decision)
 	}
 
@@ -99,9 +99,9 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 		if err != nil {
 			return nil, toStatus(ctx, err)
 		}
-		traceOutcome(ctx, "issued")
+		s.traceOutcome(ctx, "issued")
 	} else {
-		traceOutcome(ctx, "cached")
+		s.traceOutcome(ctx, "cached")
 	}
 	return &portvaktv1.GetTokenResponse{
 		AccessToken: tok.AccessToken.Reveal(),

@@ -24,14 +24,23 @@ const (
 )
 
 // traceRequest puts what was asked on the call's span.
-func traceRequest(ctx context.Context, key tokencache.Key) {
-	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+func (s *Service) traceRequest(ctx context.Context, key tokencache.Key) {
+	if span := s.tracer.Span(ctx); span.IsRecording() {
 		span.SetAttributes(tracing.Environment.String(key.Environment), tracing.Scopes.StringSlice(key.ScopeList()))
 	}
 }
 
 // traceOutcome puts how the call ended on the call's span.
-func traceOutcome(ctx context.Context, outcome string) {
+func (s *Service) traceOutcome(ctx context.Context, outcome string) {
+	if span := s.tracer.Span(ctx); span.IsRecording() {
+		span.SetAttributes(tracing.Outcome.String(outcome))
+	}
+}
+
+// traceFailure puts a failed call's outcome on its span. Failures are
+// off the cached path, so it looks for the span whether tracing is on or
+// not.
+func traceFailure(ctx context.Context, outcome string) {
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		span.SetAttributes(tracing.Outcome.String(outcome))
 	}

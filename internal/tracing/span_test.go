@@ -25,6 +25,9 @@ func TestTracerOffAllocatesNothing(t *testing.T) {
 			span.SetAttributes(Environment.String("sim"), Scopes.StringSlice([]string{"a", "b"}))
 		}
 		span.End()
+		if off.Span(ctx).IsRecording() {
+			t.Fatal("the call's span records with tracing off")
+		}
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per span with tracing off, want 0", allocs)
