@@ -1,7 +1,8 @@
 // Package metrics exposes Portvakt's Prometheus metrics on a listener of
-// their own, apart from the gRPC API: requests, policy denials, the token
-// cache, the HSM, Maskinporten, the certificates, policy reloads, the
-// audit log, and which build runs (portvakt_build_info).
+// their own, apart from the gRPC API: requests (and each gRPC method's
+// calls and latency, grpc_server_*), policy denials, the token cache, the
+// HSM, Maskinporten, the certificates, policy reloads, the audit log, and
+// which build runs (portvakt_build_info). docs/observability.md lists them.
 package metrics
 
 import (
