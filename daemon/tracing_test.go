@@ -10,6 +10,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -348,5 +351,51 @@ func TestTracingFromEnvironment(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTraceOfBackgroundRefresh: a refresh ahead of expiry, which no call
+// waits for, is traced in the trace of the call whose token it renews,
+// with that call's request id, as its audit records are: its signature,
+// audit record and POST are children of that call's span.
+func TestTraceOfBackgroundRefresh(t *testing.T) {
+	exporter := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exporter))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	w := mptest.New(t, mptest.Options{})
+	e := prepare(t, w)
+	clock := clockwork.NewFakeClockAt(time.Now())
+	e.clock, e.tracerProvider = clock, tp
+	e.serve(t)
+	traceID, parent := trace.TraceID{0: 7, 15: 7}, trace.SpanID{0: 7, 7: 7}
+	resp, id, spans := tracedCall(t, e, exporter, &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim"}, traceID, parent)
+	var rpc trace.SpanID
+	for _, s := range spans {
+		if s.Name == spanRPC {
+			rpc = s.SpanContext.SpanID()
+		}
+	}
+	clock.Advance(resp.ExpiresAt.AsTime().Sub(clock.Now())) // past the refresh point, on the way to expiry
+	waitFor(t, "the refresh", func() bool { return e.daemon.Service().CacheStats().Refreshes >= 1 })
+	var posts, signs []tracetest.SpanStub
+	waitFor(t, "the refresh's spans", func() bool {
+		posts, signs = nil, nil
+		for _, s := range exporter.GetSpans() {
+			switch s.Name {
+			case spanPost:
+				posts = append(posts, s)
+			case spanSign:
+				signs = append(signs, s)
+			}
+		}
+		return len(posts) == 2 && len(signs) == 2
+	})
+	for _, s := range append(posts, signs...) {
+		if s.SpanContext.TraceID() != traceID || s.Parent.SpanID() != rpc {
+			t.Errorf("%s span in trace %s under %s, want the first call's trace %s under its span %s", s.Name, s.SpanContext.TraceID(), s.Parent.SpanID(), traceID, rpc)
+		}
+		if got, _ := attr(s, "portvakt.request_id"); got != id {
+			t.Errorf("%s span has request id %q, want the first call's %q", s.Name, got, id)
+		}
 	}
 }
