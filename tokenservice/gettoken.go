@@ -23,6 +23,9 @@ import (
 //	-> on a miss: decision recorded -> grant -> HSM signature -> record
 //	   -> token endpoint -> outcome recorded -> reply
 //
+// With tracing on, the policy decision, the cache lookup, the signature,
+// each audit record and the POST are spans under the call's (tracing.go).
+//
 // Every step that cannot be completed stops the request: no token is given
 // to a caller who is not identified, not allowed, or not on record. What a
 // caller can make the daemon write is bounded: the rate limit comes before
@@ -41,7 +44,7 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 	// the policy does not know) costs no more than the limit allows.
 	if client, ok := pol.Admit(caller.Identities); !ok {
 		requestid.SetClient(ctx, client)
-		s.traceOutcome(ctx, "rate_limited")
+		s.traceOutcome(ctx, outcomeRateLimited)
 		return nil, s.rateLimited(ctx, pol, caller, client)
 	}
 	// A request with a bad field is refused before the policy sees it and
@@ -69,7 +72,7 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 		if err := s.recorder.Decision(ctx, d); err != nil {
 			return nil, s.unrecorded(ctx, err)
 		}
-		s.traceOutcome(ctx, "denied")
+		s.traceOutcome(ctx, outcomeDenied)
 		return nil, permissionDenied(decision)
 	}
 
@@ -99,9 +102,9 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 		if err != nil {
 			return nil, toStatus(ctx, err)
 		}
-		s.traceOutcome(ctx, "issued")
+		s.traceOutcome(ctx, outcomeIssued)
 	} else {
-		s.traceOutcome(ctx, "cached")
+		s.traceOutcome(ctx, outcomeCached)
 	}
 	return &portvaktv1.GetTokenResponse{
 		AccessToken: tok.AccessToken.Reveal(),

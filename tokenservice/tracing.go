@@ -23,6 +23,15 @@ const (
 	spanPost   = "maskinporten.post"
 )
 
+// The outcomes of the calls that did not fail, on the call's span; a
+// failure's is its Failure.Outcome.
+const (
+	outcomeCached      = "cached"
+	outcomeIssued      = "issued"
+	outcomeDenied      = "denied"
+	outcomeRateLimited = "rate_limited"
+)
+
 // traceRequest puts what was asked on the call's span.
 func (s *Service) traceRequest(ctx context.Context, key tokencache.Key) {
 	if span := s.tracer.Span(ctx); span.IsRecording() {
