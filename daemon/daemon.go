@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -54,6 +55,7 @@ type Daemon struct {
 	sealStop context.CancelFunc
 	sealDone chan struct{}
 	scrape   *metrics.Listener
+	tracing  tracingState
 }
 
 // server is one gRPC server on one listener.
@@ -73,6 +75,10 @@ type Options struct {
 	// Clock is what the token cache and token validity run on. Default the
 	// real clock; tests pass a fake one to let hours pass at once.
 	Clock clockwork.Clock
+	// TracerProvider, when set, takes the spans instead of the one the
+	// OTEL_* environment would start (tests pass an in-memory exporter's);
+	// its owner shuts it down.
+	TracerProvider trace.TracerProvider
 }
 
 // New checks the configuration against the world (the HSM key, its
@@ -85,6 +91,9 @@ func New(cfg *config.Config, opts Options) (_ *Daemon, err error) {
 			d.close()
 		}
 	}()
+	if err := d.startTracing(opts); err != nil {
+		return nil, err
+	}
 	v, err := d.verify(opts.AcceptAuditGap)
 	if err != nil {
 		return nil, err
@@ -183,7 +192,7 @@ func (d *Daemon) start(v verified, opts Options) (err error) {
 	if err := d.openSeal(v.auditKey, auditStart); err != nil {
 		return err
 	}
-	d.recorder = newRecorder(d.audit, d.metrics, d.log)
+	d.recorder = newRecorder(d.audit, d.metrics, d.log, d.tracing.tracer)
 	d.service, err = tokenservice.New(tokenservice.Options{
 		Environments: v.envs,
 		Policies:     d.policies,
@@ -191,8 +200,9 @@ func (d *Daemon) start(v verified, opts Options) (err error) {
 		Cache:        cacheOptions(cfg, opts.Clock, d.breakerChanged),
 		Recorder:     d.recorder,
 		Logger:       d.log,
+		Tracer:       d.tracing.tracer,
 
-		ObserveMaskinporten: observeMaskinporten(d.metrics),
+		ObserveMaskinporten: observeMaskinporten(d.metrics, v.envs),
 	})
 	if err != nil {
 		return err
@@ -351,6 +361,7 @@ func (d *Daemon) close() {
 		// kept elsewhere shows records cut from the end of the log.
 		d.log.Info("audit log closed", "last_seq", st.LastSeq, "last_hash", st.LastHash)
 	}
+	d.stopTracing() // last: everything before it may make spans
 }
 
 func (d *Daemon) reloadOnSIGHUP(ctx context.Context, hup chan os.Signal) {

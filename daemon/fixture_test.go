@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/portvakt/portvakt/internal/logbuffer"
 	"github.com/portvakt/portvakt/softhsm"
@@ -109,7 +110,9 @@ type env struct {
 
 	logs *logbuffer.Buffer
 	// clock, when set before serve, is the daemon's token clock.
-	clock                 clockwork.Clock
+	clock clockwork.Clock
+	// tracerProvider, when set before serve, takes the daemon's spans.
+	tracerProvider        trace.TracerProvider
 	cfgFile               string
 	ca                    *tlsCA // issues the mTLS client certificates
 	clientCert, clientKey string
@@ -232,7 +235,7 @@ func (e *env) serve(t testing.TB) {
 	// Logged as in production (every call), to a buffer the test can read:
 	// the cost stays in the benchmarks, the noise out of the test output.
 	e.logs = &logbuffer.Buffer{}
-	d, err := daemon.New(cfg, daemon.Options{Logger: slog.New(slog.NewJSONHandler(e.logs, nil)), Clock: e.clock})
+	d, err := daemon.New(cfg, daemon.Options{Logger: slog.New(slog.NewJSONHandler(e.logs, nil)), Clock: e.clock, TracerProvider: e.tracerProvider})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,9 +85,13 @@ func (d *Daemon) addServer(name string, lis net.Listener, creds credentials.Tran
 			// and each forced reconnect would cost a TLS handshake and
 			// race the calls starting on the old connection.
 		}),
-		grpc.ChainUnaryInterceptor(d.requestInterceptor(name)),
+		// Outermost the per-method metrics, so that they see the code the
+		// request interceptor made of a panic.
+		grpc.ChainUnaryInterceptor(d.metrics.GRPCServer.UnaryServerInterceptor(), d.requestInterceptor(name)),
+		d.tracingOption(),
 	)
 	d.registerServices(srv)
+	d.metrics.GRPCServer.InitializeMetrics(srv) // every method's series at 0 from the start
 	d.servers = append(d.servers, &server{name: name, grpc: srv, listener: lis})
 }
 

@@ -10,11 +10,13 @@ import (
 	"time"
 	"unicode/utf8"
 
+	otelcodes "go.opentelemetry.io/otel/codes"
 	"google.golang.org/grpc"
 
 	"github.com/portvakt/portvakt/audit"
 	"github.com/portvakt/portvakt/identity"
 	"github.com/portvakt/portvakt/internal/requestid"
+	"github.com/portvakt/portvakt/internal/tracing"
 	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/metrics"
 	"github.com/portvakt/portvakt/signer"
@@ -31,9 +33,10 @@ import (
 // are counted, one record a second (see coalescer), rather than written
 // one by one. No record is over maxRecordBytes.
 type recorder struct {
-	audit *audit.Writer
-	m     *metrics.Metrics
-	log   *slog.Logger
+	audit  *audit.Writer
+	m      *metrics.Metrics
+	log    *slog.Logger
+	tracer tracing.Tracer
 
 	denials *coalescer // identical denials
 	limited *coalescer // rate-limited calls, by caller
@@ -50,8 +53,12 @@ const maxRecordBytes = 4 << 10
 // name a cause, and Maskinporten's part of them is bounded already.
 const maxErrorBytes = 1 << 10
 
-func newRecorder(w *audit.Writer, m *metrics.Metrics, log *slog.Logger) *recorder {
-	r := &recorder{audit: w, m: m, log: log}
+func newRecorder(w *audit.Writer, m *metrics.Metrics, log *slog.Logger, tracer tracing.Tracer) *recorder {
+	r := &recorder{audit: w, m: m, log: log, tracer: tracer}
+	// Every cause exists at 0 from the start, for a rate or an alert.
+	for _, cause := range []string{audit.CauseWrite, audit.CauseFsync, audit.CauseDeleted, audit.CauseReplaced, audit.CauseTruncated, audit.CauseAppended} {
+		m.AuditGaps.WithLabelValues(cause)
+	}
 	r.denials = newCoalescer(r.appendUnsynced, log)
 	r.limited = newCoalescer(r.appendUnsynced, log)
 	return r
@@ -115,7 +122,7 @@ func (r *recorder) Decision(ctx context.Context, d tokenservice.Decision) error 
 		expiry := tok.ExpiresAt.UTC()
 		rec.TokenExpiry = &expiry
 	}
-	err := r.appendUnsynced(rec)
+	err := r.traced(ctx, rec, false)
 	if err == nil && d.Cached != nil {
 		r.countToken(d.Request) // on record, so handed out
 	}
@@ -129,7 +136,7 @@ func (r *recorder) KeyUse(ctx context.Context, k tokenservice.KeyUse) error {
 	rec.GrantJTI = k.Grant.JTI
 	rec.KeyLabel = k.Environment.Signer.KeyLabel()
 	rec.CertSHA256 = fingerprint(k.Environment.Signer)
-	return r.appendSynced(rec)
+	return r.traced(ctx, rec, true)
 }
 
 func (r *recorder) Outcome(ctx context.Context, o tokenservice.Outcome) error {
@@ -149,7 +156,7 @@ func (r *recorder) Outcome(ctx context.Context, o tokenservice.Outcome) error {
 		// Errors name fields, MP codes and causes; never a grant or token.
 		rec.Error = cut(o.Err.Error(), maxErrorBytes)
 	}
-	err := r.appendUnsynced(rec)
+	err := r.traced(ctx, rec, false)
 	if err == nil && o.Token != nil {
 		r.countToken(o.Request) // on record, so handed out
 	}
@@ -191,6 +198,39 @@ func (r *recorder) base(ctx context.Context, kind string, caller identity.Caller
 		SystemUserRef: key.SystemUserRef,
 	}
 }
+
+// traced writes a request's record in a span of the request's: synced
+// (appendSynced) or not (appendUnsynced). The records the coalescer
+// writes later, for many requests at once, have no span.
+func (r *recorder) traced(ctx context.Context, rec audit.Record, synced bool) error {
+	_, span := r.tracer.Start(ctx, spanAudit)
+	var err error
+	if synced {
+		err = r.appendSynced(rec)
+	} else {
+		err = r.appendUnsynced(rec)
+	}
+	if span.IsRecording() {
+		// Which record, never what it vouches for: a grant's jti, not
+		// the grant; no token.
+		span.SetAttributes(tracing.AuditKind.String(rec.Kind), tracing.AuditSynced.Bool(synced),
+			tracing.Environment.String(rec.Environment), tracing.Client.String(rec.Client))
+		if rec.Outcome != "" {
+			span.SetAttributes(tracing.Outcome.String(rec.Outcome))
+		}
+		if rec.GrantJTI != "" {
+			span.SetAttributes(tracing.GrantJTI.String(rec.GrantJTI))
+		}
+		if err != nil {
+			span.SetStatus(otelcodes.Error, err.Error())
+		}
+	}
+	span.End()
+	return err
+}
+
+// spanAudit is the span of one audit record's write.
+const spanAudit = "audit.write"
 
 // appendUnsynced writes a decision or outcome record: in the kernel (so
 // it survives the daemon being killed) but not waited for on disk, which
@@ -240,8 +280,18 @@ func fingerprint(s *signer.Signer) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// observeMaskinporten turns token request attempts into metrics.
-func observeMaskinporten(m *metrics.Metrics) func(env string, a maskinporten.Attempt) {
+// observeMaskinporten turns token request attempts into metrics. The
+// error series of every environment exist from the start at 0, for each
+// MP code Maskinporten documents and for "network": a rate or an alert on
+// them works before the first failure. ("http_<status>", an answer with
+// no code, is made when it first comes.)
+func observeMaskinporten(m *metrics.Metrics, envs []*tokenservice.Environment) func(env string, a maskinporten.Attempt) {
+	for _, e := range envs {
+		m.MaskinportenSecs.WithLabelValues(e.Config.Name)
+		for _, code := range append(maskinporten.Codes(), codeNetwork) {
+			m.MaskinportenErrors.WithLabelValues(e.Config.Name, code)
+		}
+	}
 	return func(env string, a maskinporten.Attempt) {
 		m.MaskinportenSecs.WithLabelValues(env).Observe(a.Duration().Seconds())
 		if a.Err == nil {
@@ -251,10 +301,13 @@ func observeMaskinporten(m *metrics.Metrics) func(env string, a maskinporten.Att
 		switch {
 		case code != "":
 		case a.Status == 0:
-			code = "network"
+			code = codeNetwork
 		default:
 			code = fmt.Sprintf("http_%d", a.Status)
 		}
 		m.MaskinportenErrors.WithLabelValues(env, code).Inc()
 	}
 }
+
+// codeNetwork is the mp_code of a token request that got no answer.
+const codeNetwork = "network"

@@ -15,6 +15,7 @@ import (
 
 	"github.com/portvakt/portvakt/audit"
 	"github.com/portvakt/portvakt/identity"
+	"github.com/portvakt/portvakt/internal/tracing"
 	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/metrics"
 	"github.com/portvakt/portvakt/policy"
@@ -177,7 +178,7 @@ func testRecorder(t *testing.T) (*recorder, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close() })
-	r := newRecorder(w, metrics.New(), slog.New(slog.DiscardHandler))
+	r := newRecorder(w, metrics.New(), slog.New(slog.DiscardHandler), tracing.Tracer{})
 	t.Cleanup(r.close)
 	return r, path
 }

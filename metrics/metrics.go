@@ -1,10 +1,13 @@
 // Package metrics exposes Portvakt's Prometheus metrics on a listener of
-// their own, apart from the gRPC API: requests, policy denials, the token
-// cache, the HSM, Maskinporten, the certificates, policy and TLS reloads, the
-// audit log, and which build runs (portvakt_build_info).
+// their own, apart from the gRPC API: requests (and each gRPC method's
+// calls and latency, grpc_server_*), policy denials, the token cache, the
+// HSM, Maskinporten, the certificates, policy and TLS reloads, the audit log,
+// and which build runs (portvakt_build_info). docs/observability.md lists
+// them.
 package metrics
 
 import (
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -41,6 +44,11 @@ type Metrics struct {
 	GRPCMaxConnections *prometheus.GaugeVec     // listener
 	GRPCEvicted        *prometheus.CounterVec   // listener
 
+	// GRPCServer is every gRPC server's calls by method and code, and
+	// their latency by method (grpc_server_handling_seconds): its
+	// interceptor goes on each server.
+	GRPCServer *grpcprom.ServerMetrics
+
 	// Tokens counts the tokens handed out, cached or fresh, by
 	// environment and kind: own, delegated (consumer_org) or system_user
 	// (an Altinn system user). Which consumer or customer is in the audit
@@ -53,13 +61,16 @@ func New() *Metrics {
 	r := prometheus.NewRegistry()
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f := factory{r}
+	grpcServer := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramBuckets(latencyBuckets)))
+	r.MustRegister(grpcServer)
 	bi := buildinfo.Get()
 	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info",
 		Help:        "Always 1; the labels say which build runs (what `portvakt version` prints).",
 		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion}},
 		func() float64 { return 1 }))
-	return &Metrics{
-		Registry: r,
+	m := &Metrics{
+		Registry:   r,
+		GRPCServer: grpcServer,
 		Requests: f.counterVec("requests_total",
 			"gRPC calls by method, policy client (empty when not recognised) and status code.", "method", "client", "code"),
 		PolicyDenials: f.counterVec("policy_denials_total",
@@ -108,7 +119,15 @@ func New() *Metrics {
 		Tokens: f.counterVec("tokens_total",
 			"Tokens handed out (from the cache or fresh), by environment and kind: own, delegated (on behalf of a consumer_org) or system_user (an Altinn system user).", "environment", "kind"),
 	}
+	// Both results exist at 0 from the start, for a rate or an alert.
+	m.PolicyReloads.WithLabelValues("ok")
+	m.PolicyReloads.WithLabelValues("failed")
+	return m
 }
+
+// latencyBuckets span a cached GetToken (about 100 µs) to a fetch that
+// waits out Maskinporten's retries (seconds).
+var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
 // CounterFunc registers a counter read at scrape time from state kept
 // elsewhere (the token cache, the signers), so nothing counts twice.

@@ -144,7 +144,11 @@ func withDetail(st *status.Status, detail protoadapt.MessageV1) *status.Status {
 }
 
 // toStatus is the error as the caller of ctx gets it.
-func toStatus(ctx context.Context, err error) error { return Classify(ctx, err).Status().Err() }
+func toStatus(ctx context.Context, err error) error {
+	f := Classify(ctx, err)
+	traceFailure(ctx, f.Outcome)
+	return f.Status().Err()
+}
 
 // permissionDenied says why the caller was refused, in terms of its own
 // request only: the reason never describes another client's rights.

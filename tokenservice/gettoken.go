@@ -23,6 +23,9 @@ import (
 //	-> on a miss: decision recorded -> grant -> HSM signature -> record
 //	   -> token endpoint -> outcome recorded -> reply
 //
+// With tracing on, the policy decision, the cache lookup, the signature,
+// each audit record and the POST are spans under the call's (tracing.go).
+//
 // Every step that cannot be completed stops the request: no token is given
 // to a caller who is not identified, not allowed, or not on record. What a
 // caller can make the daemon write is bounded: the rate limit comes before
@@ -41,6 +44,7 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 	// the policy does not know) costs no more than the limit allows.
 	if client, ok := pol.Admit(caller.Identities); !ok {
 		requestid.SetClient(ctx, client)
+		s.traceOutcome(ctx, outcomeRateLimited)
 		return nil, s.rateLimited(ctx, pol, caller, client)
 	}
 	// A request with a bad field is refused before the policy sees it and
@@ -50,8 +54,10 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
+	s.traceRequest(ctx, r.key)
 
 	scopes := r.key.ScopeList()
+	_, span := s.tracer.Start(ctx, spanPolicy)
 	decision := pol.Decide(policy.Request{
 		Identities:    caller.Identities,
 		Environment:   r.key.Environment,
@@ -59,22 +65,28 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 		ConsumerOrg:   r.key.ConsumerOrg,
 		SystemUserOrg: r.key.SystemUserOrg,
 	})
+	endDecide(span, r.key, decision)
 	requestid.SetClient(ctx, decision.Client)
 	d := Decision{Caller: caller, Request: r.key, Decision: decision}
 	if !decision.Allowed {
 		if err := s.recorder.Decision(ctx, d); err != nil {
 			return nil, s.unrecorded(ctx, err)
 		}
+		s.traceOutcome(ctx, outcomeDenied)
 		return nil, permissionDenied(decision)
 	}
 
 	// Most calls are answered from the cache: one record holds both the
 	// decision and the token it hands out, written before the reply.
-	tok, hit, err := s.cache.GetCached(ctx, r.key, r.minValidity, func(tok maskinporten.Token) error {
+	// The lookup's span ends with it; the record written on a hit is a
+	// span of the call's own, as on a miss.
+	lookupCtx, span := s.tracer.Start(ctx, spanCache)
+	tok, hit, err := s.cache.GetCached(lookupCtx, r.key, r.minValidity, func(tok maskinporten.Token) error {
 		hitDecision := d
 		hitDecision.Cached = &tok
 		return s.recorder.Decision(ctx, hitDecision)
 	})
+	endLookup(span, r.key, hit, err)
 	if err != nil {
 		return nil, s.unrecorded(ctx, err)
 	}
@@ -90,6 +102,9 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 		if err != nil {
 			return nil, toStatus(ctx, err)
 		}
+		s.traceOutcome(ctx, outcomeIssued)
+	} else {
+		s.traceOutcome(ctx, outcomeCached)
 	}
 	return &portvaktv1.GetTokenResponse{
 		AccessToken: tok.AccessToken.Reveal(),
@@ -157,6 +172,7 @@ func (s *Service) fetchOnce(ctx context.Context, key tokencache.Key) (maskinport
 
 	// 2. The grant, signed in the HSM (maskinporten/grant.go, then
 	// signer/signer.go).
+	_, span := s.tracer.Start(ctx, spanSign)
 	grant, err := env.Builder.Build(maskinporten.GrantRequest{
 		Issuer:      env.Config.Issuer,
 		ClientID:    env.ClientID,
@@ -165,6 +181,7 @@ func (s *Service) fetchOnce(ctx context.Context, key tokencache.Key) (maskinport
 		ConsumerOrg: key.ConsumerOrg,
 		SystemUser:  systemUser(key),
 	})
+	endSign(span, env, grant, err)
 	if err != nil {
 		return maskinporten.Token{}, err
 	}
@@ -176,7 +193,9 @@ func (s *Service) fetchOnce(ctx context.Context, key tokencache.Key) (maskinport
 	}
 
 	// 4. The grant posted to the token endpoint, once.
-	tok, attempt, err := s.client.Post(ctx, endpoint, grant)
+	postCtx, span := s.tracer.Start(ctx, spanPost)
+	tok, attempt, err := s.client.Post(postCtx, endpoint, grant)
+	endPost(span, env, endpoint, grant, attempt, err)
 	if s.observer != nil && attempt.Posted() {
 		s.observer(env.Config.Name, attempt)
 	}

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/portvakt/portvakt/internal/tracing"
 	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/policy"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
@@ -54,6 +55,9 @@ type Options struct {
 	// for metrics.
 	ObserveMaskinporten func(env string, a maskinporten.Attempt)
 	Logger              *slog.Logger
+	// Tracer starts the spans of each request's steps; the zero Tracer
+	// (tracing off) starts none.
+	Tracer tracing.Tracer
 }
 
 // Service implements portvaktv1.TokenServiceServer.
@@ -69,6 +73,7 @@ type Service struct {
 	recorder  Recorder
 	observer  func(env string, a maskinporten.Attempt)
 	log       *slog.Logger
+	tracer    tracing.Tracer
 }
 
 // New assembles the service.
@@ -90,6 +95,7 @@ func New(opts Options) (*Service, error) {
 	s := &Service{
 		envs: map[string]*Environment{}, policies: opts.Policies, client: opts.Client,
 		discovery: opts.Discovery, recorder: opts.Recorder, observer: opts.ObserveMaskinporten, log: opts.Logger,
+		tracer: opts.Tracer,
 	}
 	for _, e := range opts.Environments {
 		if _, dup := s.envs[e.Config.Name]; dup {
