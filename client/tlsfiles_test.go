@@ -1,42 +1,16 @@
 package client_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/portvakt/portvakt/internal/tlsfiles/tlsfilestest"
 
 	"github.com/portvakt/portvakt/client"
 )
-
-// selfSigned is a PEM certificate named name and its PEM key.
-func selfSigned(t *testing.T, name string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-}
 
 func put(t *testing.T, path string, data []byte) {
 	t.Helper()
@@ -66,7 +40,7 @@ func presented(t *testing.T, cfg *tls.Config) string {
 func TestTLSConfigReloadsItsFiles(t *testing.T) {
 	dir := t.TempDir()
 	opts := client.Options{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key"), CAFile: filepath.Join(dir, "ca.crt")}
-	certA, keyA := selfSigned(t, "a")
+	certA, keyA := tlsfilestest.SelfSigned(t, "a")
 	put(t, opts.CertFile, certA)
 	put(t, opts.KeyFile, keyA)
 	put(t, opts.CAFile, certA)
@@ -78,7 +52,7 @@ func TestTLSConfigReloadsItsFiles(t *testing.T) {
 		t.Fatalf("presents %q, want a", got)
 	}
 
-	certB, keyB := selfSigned(t, "b")
+	certB, keyB := tlsfilestest.SelfSigned(t, "b")
 	put(t, opts.KeyFile, keyB) // the key first: the pair does not match yet
 	if got := presented(t, cfg); got != "a" {
 		t.Fatalf("with the key saved before its certificate it presents %q, want a still", got)
@@ -105,8 +79,8 @@ func TestTLSConfigReloadsItsFiles(t *testing.T) {
 // TestTLSConfigRefusesBadFiles: at the start, a file that does not load
 // is an error naming it and what is wrong.
 func TestTLSConfigRefusesBadFiles(t *testing.T) {
-	certA, keyA := selfSigned(t, "a")
-	_, keyB := selfSigned(t, "b")
+	certA, keyA := tlsfilestest.SelfSigned(t, "a")
+	_, keyB := tlsfilestest.SelfSigned(t, "b")
 	tests := []struct {
 		name           string
 		cert, key, ca  []byte

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/portvakt/portvakt/audit"
 	"github.com/portvakt/portvakt/config"
+	"github.com/portvakt/portvakt/internal/tracing"
 	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/signer"
 	"github.com/portvakt/portvakt/tokenservice"
@@ -104,6 +106,7 @@ func Check(ctx context.Context, cfg *config.Config, opts CheckOptions) *CheckRep
 	c.auditLog()
 	c.listeners(ctx)
 	c.maskinporten(ctx)
+	c.tracing()
 	return c.report
 }
 
@@ -116,6 +119,17 @@ type checker struct {
 	// them is not checked again.
 	failedHSMs map[string]bool
 	envs       []*tokenservice.Environment // those that opened
+}
+
+// tracing checks the OTEL_* variables as the start reads them: a value the
+// daemon cannot honour stops it.
+func (c *checker) tracing() {
+	settings, err := tracing.FromEnv(os.Getenv)
+	detail := "off: no OTEL_* variable asks for traces"
+	if settings.Enabled {
+		detail = "on: spans are exported over OTLP (" + settings.Protocol + ") as the OTEL_EXPORTER_OTLP_* variables say"
+	}
+	c.report.result(err, "tracing", "", detail)
 }
 
 func (c *checker) configuration() {

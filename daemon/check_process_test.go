@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,19 +17,6 @@ import (
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
 	"github.com/portvakt/portvakt/softhsm/softhsmtest"
 )
-
-// freeAddress is a loopback address nothing listens on now, for a
-// configuration that must name its ports (a check compares them with a
-// running daemon's).
-func freeAddress(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	return lis.Addr().String()
-}
 
 // fileState is what a snapshot keeps of one file.
 type fileState struct {
@@ -116,7 +102,7 @@ func TestServeCheckWhileTheDaemonRuns(t *testing.T) {
 	w := mptest.New(t, mptest.Options{NoSigner: true})
 	w.Token.NewKey(t, "portvakt-audit")
 	e := prepare(t, w)
-	tcp, metrics, health := freeAddress(t), freeAddress(t), freeAddress(t)
+	tcp, metrics, health := freePort(t), freePort(t), freePort(t)
 	e.edit(t, func(cfg string) string {
 		cfg = mustReplace(t, cfg, `tcp: {address: "127.0.0.1:0"`, `tcp: {address: "`+tcp+`"`)
 		cfg = mustReplace(t, cfg, `metrics: {address: "127.0.0.1:0"}`, `metrics: {address: "`+metrics+`"}`)

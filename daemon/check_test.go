@@ -1,8 +1,6 @@
 package daemon_test
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -12,26 +10,14 @@ import (
 	"time"
 
 	"github.com/portvakt/portvakt/audit"
-	"github.com/portvakt/portvakt/config"
 	"github.com/portvakt/portvakt/daemon"
-	"github.com/portvakt/portvakt/eseal"
-	"github.com/portvakt/portvakt/hsm"
 	"github.com/portvakt/portvakt/internal/mptest"
-	"github.com/portvakt/portvakt/orgno"
-	"github.com/portvakt/portvakt/softhsm/softhsmtest"
 )
 
 // checkOf runs the check on e's configuration, as `serve --check` does.
 func checkOf(t *testing.T, e *env) *daemon.CheckReport {
 	t.Helper()
-	cfg, err := config.Load(e.cfgFile)
-	if err == nil {
-		err = resolveDevelopmentHSMs(cfg)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return daemon.Check(t.Context(), cfg, daemon.CheckOptions{})
+	return daemon.Check(t.Context(), e.loadConfig(t), daemon.CheckOptions{})
 }
 
 // checksNamed are the report's checks of that name (and environment, if
@@ -70,30 +56,12 @@ func unreachableURL(t *testing.T) string {
 	return "http://" + addr + "/"
 }
 
-// certificateFileExpiringIn has the world's CA certify the eseal key
-// again, valid for validity from now, and writes the chain to a file in
-// e's directory, returning its name.
+// certificateFileExpiringIn writes the test eSeal's chain, certified
+// again for validity from now, to a file in dir, returning its name.
 func certificateFileExpiringIn(t *testing.T, w *mptest.World, dir string, validity time.Duration) string {
 	t.Helper()
-	subject := eseal.Subject{OrgNumber: orgno.Number(softhsmtest.TestOrgNumber), Organization: "Portvakt Test AS", CommonName: "Portvakt soon expiring eSeal"}
-	der, err := hsm.CreateCSR(w.Token.Token, hsm.KeySelector{Label: "eseal"}, subject.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := x509.ParseCertificateRequest(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := w.CA.IssueFromCSR(csr, validity)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var chain []byte
-	for _, c := range append([]*x509.Certificate{cert}, w.CA.Chain()...) {
-		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
 	name := "soon.pem"
-	if err := os.WriteFile(filepath.Join(dir, name), chain, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name), w.ESealChainPEM(t, validity), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return name
@@ -154,6 +122,15 @@ func TestCheckReport(t *testing.T) {
 				return cfg + "certificates: {warn_before: 720h}\n"
 			},
 			wantName: "certificate", wantEnv: "sim", wantStatus: daemon.CheckWarning, wantDetail: []string{"expires on", "in 9 days", "warn_before, 30 days", "portvakt hsm import-cert"},
+		},
+		{
+			name: "tracing asked of an exporter the daemon has not",
+			edit: func(t *testing.T, _ *env, cfg string) string {
+				t.Setenv("OTEL_TRACES_EXPORTER", "zipkin")
+				return cfg
+			},
+			wantName: "tracing", wantStatus: daemon.CheckFailed, wantDetail: []string{"OTEL_TRACES_EXPORTER", "zipkin"},
+			failed: true,
 		},
 		{
 			name: "wrong PIN",

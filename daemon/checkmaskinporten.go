@@ -3,7 +3,6 @@ package daemon
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -19,10 +18,7 @@ import (
 // through whatever proxy and firewall are between.
 func (c *checker) maskinporten(ctx context.Context) {
 	timeout := cmp.Or(c.d.cfg.Maskinporten.RequestTimeout, maskinporten.DefaultRequestTimeout)
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.Proxy = http.ProxyFromEnvironment // as the daemon's client
-	transport.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	client := &http.Client{Transport: transport, Timeout: timeout}
+	client := &http.Client{Transport: maskinporten.DefaultTransport(), Timeout: timeout}
 	defer client.CloseIdleConnections()
 	discovery := maskinporten.NewDiscovery(client, 0)
 	for _, e := range c.d.cfg.Environments {

@@ -222,8 +222,8 @@ func (e *env) edit(t testing.TB, edits ...func(config string) string) {
 	}
 }
 
-// serve starts the daemon on e's configuration in this process.
-func (e *env) serve(t testing.TB) {
+// loadConfig reads e's configuration as the command line does.
+func (e *env) loadConfig(t testing.TB) *config.Config {
 	t.Helper()
 	cfg, err := config.Load(e.cfgFile)
 	if err == nil {
@@ -232,6 +232,13 @@ func (e *env) serve(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+// serve starts the daemon on e's configuration in this process.
+func (e *env) serve(t testing.TB) {
+	t.Helper()
+	cfg := e.loadConfig(t)
 	// Logged as in production (every call), to a buffer the test can read:
 	// the cost stays in the benchmarks, the noise out of the test output.
 	e.logs = &logbuffer.Buffer{}

@@ -7,9 +7,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/portvakt/portvakt/internal/testbinary"
 
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -21,32 +22,8 @@ import (
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
 )
 
-var (
-	buildOnce sync.Once
-	binary    string
-	buildErr  error
-)
-
-// portvaktBinary builds cmd/portvakt once per test binary.
-func portvaktBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "portvakt-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binary = filepath.Join(dir, "portvakt")
-		out, err := exec.Command("go", "build", "-race", "-o", binary, "../cmd/portvakt").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("building portvakt: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binary
-}
+// portvaktBinary is the portvakt command, built once per test binary.
+func portvaktBinary(t testing.TB) string { return testbinary.Portvakt(t) }
 
 // process is `portvakt serve` running as its own process.
 type process struct {

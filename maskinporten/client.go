@@ -49,7 +49,7 @@ type Client struct {
 // NewClient applies the defaults.
 func NewClient(opts ClientOptions) *Client {
 	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Transport: defaultTransport()}
+		opts.HTTPClient = &http.Client{Transport: DefaultTransport()}
 	}
 	if opts.RequestTimeout == 0 {
 		opts.RequestTimeout = DefaultRequestTimeout
@@ -66,7 +66,11 @@ func NewClient(opts ClientOptions) *Client {
 	return &Client{http: opts.HTTPClient, timeout: opts.RequestTimeout, maxBody: opts.MaxResponseBytes, userAgent: opts.UserAgent, now: opts.Now}
 }
 
-func defaultTransport() *http.Transport {
+// DefaultTransport is the HTTP transport the client and discovery use when
+// given none: the environment's proxy (HTTPS_PROXY, NO_PROXY), TLS 1.2 or
+// newer. Whatever else reaches Maskinporten (serve --check) uses it too, so
+// that it goes the same way through proxies and firewalls.
+func DefaultTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.Proxy = http.ProxyFromEnvironment
 	t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}

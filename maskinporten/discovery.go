@@ -44,7 +44,7 @@ type discovered struct {
 // NewDiscovery caches metadata for ttl (default 1 hour).
 func NewDiscovery(client *http.Client, ttl time.Duration) *Discovery {
 	if client == nil {
-		client = &http.Client{Transport: defaultTransport()}
+		client = &http.Client{Transport: DefaultTransport()}
 	}
 	if ttl == 0 {
 		ttl = time.Hour

@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,42 +11,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/portvakt/portvakt/eseal"
-	"github.com/portvakt/portvakt/hsm"
+	"github.com/portvakt/portvakt/internal/testbinary"
+
 	"github.com/portvakt/portvakt/internal/mptest"
-	"github.com/portvakt/portvakt/orgno"
 	"github.com/portvakt/portvakt/softhsm/softhsmtest"
 )
 
-var (
-	buildOnce sync.Once
-	binary    string
-	buildErr  error
-)
-
-// portvaktBinary builds this command once per test binary.
-func portvaktBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "portvakt-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binary = filepath.Join(dir, "portvakt")
-		if out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("building portvakt: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binary
-}
+// portvaktBinary is the portvakt command, built once per test binary.
+func portvaktBinary(t testing.TB) string { return testbinary.Portvakt(t) }
 
 // runPortvakt runs the built binary and returns what it printed on each
 // stream, and its exit status.
@@ -131,25 +104,7 @@ func (s *checkSetup) edit(t *testing.T, old, new string) {
 // validity from now, and has the environment use that chain.
 func (s *checkSetup) certifyExpiringIn(t *testing.T, validity time.Duration) {
 	t.Helper()
-	w := s.world
-	subject := eseal.Subject{OrgNumber: orgno.Number(softhsmtest.TestOrgNumber), Organization: "Portvakt Test AS", CommonName: "Portvakt soon expiring eSeal"}
-	der, err := hsm.CreateCSR(w.Token.Token, hsm.KeySelector{Label: "eseal"}, subject.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := x509.ParseCertificateRequest(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := w.CA.IssueFromCSR(csr, validity)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var chain []byte
-	for _, c := range append([]*x509.Certificate{cert}, w.CA.Chain()...) {
-		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	s.write(t, "soon.pem", string(chain))
+	s.write(t, "soon.pem", string(s.world.ESealChainPEM(t, validity)))
 	s.edit(t, "key_label: eseal}", "key_label: eseal, certificate_file: soon.pem}")
 }
 

@@ -10,6 +10,7 @@ package mptest
 import (
 	"crypto"
 	"crypto/x509"
+	"encoding/pem"
 	"io"
 	"sync/atomic"
 	"testing"
@@ -199,7 +200,18 @@ func OpenSigner(t testing.TB, tok softhsmtest.Token, label string) *signer.Signe
 func (w *World) CertifiedKeyFor(t testing.TB, label, org string) *signer.Signer {
 	t.Helper()
 	w.Token.NewKey(t, label)
-	subject := eseal.Subject{OrgNumber: orgno.Number(org), Organization: "Foreign AS"}
+	chain := w.Certify(t, label, eseal.Subject{OrgNumber: orgno.Number(org), Organization: "Foreign AS"}, 24*time.Hour)
+	if _, err := hsm.ImportCertificates(w.Token.Token, hsm.KeySelector{Label: label}, chain, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return OpenSigner(t, w.Token, label)
+}
+
+// Certify has the world's CA certify the token's key label for subject,
+// valid for validity from now (a CSR signed in the HSM), and returns the
+// chain, the key's certificate first.
+func (w *World) Certify(t testing.TB, label string, subject eseal.Subject, validity time.Duration) []*x509.Certificate {
+	t.Helper()
 	der, err := hsm.CreateCSR(w.Token.Token, hsm.KeySelector{Label: label}, subject.Name())
 	if err != nil {
 		t.Fatal(err)
@@ -208,13 +220,22 @@ func (w *World) CertifiedKeyFor(t testing.TB, label, org string) *signer.Signer 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := w.CA.IssueFromCSR(csr, 24*time.Hour)
+	cert, err := w.CA.IssueFromCSR(csr, validity)
 	if err != nil {
 		t.Fatal(err)
 	}
-	chain := append([]*x509.Certificate{cert}, w.CA.Chain()...)
-	if _, err := hsm.ImportCertificates(w.Token.Token, hsm.KeySelector{Label: label}, chain, time.Now()); err != nil {
-		t.Fatal(err)
+	return append([]*x509.Certificate{cert}, w.CA.Chain()...)
+}
+
+// ESealChainPEM is the test eSeal's key (label eseal) certified again,
+// valid for validity from now, as a PEM chain for certificate_file: a
+// certificate near its end without waiting for it.
+func (w *World) ESealChainPEM(t testing.TB, validity time.Duration) []byte {
+	t.Helper()
+	subject := eseal.Subject{OrgNumber: orgno.Number(softhsmtest.TestOrgNumber), Organization: "Portvakt Test AS", CommonName: "Portvakt soon expiring eSeal"}
+	var chain []byte
+	for _, c := range w.Certify(t, "eseal", subject, validity) {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 	}
-	return OpenSigner(t, w.Token, label)
+	return chain
 }

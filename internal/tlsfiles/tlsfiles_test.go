@@ -1,43 +1,18 @@
 package tlsfiles
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/portvakt/portvakt/internal/tlsfiles/tlsfilestest"
 )
 
-// selfSigned is a PEM certificate and its PEM key.
-func selfSigned(t testing.TB, name string) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
-}
-
 func TestParseCertificates(t *testing.T) {
-	a, _ := selfSigned(t, "a")
-	b, _ := selfSigned(t, "b")
+	a, _ := tlsfilestest.SelfSigned(t, "a")
+	b, _ := tlsfilestest.SelfSigned(t, "b")
 	bundle := string(a) + "subject=CN=b\n" + string(b)
 	lines := strings.Count(string(a), "\n")
 	tests := []struct {
@@ -80,8 +55,8 @@ func itoa(n int) string { return big.NewInt(int64(n)).String() }
 
 func TestKeyPair(t *testing.T) {
 	dir := t.TempDir()
-	certA, keyA := selfSigned(t, "a")
-	_, keyB := selfSigned(t, "b")
+	certA, keyA := tlsfilestest.SelfSigned(t, "a")
+	_, keyB := tlsfilestest.SelfSigned(t, "b")
 	file := func(name string, data []byte) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, data, 0o600); err != nil {
@@ -122,7 +97,7 @@ func TestKeyPair(t *testing.T) {
 // FuzzParseCertificates: any data is certificates or an error naming the
 // file, never a panic, and never no certificates without an error.
 func FuzzParseCertificates(f *testing.F) {
-	a, _ := selfSigned(f, "a")
+	a, _ := tlsfilestest.SelfSigned(f, "a")
 	f.Add(a)
 	f.Add(a[:len(a)/2])
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\n"))
