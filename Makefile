@@ -2,6 +2,7 @@
 # `make test` runs the tests. Both install what they need on Debian/Ubuntu.
 
 GO      ?= go
+FUZZTIME ?= 30s
 BIN     := bin
 STATE   := .state
 # The packages whose tests run on opencryptoki too (softhsm/softhsmtest).
@@ -39,13 +40,14 @@ bench: deps
 
 ## fuzz: a short run of every fuzz target (their seed corpora run in `make test`).
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./orgno
-	$(GO) test -run '^$$' -fuzz '^FuzzParseTokenResponse$$' -fuzztime 30s ./maskinporten
-	$(GO) test -run '^$$' -fuzz '^FuzzParseError$$' -fuzztime 30s ./maskinporten
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 30s ./policy
-	$(GO) test -run '^$$' -fuzz '^FuzzVerifyLine$$' -fuzztime 30s ./audit
-	$(GO) test -run '^$$' -fuzz '^FuzzLatestHead$$' -fuzztime 30s ./audit
-	$(GO) test -run '^$$' -fuzz '^FuzzParseCertificates$$' -fuzztime 30s ./internal/tlsfiles
+	@# Every FuzzXxx in the module, each for $(FUZZTIME): a new parser's fuzz
+	@# target runs without being listed here.
+	@for f in $$(git ls-files '*_test.go' | xargs grep -l '^func Fuzz'); do \
+		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "$(GO) test -fuzz $$name ./$$(dirname $$f)"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f) || exit 1; \
+		done; \
+	done
 
 ## demo: the whole flow: an HSM-held eSeal, a local Maskinporten, the daemon, tokens, the audit.
 demo: deps build
