@@ -1,8 +1,8 @@
-// Package doclinks holds the test that keeps the documentation whole: every
-// relative link in the repository's Markdown names a file inside the
-// repository that exists, so a reader of a clone (or of the packaged docs)
-// never meets a link into a directory that only the developers have.
-package doclinks
+// Package repocheck holds tests of the repository itself: every relative
+// link in its Markdown names a file inside it that exists, so a reader of
+// a clone never meets a link into a directory only the developers have;
+// and `make lint`'s check refuses a tracked binary.
+package repocheck
 
 import (
 	"os"
@@ -17,11 +17,7 @@ import (
 var link = regexp.MustCompile(`\]\(([^)\s]+)\)`)
 
 func TestRelativeLinksStayInside(t *testing.T) {
-	rootOut, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
-	if err != nil {
-		t.Skipf("not in a git checkout: %v", err)
-	}
-	root := strings.TrimSpace(string(rootOut))
+	root := repoRoot(t)
 	files, err := exec.Command("git", "-C", root, "ls-files", "*.md").Output()
 	if err != nil {
 		t.Fatalf("git ls-files: %v", err)
@@ -55,4 +51,14 @@ func TestRelativeLinksStayInside(t *testing.T) {
 	if checked == 0 {
 		t.Fatal("no relative link found in any Markdown file: the pattern is broken")
 	}
+}
+
+// repoRoot is the checkout's top directory.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		t.Skipf("not in a git checkout: %v", err)
+	}
+	return strings.TrimSpace(string(out))
 }
