@@ -115,7 +115,12 @@ func runCheck(cmd *cobra.Command, file string, acceptGap, jsonOut bool) error {
 	var report *daemon.CheckReport
 	cfg, err := loadConfig(file)
 	if err != nil {
-		report = &daemon.CheckReport{Checks: []daemon.CheckResult{{Name: "configuration", Status: daemon.CheckFailed, Detail: err.Error()}}}
+		// A configuration's problems come one per line (file:line: ...):
+		// each is a failed check of its own, so that none is buried.
+		report = &daemon.CheckReport{}
+		for _, problem := range strings.Split(strings.TrimSpace(err.Error()), "\n") {
+			report.Checks = append(report.Checks, daemon.CheckResult{Name: "configuration", Status: daemon.CheckFailed, Detail: problem})
+		}
 	} else {
 		// The steps' own log lines, warnings and errors only: the
 		// report says the rest.

@@ -136,6 +136,7 @@ func TestServeCheckOutput(t *testing.T) {
 		wantLine   string
 		wantJSON   string // the check's status in the JSON
 		wantDetail []string
+		wantLines  int // how many lines start with wantLine; default 1
 	}{
 		{
 			name:       "all well",
@@ -163,6 +164,18 @@ func TestServeCheckOutput(t *testing.T) {
 			wantLine:   "FAIL    configuration: ",
 			wantJSON:   "fail",
 			wantDetail: []string{"portvakt.yaml", "no_such_setting"},
+		},
+		{
+			// Each problem a line of its own (they were joined into one).
+			name: "configuration with two problems",
+			setup: func(t *testing.T, s *checkSetup) {
+				s.edit(t, "policy: policy.yaml\n", "policy: policy.yaml\nno_such_setting: 1\nnor_this: 2\n")
+			},
+			wantStatus: 1,
+			wantLine:   "FAIL    configuration: ",
+			wantJSON:   "fail",
+			wantDetail: []string{"portvakt.yaml:", "unknown key"},
+			wantLines:  2,
 		},
 		{
 			name: "token endpoint unreachable",
@@ -232,8 +245,8 @@ func TestServeCheckOutput(t *testing.T) {
 					}
 				}
 			}
-			if found != 1 {
-				t.Errorf("%d lines start %q, want 1:\n%s", found, tt.wantLine, text)
+			if want := max(tt.wantLines, 1); found != want {
+				t.Errorf("%d lines start %q, want %d:\n%s", found, tt.wantLine, want, text)
 			}
 		})
 	}
