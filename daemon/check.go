@@ -267,10 +267,18 @@ func (c *checker) auditChain() {
 		c.report.add(CheckFailed, "audit log", "", fmt.Sprintf("audit.file: %v; `portvakt audit verify` says more", err))
 		return
 	}
-	detail := fmt.Sprintf("%d records in %d files, seq %d to %d: the chain verifies to its end", res.Records, res.Files, res.FirstSeq, res.LastSeq)
+	detail := fmt.Sprintf("%s in %s, seq %d to %d: the chain verifies to its end", count(res.Records, "record"), count(res.Files, "file"), res.FirstSeq, res.LastSeq)
 	if len(res.Gaps) > 0 {
 		c.report.add(CheckWarning, "audit log", "", fmt.Sprintf("%s, across %d gap records (records may be lost there): `portvakt audit verify` lists them", detail, len(res.Gaps)))
 		return
 	}
 	c.report.add(CheckOK, "audit log", "", detail)
+}
+
+// count is n and the noun, in the plural unless n is 1.
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -139,6 +139,8 @@ wait_for grep -q "listener=tcp" "$state/portvakt.log"
 addr=$(sed -n 's/.*msg=listening listener=tcp address=\([^ ]*\).*/\1/p' "$state/portvakt.log")
 export PORTVAKT_SOCKET="$state/portvakt.sock"
 echo "portvakt: Unix socket $PORTVAKT_SOCKET, mutual TLS on $addr"
+echo "The same configuration checked beside the running daemon: serve --check writes nothing."
+run "$bin/portvakt" serve --config "$state/portvakt.yaml" --check
 
 step "7. A consumer token, over the Unix socket (you are uid $(id -u))"
 run "$bin/portvakt" token --env demo --scope svv:kjoretoy/ecoc
