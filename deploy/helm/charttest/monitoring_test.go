@@ -134,10 +134,11 @@ func TestAlertedCountersExistAtStart(t *testing.T) {
 	}
 }
 
-// TestNewAlerts: the TLS and latency alerts render with the defaults and
-// with other values, their thresholds in the expressions and summaries,
-// on the release's series; values that are not numbers are refused.
-func TestNewAlerts(t *testing.T) {
+// TestTLSAndLatencyAlerts: the TLS and latency alerts render with the
+// defaults and with other values, their thresholds in the expressions and
+// summaries, on the release's series; values that are not numbers are
+// refused.
+func TestTLSAndLatencyAlerts(t *testing.T) {
 	defaultSel := `{namespace="portvakt", job="pv-portvakt"`
 	for _, tt := range []struct {
 		name string
