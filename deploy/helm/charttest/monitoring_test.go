@@ -12,20 +12,17 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	promlabels "github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/portvakt/portvakt/metrics"
 )
 
-var (
-	// A series selector of one of the daemon's metrics, with its matchers
-	// (as daemon/dashboard_test.go reads the dashboard's queries).
-	seriesPattern  = regexp.MustCompile(`\b((?:portvakt|grpc_server)_[a-z0-9_]+)\b(\{[^}]*\})?`)
-	matcherPattern = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"([^"]*)"`)
-	// A counter whose increase or rate is taken.
-	increasePattern = regexp.MustCompile(`\b(?:increase|rate)\(\s*((?:portvakt|grpc_server)_[a-z0-9_]+_total)(\{[^}]*\})?`)
-)
+// seriesPattern is a name of one of the daemon's metrics in an
+// annotation's text.
+var seriesPattern = regexp.MustCompile(`\b(?:portvakt|grpc_server)_[a-z0-9_]+\b`)
 
 // targetLabels are those Prometheus (the Operator's ServiceMonitor) adds
 // to every series it scrapes: the rules' selector matches on them.
@@ -58,22 +55,25 @@ func TestMonitoring(t *testing.T) {
 				if r.Alert != "" && (r.Labels["severity"] == "" || r.Annotations["summary"] == "") {
 					t.Errorf("alert %s has no severity or summary", r.Alert)
 				}
-				for _, m := range seriesPattern.FindAllStringSubmatch(r.Expr, -1) {
-					known, ok := exported.labels(m[1])
+				for _, sel := range selectors(t, r) {
+					if sel.name == "up" {
+						continue // Prometheus's own, per target
+					}
+					known, ok := exported.labels(sel.name)
 					if !ok {
-						t.Errorf("alert %s: %s is not a metric the daemon exports", r.Alert, m[1])
+						t.Errorf("alert %s: %s is not a metric the daemon exports", r.Alert, sel.name)
 						continue
 					}
-					for _, lm := range matcherPattern.FindAllStringSubmatch(m[2], -1) {
-						if !known[lm[1]] && !targetLabels[lm[1]] {
-							t.Errorf("alert %s matches %s on label %s, which it does not have (it has %v)", r.Alert, m[1], lm[1], keysOf(known))
+					for _, m := range sel.matchers {
+						if !known[m.Name] && !targetLabels[m.Name] {
+							t.Errorf("alert %s matches %s on label %s, which it does not have (it has %v)", r.Alert, sel.name, m.Name, keysOf(known))
 						}
 					}
 				}
 				for _, text := range r.Annotations {
-					for _, m := range seriesPattern.FindAllStringSubmatch(text, -1) {
-						if _, ok := exported.labels(m[1]); !ok {
-							t.Errorf("alert %s: its annotations name %s, which the daemon does not export", r.Alert, m[1])
+					for _, name := range seriesPattern.FindAllString(text, -1) {
+						if _, ok := exported.labels(name); !ok {
+							t.Errorf("alert %s: its annotations name %s, which the daemon does not export", r.Alert, name)
 						}
 					}
 				}
@@ -111,19 +111,22 @@ func TestAlertedCountersExistAtStart(t *testing.T) {
 	forEachValueSet(t, func(t *testing.T, set string, objs []Object) {
 		for _, pr := range all[*PrometheusRule](objs) {
 			for _, r := range rules(pr) {
-				for _, m := range increasePattern.FindAllStringSubmatch(r.Expr, -1) {
+				for _, sel := range selectors(t, r) {
+					if !sel.counted || !strings.HasSuffix(sel.name, "_total") {
+						continue
+					}
 					pinned := labels.Set{}
-					for _, lm := range matcherPattern.FindAllStringSubmatch(m[2], -1) {
-						if lm[2] == "=" && !targetLabels[lm[1]] {
-							pinned[lm[1]] = lm[3]
+					for _, m := range sel.matchers {
+						if m.Type == promlabels.MatchEqual && !targetLabels[m.Name] {
+							pinned[m.Name] = m.Value
 						}
 					}
 					if len(pinned) == 0 {
 						continue // the daemon makes its series per environment, method...
 					}
 					checked++
-					if !slices.ContainsFunc(atStart[m[1]], func(ls labels.Set) bool { return labels.SelectorFromSet(pinned).Matches(ls) }) {
-						t.Errorf("alert %s: %s{%s} does not exist at the start (there are %v): its first increase goes unseen", r.Alert, m[1], pinned, atStart[m[1]])
+					if !slices.ContainsFunc(atStart[sel.name], func(ls labels.Set) bool { return labels.SelectorFromSet(pinned).Matches(ls) }) {
+						t.Errorf("alert %s: %s{%s} does not exist at the start (there are %v): its first increase goes unseen", r.Alert, sel.name, pinned, atStart[sel.name])
 					}
 				}
 			}
@@ -305,6 +308,50 @@ func TestGrafanaDashboard(t *testing.T) {
 			check(t, objs, tt.enabled, tt.labels, tt.annotns)
 		})
 	}
+}
+
+// selector is a series selector in a rule's expression.
+type selector struct {
+	name     string
+	matchers []*promlabels.Matcher // less the name's
+	// counted: inside an increase() or rate().
+	counted bool
+}
+
+// selectors parses the rule's expression with Prometheus's own parser,
+// as Prometheus will (a rule that does not parse is an error), and
+// returns its series selectors.
+func selectors(t *testing.T, r Rule) []selector {
+	t.Helper()
+	expr, err := parser.NewParser(parser.Options{}).ParseExpr(r.Expr)
+	if err != nil {
+		t.Errorf("alert %s: its expression does not parse: %v\n\t%s", r.Alert, err, r.Expr)
+		return nil
+	}
+	var out []selector
+	parser.Inspect(expr, func(n parser.Node, path []parser.Node) error {
+		vs, ok := n.(*parser.VectorSelector)
+		if !ok {
+			return nil
+		}
+		sel := selector{name: vs.Name}
+		for _, m := range vs.LabelMatchers {
+			if m.Name != promlabels.MetricName {
+				sel.matchers = append(sel.matchers, m)
+			}
+		}
+		for _, p := range path {
+			if c, ok := p.(*parser.Call); ok && (c.Func.Name == "increase" || c.Func.Name == "rate") {
+				sel.counted = true
+			}
+		}
+		out = append(out, sel)
+		return nil
+	})
+	if len(out) == 0 {
+		t.Errorf("alert %s: no series in its expression %s", r.Alert, r.Expr)
+	}
+	return out
 }
 
 // rules are the PrometheusRule's rules, all groups.
