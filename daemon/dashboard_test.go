@@ -13,8 +13,9 @@ import (
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
 )
 
-// dashboardFile is the Grafana dashboard shipped for the daemon's metrics.
-const dashboardFile = "../deploy/grafana/portvakt.json"
+// dashboardFile is the Grafana dashboard shipped for the daemon's metrics,
+// in the Helm chart, which can only read files inside its directory.
+const dashboardFile = "../deploy/helm/portvakt/dashboards/portvakt.json"
 
 // dashboard is what the test reads of a Grafana dashboard.
 type dashboard struct {

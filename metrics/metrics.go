@@ -119,9 +119,12 @@ func New() *Metrics {
 		Tokens: f.counterVec("tokens_total",
 			"Tokens handed out (from the cache or fresh), by environment and kind: own, delegated (on behalf of a consumer_org) or system_user (an Altinn system user).", "environment", "kind"),
 	}
-	// Both results exist at 0 from the start, for a rate or an alert.
+	// Both results of each reload exist at 0 from the start, for a rate or an
+	// alert: increase() does not count a counter's first sample.
 	m.PolicyReloads.WithLabelValues("ok")
 	m.PolicyReloads.WithLabelValues("failed")
+	m.TLSReloads.WithLabelValues("ok")
+	m.TLSReloads.WithLabelValues("failed")
 	return m
 }
 

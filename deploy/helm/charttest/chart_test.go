@@ -5,13 +5,11 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -22,7 +20,6 @@ import (
 
 	"github.com/portvakt/portvakt/config"
 	"github.com/portvakt/portvakt/daemon"
-	"github.com/portvakt/portvakt/metrics"
 	"github.com/portvakt/portvakt/policy"
 )
 
@@ -39,12 +36,16 @@ func TestValueSetsRenderStrictly(t *testing.T) {
 				t.Errorf("%s %s: namespace %q, want the release's", o.Kind, o.Name, ns)
 			}
 		}
-		for _, kind := range []string{"Deployment", "Service", "ConfigMap", "ServiceAccount", "PodDisruptionBudget"} {
+		v := values(t, set)
+		for _, kind := range []string{"Deployment", "Service", "ServiceAccount", "PodDisruptionBudget"} {
 			if kinds[kind] != 1 {
 				t.Errorf("%d %s rendered, want 1 (all: %v)", kinds[kind], kind, kinds)
 			}
 		}
-		v := values(t, set)
+		// The daemon's configuration, and the dashboard's when enabled.
+		if want := 1 + btoi(v.bool("grafanaDashboard", "enabled")); kinds["ConfigMap"] != want {
+			t.Errorf("%d ConfigMap rendered, want %d (all: %v)", kinds["ConfigMap"], want, kinds)
+		}
 		want := map[string]bool{
 			"NetworkPolicy":         v.bool("networkPolicy", "enabled"),
 			"ServiceMonitor":        v.bool("serviceMonitor", "enabled"),
@@ -312,7 +313,7 @@ func TestDaemonConfigParses(t *testing.T) {
 		if v := mountedVolume(t, pod, c, cfg.Audit.File); v.EmptyDir == nil && v.PersistentVolumeClaim == nil {
 			t.Errorf("audit.file %s is on volume %s, neither an emptyDir nor a PVC", cfg.Audit.File, v.Name)
 		}
-		cm := only[*corev1.ConfigMap](t, objs)
+		cm := daemonConfigMap(t, objs)
 		v := mountedVolume(t, pod, c, cfg.Policy)
 		if v.ConfigMap == nil || v.ConfigMap.Name != cm.Name {
 			t.Fatalf("policy %s is not on the ConfigMap's volume", cfg.Policy)
@@ -351,7 +352,7 @@ func TestDaemonConfigIsStrict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = config.Parse("portvakt.yaml", []byte(only[*corev1.ConfigMap](t, objs).Data["portvakt.yaml"]))
+	_, err = config.Parse("portvakt.yaml", []byte(daemonConfigMap(t, objs).Data["portvakt.yaml"]))
 	if err == nil || !strings.Contains(err.Error(), "max_sesions") {
 		t.Fatalf("config.Parse of a misspelt key: %v", err)
 	}
@@ -422,76 +423,27 @@ func TestServiceNetworkPolicyAndPDB(t *testing.T) {
 	})
 }
 
-// TestMonitoring: the ServiceMonitor scrapes the Service's metrics port;
-// the PrometheusRule has the alerts the chart promises, and every
-// portvakt_ series its expressions name is one the daemon exports.
-func TestMonitoring(t *testing.T) {
-	exported := exportedMetrics(t)
-	forEachValueSet(t, func(t *testing.T, set string, objs []Object) {
-		svc := only[*corev1.Service](t, objs)
-		for _, sm := range all[*ServiceMonitor](objs) {
-			sel, err := metaSelector(&sm.Spec.Selector)
-			if err != nil || !sel.Matches(labels.Set(svc.Labels)) {
-				t.Errorf("the ServiceMonitor's selector does not match the Service: %v", err)
-			}
-			for _, ep := range sm.Spec.Endpoints {
-				if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == ep.Port }) {
-					t.Errorf("the ServiceMonitor scrapes port %q, which the Service does not have", ep.Port)
-				}
-			}
+// daemonConfigMap is the ConfigMap holding the daemon's configuration and
+// policy (the chart may render another, the Grafana dashboard's).
+func daemonConfigMap(t *testing.T, objs []Object) *corev1.ConfigMap {
+	t.Helper()
+	var found []*corev1.ConfigMap
+	for _, cm := range all[*corev1.ConfigMap](objs) {
+		if _, ok := cm.Data["portvakt.yaml"]; ok {
+			found = append(found, cm)
 		}
-		series := regexp.MustCompile(`\bportvakt_[a-z0-9_]+`)
-		for _, pr := range all[*PrometheusRule](objs) {
-			alerts := map[string]bool{}
-			for _, g := range pr.Spec.Groups {
-				for _, r := range g.Rules {
-					alerts[r.Alert] = true
-					if r.Alert != "" && (r.Labels["severity"] == "" || r.Annotations["summary"] == "") {
-						t.Errorf("alert %s has no severity or summary", r.Alert)
-					}
-					for _, name := range series.FindAllString(r.Expr, -1) {
-						if !exported[name] {
-							t.Errorf("alert %s: %s is not a metric the daemon exports", r.Alert, name)
-						}
-					}
-				}
-			}
-			for _, a := range []string{"PortvaktHSMDown", "PortvaktCertificateExpiring", "PortvaktAuditBroken", "PortvaktMaskinportenErrors", "PortvaktMaskinportenBreakerOpen"} {
-				if !alerts[a] {
-					t.Errorf("no alert %s", a)
-				}
-			}
-		}
-	})
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d ConfigMaps hold portvakt.yaml, want 1", len(found))
+	}
+	return found[0]
 }
 
-// exportedMetrics are the names metrics.New defines, from its collectors'
-// descriptions (a vector with no series yet is not in Gather).
-func exportedMetrics(t *testing.T) map[string]bool {
-	t.Helper()
-	m := metrics.New()
-	names := map[string]bool{}
-	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
-	v := reflect.ValueOf(m).Elem()
-	for i := range v.NumField() {
-		c, ok := v.Field(i).Interface().(prometheus.Collector)
-		if !ok {
-			continue
-		}
-		ch := make(chan *prometheus.Desc, 16)
-		go func() { c.Describe(ch); close(ch) }()
-		for d := range ch {
-			if m := fqName.FindStringSubmatch(d.String()); m != nil {
-				names[m[1]] = true
-			}
-		}
+func btoi(b bool) int {
+	if b {
+		return 1
 	}
-	for _, want := range []string{"portvakt_hsm_up", "portvakt_audit_broken"} {
-		if !names[want] {
-			t.Fatalf("reading the daemon's metrics found %v, without %s", names, want)
-		}
-	}
-	return names
+	return 0
 }
 
 // daemonContainer is the Deployment's portvakt container.
@@ -510,7 +462,7 @@ func daemonContainer(t *testing.T, objs []Object) corev1.Container {
 // strict loader.
 func daemonConfig(t *testing.T, objs []Object) *config.Config {
 	t.Helper()
-	text, ok := only[*corev1.ConfigMap](t, objs).Data["portvakt.yaml"]
+	text, ok := daemonConfigMap(t, objs).Data["portvakt.yaml"]
 	if !ok {
 		t.Fatal("the ConfigMap has no portvakt.yaml")
 	}
