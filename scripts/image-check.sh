@@ -125,8 +125,26 @@ in_image "$checkroot" '
 	as_portvakt hsm list "${tok[@]}"
 '
 
+# A local Maskinporten on the host (the chroot shares its network), so that
+# the check reaches a real token endpoint through discovery, as a deployment
+# reaches Maskinporten; this machine cannot reach the real one.
+step "A local Maskinporten (maskinporten-sim, on the host) for the check to reach"
+go build -o "$work/maskinporten-sim" ./cmd/maskinporten-sim
+cat >"$work/maskinporten-sim.yaml" <<YAML
+trust_roots: [$work/state/devca/root.pem]
+clients:
+  - {client_id: image-check, org_number: "991825827", scopes: [svv:kjoretoy/ecoc]}
+YAML
+"$work/maskinporten-sim" --config "$work/maskinporten-sim.yaml" >"$work/sim.out" 2>"$work/sim.log" &
+sim=$!
+trap 'kill $sim 2>/dev/null || true; cleanup' EXIT
+for _ in $(seq 100); do grep -q listening "$work/sim.out" && break; sleep 0.1; done
+issuer=$(sed -n 's/.*(issuer \(.*\))$/\1/p' "$work/sim.out")
+[ -n "$issuer" ] || { echo "maskinporten-sim did not start:" >&2; cat "$work/sim.log" >&2; exit 1; }
+echo "issuer $issuer"
+
 # The configuration is root'\''s and read-only to the daemon, as deployed.
-cat >"$work/etc/portvakt.yaml" <<'YAML'
+cat >"$work/etc/portvakt.yaml" <<YAML
 listen:
   unix: {path: /run/portvakt/portvakt.sock}
 hsm:
@@ -136,8 +154,9 @@ hsm:
   pin: {file: /var/lib/portvakt/user.pin}
 environments:
   - name: test
-    preset: test
-    client_id: 00000000-0000-0000-0000-000000000000
+    issuer: $issuer
+    discovery: true
+    client_id: image-check
     key_label: eseal
 policy: policy.yaml
 audit: {file: /var/log/portvakt/audit.log, seal: {key_label: portvakt-audit}}
