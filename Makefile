@@ -8,7 +8,7 @@ STATE   := .state
 # The packages whose tests run on opencryptoki too (softhsm/softhsmtest).
 HSM_TESTS := ./signer/... ./hsm/... ./cmd/portvakt/...
 
-.PHONY: all build test bench fuzz demo generate check-generated lint deps clean systemd-check helm-check
+.PHONY: all build test bench bench-e2e fuzz demo generate check-generated lint deps clean systemd-check helm-check
 
 all: build
 
@@ -34,9 +34,19 @@ test: deps
 	$(GO) test -race -count=1 ./...
 	PORTVAKT_TEST_HSM=opencryptoki $(GO) test -race -count=1 $(HSM_TESTS)
 
-## bench: benchmarks, to be read as ratios within one run.
+## bench: benchmarks, to be read as ratios within one run (in-process; the
+## daemon as a process, under load, is `make bench-e2e`).
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./...
+
+## bench-e2e: the daemon as a process (built without -race) on a fresh SoftHSM2
+## token, the simulator, and bench/e2e's load client: a table of ratios against
+## the no-op RPC and bare HSM signatures, each with its target. About two
+## minutes; a quick look: make bench-e2e BENCH_E2E_FLAGS='-round 1s -rounds 1'.
+## `go run ./bench/e2e -h` lists the flags.
+BENCH_E2E_FLAGS ?=
+bench-e2e: deps build
+	$(GO) run ./bench/e2e -portvakt $(BIN)/portvakt $(BENCH_E2E_FLAGS)
 
 ## fuzz: a short run of every fuzz target (their seed corpora run in `make test`).
 fuzz:

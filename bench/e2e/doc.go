@@ -1,0 +1,45 @@
+// Command e2e is Portvakt's end-to-end benchmark harness (`make
+// bench-e2e`): the daemon as a process, built without the race detector,
+// on a fresh state directory (a SoftHSM2 token holding a 3072-bit eSeal
+// key certified by a devca CA, a policy, mTLS certificates), in front of
+// the Maskinporten simulator (mpsim) served over real HTTP from this
+// process, and a Go gRPC load client of its own. It measures what issue
+// 14 measured from outside with ghz, side by side in one run, and prints
+// a table of ratios, each with its target beside it. It asserts nothing
+// about time: the figures are for reading.
+//
+// The figures:
+//
+//   - cached/no-op throughput and p99, on the Unix socket and on mutual
+//     TLS: C callers (default 16) on one connection call GetToken for a
+//     token already cached, or grpc.health.v1.Health/Check, the daemon's
+//     own no-op RPC on the same server and transport, each as fast as it
+//     is answered for a round (default 5 s). Rounds alternate (no-op,
+//     GetToken, no-op, GetToken ...; default 3 of each) and each figure is
+//     the median over its rounds. Every call's latency is kept; p50 and
+//     p99 are read from the sorted latencies of a round.
+//   - cold keys/HSM: K distinct keys (default 1000: delegated tokens for
+//     K consumer organisations, valid organisation numbers the simulator
+//     has delegations from and the policy allows, and a resource of the
+//     round so that every round's keys are new) fetched by 50 callers,
+//     each needing a signature and a POST to the simulator: tokens/s,
+//     against K bare signer.Sign calls on the same key of the same token
+//     by 50 goroutines in this process, in alternating rounds.
+//   - identical cold callers: N callers (default 200) released at once
+//     ask for one key not yet cached; the daemon's
+//     portvakt_hsm_sign_seconds_count and the simulator's token requests
+//     must each grow by exactly 1.
+//   - peak RSS: the daemon's VmHWM (/proc/PID/status) after a round of
+//     1000 callers on 100 mTLS connections calling GetToken (cached). The
+//     high-water mark covers the daemon's life up to then: start, the
+//     cached rounds and this one.
+//   - audit bytes and records per cached call: the growth of the audit
+//     files (bytes, lines) over each cached GetToken round divided by its
+//     calls, over all of them.
+//
+// The load client runs on the same cores as the daemon and the simulator
+// (as ghz did): it keeps its work small (one request message shared by
+// every caller, latencies appended to preallocated slices) but is not
+// free, and the ratios include its share. Any failed call makes its round
+// invalid: the harness prints the error and exits non-zero.
+package main

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// options are the harness's flags.
+type options struct {
+	round       time.Duration // length of a timed round
+	rounds      int           // rounds of each kind
+	callers     int           // concurrent callers of the cached rounds
+	coldKeys    int           // distinct cold keys per cold round
+	coldCallers int
+	identical   int // identical cold callers
+	rssCallers  int
+	rssConns    int
+	rsaBits     int
+	portvakt    string // a built portvakt; empty: build one
+	keep        bool   // keep the state directory
+}
+
+func defaultOptions() options {
+	return options{
+		round: 5 * time.Second, rounds: 3, callers: 16,
+		coldKeys: 1000, coldCallers: 50, identical: 200,
+		rssCallers: 1000, rssConns: 100, rsaBits: 3072,
+	}
+}
+
+func main() {
+	o := defaultOptions()
+	flag.DurationVar(&o.round, "round", o.round, "length of each timed round")
+	flag.IntVar(&o.rounds, "rounds", o.rounds, "rounds of each kind, interleaved; figures are their medians")
+	flag.IntVar(&o.callers, "callers", o.callers, "concurrent callers of the cached and no-op rounds (one connection)")
+	flag.IntVar(&o.coldKeys, "cold-keys", o.coldKeys, "distinct cold keys (consumer organisations) per cold round, and bare signatures per HSM round")
+	flag.IntVar(&o.coldCallers, "cold-callers", o.coldCallers, "concurrent callers of the cold and HSM rounds")
+	flag.IntVar(&o.identical, "identical", o.identical, "identical cold callers released at once")
+	flag.IntVar(&o.rssCallers, "rss-callers", o.rssCallers, "concurrent callers of the peak-RSS round")
+	flag.IntVar(&o.rssConns, "rss-conns", o.rssConns, "mTLS connections of the peak-RSS round")
+	flag.IntVar(&o.rsaBits, "rsa-bits", o.rsaBits, "size of the eSeal's RSA key in the HSM")
+	flag.StringVar(&o.portvakt, "portvakt", "", "the portvakt binary to run (default: go build one, without -race)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the state directory (configuration, audit, the daemon's log) and print where it is")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if _, err := run(ctx, o, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-e2e:", err)
+		os.Exit(1)
+	}
+}
+
+// run measures everything and prints the table to out, progress to
+// progress.
+func run(ctx context.Context, o options, out, progress io.Writer) (*results, error) {
+	dir, err := os.MkdirTemp("", "pvb") // short: a Unix socket path has about 100 bytes
+	if err != nil {
+		return nil, err
+	}
+	if o.keep {
+		fmt.Fprintln(progress, "state directory (kept):", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	binary := o.portvakt
+	if binary == "" {
+		fmt.Fprintln(progress, "building portvakt (without -race)")
+		if binary, err = buildPortvakt(dir); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(progress, "provisioning a SoftHSM2 token (RSA-%d), %d delegations, mTLS certificates\n", o.rsaBits, o.coldKeys)
+	w, err := newWorld(dir, o.coldKeys, o.rsaBits)
+	if err != nil {
+		return nil, err
+	}
+	defer w.close()
+	d, err := startDaemon(ctx, binary, w)
+	if err != nil {
+		return nil, err
+	}
+	defer d.stop()
+	b := &bench{o: o, w: w, d: d, progress: progress, res: newResults(o)}
+	b.res.stateDir = dir
+	for _, phase := range []func(context.Context) error{b.cached, b.peakRSS, b.cold, b.identicalCallers} {
+		if err := phase(ctx); err != nil {
+			return nil, err
+		}
+	}
+	d.stop() // the audit log complete, for whoever reads it after
+	b.res.machine = describeMachine()
+	b.res.print(out)
+	return b.res, nil
+}

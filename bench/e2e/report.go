@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// summary is what the table keeps of a round.
+type summary struct {
+	calls     int
+	elapsed   time.Duration
+	perSecond float64
+	p50, p99  time.Duration
+}
+
+func summarise(r round) summary {
+	return summary{calls: r.calls, elapsed: r.elapsed, perSecond: r.throughput(), p50: r.quantile(0.50), p99: r.quantile(0.99)}
+}
+
+// results are the figures of one run.
+type results struct {
+	opts                                   options
+	noop, get                              map[string][]summary // by transport
+	bare, cold                             []summary
+	rssRound                               summary
+	peakRSS                                int64
+	identicalSigns, identicalPosts         int
+	auditBytesPerCall, auditRecordsPerCall float64
+	machine                                string
+	stateDir                               string // removed after the run unless options.keep
+}
+
+func newResults(o options) *results {
+	return &results{opts: o, noop: map[string][]summary{}, get: map[string][]summary{}}
+}
+
+// median of f over the rounds.
+func median[T int | float64 | time.Duration](rounds []summary, f func(summary) T) T {
+	v := make([]T, len(rounds))
+	for i, r := range rounds {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	if len(v) == 0 {
+		return 0
+	}
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+func perSecond(s summary) float64 { return s.perSecond }
+func p50(s summary) time.Duration { return s.p50 }
+func p99(s summary) time.Duration { return s.p99 }
+
+// Row labels: the test looks for each.
+const (
+	rowThroughput = "cached/no-op throughput, %s"
+	rowP99        = "cached/no-op p99, %s"
+	rowCold       = "cold keys/bare HSM signatures"
+	rowSigns      = "identical cold callers: HSM signatures"
+	rowPosts      = "identical cold callers: token POSTs"
+	rowRSS        = "peak RSS (VmHWM)"
+	rowAuditBytes = "audit bytes per cached call"
+	rowAuditRecs  = "audit records per cached call"
+)
+
+func (r *results) print(out io.Writer) {
+	o := r.opts
+	w := bufio.NewWriter(out)
+	defer w.Flush()
+	fmt.Fprintf(w, "Portvakt end-to-end benchmark (make bench-e2e)\n")
+	fmt.Fprintf(w, "machine: %s\n", r.machine)
+	fmt.Fprintf(w, "rounds: %d of each kind, interleaved, %s each; figures are medians over rounds\n", o.rounds, o.round)
+	fmt.Fprintf(w, "the daemon, the simulator and this load client share the machine's cores\n\n")
+	row := func(label, value, target string) { fmt.Fprintf(w, "%-58s %12s   %s\n", label, value, target) }
+	ratio := func(v float64) string { return fmt.Sprintf("%.2f×", v) }
+	for _, t := range []string{"unix", "mtls"} {
+		row(fmt.Sprintf(rowThroughput, t)+fmt.Sprintf(" (%d callers)", o.callers),
+			ratio(median(r.get[t], perSecond)/median(r.noop[t], perSecond)), "(target ≥ 0.90)")
+		row(fmt.Sprintf(rowP99, t),
+			ratio(float64(median(r.get[t], p99))/float64(median(r.noop[t], p99))), "(target ≤ 1.30)")
+	}
+	row(fmt.Sprintf("%s (%d keys, %d callers)", rowCold, o.coldKeys, o.coldCallers),
+		ratio(median(r.cold, perSecond)/median(r.bare, perSecond)), "(target ≥ 0.80)")
+	row(fmt.Sprintf("%s (N = %d)", rowSigns, o.identical), fmt.Sprint(r.identicalSigns), "(target = 1)")
+	row(fmt.Sprintf("%s (N = %d)", rowPosts, o.identical), fmt.Sprint(r.identicalPosts), "(target = 1)")
+	row(fmt.Sprintf("%s, %d callers on %d mTLS conns", rowRSS, o.rssCallers, o.rssConns),
+		fmt.Sprintf("%.1f MiB", float64(r.peakRSS)/(1<<20)), "(target ≤ 48 MiB)")
+	row(rowAuditBytes, fmt.Sprintf("%.1f", r.auditBytesPerCall), "")
+	row(rowAuditRecs, fmt.Sprintf("%.2f", r.auditRecordsPerCall), "")
+
+	fmt.Fprintf(w, "\nfor context (medians):\n")
+	abs := func(label string, rounds []summary, unit string) {
+		fmt.Fprintf(w, "  %-44s %10.0f %s   p50 %8s   p99 %8s\n", label, median(rounds, perSecond), unit,
+			median(rounds, p50).Round(time.Microsecond), median(rounds, p99).Round(time.Microsecond))
+	}
+	for _, t := range []string{"unix", "mtls"} {
+		abs("no-op (Health/Check), "+t, r.noop[t], "calls/s")
+		abs("GetToken cached, "+t, r.get[t], "calls/s")
+	}
+	abs(fmt.Sprintf("GetToken cold, unix (%d keys)", o.coldKeys), r.cold, "tokens/s")
+	abs(fmt.Sprintf("bare signer.Sign, RSA-%d (%d)", o.rsaBits, o.coldKeys), r.bare, "signs/s")
+	abs(fmt.Sprintf("GetToken cached, mtls, %d callers", o.rssCallers), []summary{r.rssRound}, "calls/s")
+}
+
+// describeMachine is GOMAXPROCS, the CPU count and model.
+func describeMachine() string {
+	model := "unknown CPU"
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%s, %d CPUs, GOMAXPROCS %d, %s", model, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
+}
