@@ -5,7 +5,8 @@
 // the Maskinporten simulator (mpsim) served over real HTTP from this
 // process, and a Go gRPC load client of its own. It measures what issue
 // 14 measured from outside with ghz, side by side in one run, and prints
-// a table of ratios, each with its target beside it. It asserts nothing
+// a table of ratios, each with its target beside it; `go run ./bench/e2e
+// -h` lists the flags that make a quicker run. It asserts nothing
 // about time: the figures are for reading.
 //
 // The figures:
@@ -24,11 +25,13 @@
 //     round so that every round's keys are new) fetched by 50 callers,
 //     each needing a signature and a POST to the simulator: tokens/s,
 //     against K bare signer.Sign calls on the same key of the same token
-//     by 50 goroutines in this process, in alternating rounds.
+//     by 50 goroutines in this process, in alternating rounds. A cold
+//     round that did not make exactly K token requests for its keys (the
+//     simulator counts them by resource) is invalid.
 //   - identical cold callers: N callers (default 200) released at once
 //     ask for one key not yet cached; the daemon's
 //     portvakt_hsm_sign_seconds_count and the simulator's token requests
-//     must each grow by exactly 1.
+//     for that key must each grow by exactly 1.
 //   - peak RSS: the daemon's VmHWM (/proc/PID/status) after a round of
 //     1000 callers on 100 mTLS connections calling GetToken (cached). The
 //     high-water mark covers the daemon's life up to then: start, the
@@ -36,6 +39,12 @@
 //   - audit bytes and records per cached call: the growth of the audit
 //     files (bytes, lines) over each cached GetToken round divided by its
 //     calls, over all of them.
+//
+// The simulator runs in this process, over real HTTP on loopback, so
+// that its counts (Stats) are read exactly; its tokens live an hour, so
+// that no cached token is renewed during a run. The load client's
+// connections are plain grpc-go ClientConns (one HTTP/2 connection each,
+// no retries), as ghz's were.
 //
 // The load client runs on the same cores as the daemon and the simulator
 // (as ghz did): it keeps its work small (one request message shared by

@@ -74,11 +74,16 @@ func (r round) quantile(q float64) time.Duration {
 // ends the round and is returned: the round is invalid.
 func timedRound(ctx context.Context, conns, callers int, d time.Duration, c call) (round, error) {
 	deadline := time.Now().Add(d)
-	return runCallers(ctx, callers, func(_ int) bool { return time.Now().Before(deadline) }, conns, c)
+	return runIndexed(ctx, callers, conns, func(ctx context.Context, conn int) (bool, error) {
+		if !time.Now().Before(deadline) {
+			return false, nil
+		}
+		return true, c(ctx, conn)
+	})
 }
 
-// countedRound has callers goroutines make count calls between them; the
-// call is given the call's index.
+// countedRound has callers goroutines make count calls between them, each
+// call given its index in 0..count-1.
 func countedRound(ctx context.Context, conns, callers, count int, c func(ctx context.Context, conn, i int) error) (round, error) {
 	var next atomic.Int64
 	return runIndexed(ctx, callers, conns, func(ctx context.Context, conn int) (bool, error) {
@@ -87,16 +92,6 @@ func countedRound(ctx context.Context, conns, callers, count int, c func(ctx con
 			return false, nil
 		}
 		return true, c(ctx, conn, i)
-	})
-}
-
-// runCallers is runIndexed for calls that go on while more() holds.
-func runCallers(ctx context.Context, callers int, more func(caller int) bool, conns int, c call) (round, error) {
-	return runIndexed(ctx, callers, conns, func(ctx context.Context, conn int) (bool, error) {
-		if !more(conn) {
-			return false, nil
-		}
-		return true, c(ctx, conn)
 	})
 }
 
