@@ -40,6 +40,12 @@
 //     files (bytes, lines) over each cached GetToken round divided by its
 //     calls, over all of them.
 //
+//   - CPU per call, for context and as a ratio: the daemon's user and
+//     system time over a round (/proc/PID/stat, in 10 ms ticks) divided
+//     by its calls, and this process's (getrusage: the load client, the
+//     simulator, the bare signatures). On a machine others share it
+//     varies less than throughput does.
+//
 // The simulator runs in this process, over real HTTP on loopback, so
 // that its counts (Stats) are read exactly; its tokens live an hour, so
 // that no cached token is renewed during a run. The load client's

@@ -54,7 +54,7 @@ func (b *bench) cached(ctx context.Context) error {
 		}
 		for r := range b.o.rounds {
 			fmt.Fprintf(b.progress, "round %d/%d on %s: no-op, then cached GetToken (%d callers, %s each)\n", r+1, b.o.rounds, transport, b.o.callers, b.o.round)
-			n, err := timedRound(ctx, 1, b.o.callers, b.o.round, noop)
+			n, err := b.measure(func() (round, error) { return timedRound(ctx, 1, b.o.callers, b.o.round, noop) })
 			if err != nil {
 				return fmt.Errorf("no-op round %d on %s is invalid: %w", r+1, transport, err)
 			}
@@ -62,7 +62,7 @@ func (b *bench) cached(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			g, err := timedRound(ctx, 1, b.o.callers, b.o.round, get)
+			g, err := b.measure(func() (round, error) { return timedRound(ctx, 1, b.o.callers, b.o.round, get) })
 			if err != nil {
 				return fmt.Errorf("GetToken round %d on %s is invalid: %w", r+1, transport, err)
 			}
@@ -75,9 +75,9 @@ func (b *bench) cached(ctx context.Context) error {
 				return err
 			}
 			auditBytes, auditRecords, auditCalls = auditBytes+grownBytes, auditRecords+grownRecords, auditCalls+int64(g.calls)
-			fmt.Fprintf(b.progress, "  no-op %.0f/s, GetToken %.0f/s\n", n.throughput(), g.throughput())
-			b.res.noop[transport] = append(b.res.noop[transport], summarise(n))
-			b.res.get[transport] = append(b.res.get[transport], summarise(g))
+			fmt.Fprintf(b.progress, "  no-op %.0f/s, GetToken %.0f/s\n", n.perSecond, g.perSecond)
+			b.res.noop[transport] = append(b.res.noop[transport], n)
+			b.res.get[transport] = append(b.res.get[transport], g)
 		}
 	}
 	if st := b.w.sim.Stats(); st.TokenRequests != 1 {
@@ -101,14 +101,16 @@ func (b *bench) peakRSS(ctx context.Context) error {
 	for i, c := range conns {
 		apis[i] = portvaktv1.NewTokenServiceClient(c)
 	}
-	r, err := timedRound(ctx, len(conns), b.o.rssCallers, b.o.round, func(ctx context.Context, conn int) error {
-		_, err := apis[conn].GetToken(ctx, cachedReq)
-		return err
+	r, err := b.measure(func() (round, error) {
+		return timedRound(ctx, len(conns), b.o.rssCallers, b.o.round, func(ctx context.Context, conn int) error {
+			_, err := apis[conn].GetToken(ctx, cachedReq)
+			return err
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("the peak-RSS round is invalid: %w", err)
 	}
-	b.res.rssRound = summarise(r)
+	b.res.rssRound = r
 	b.res.peakRSS, err = b.d.peakRSS()
 	return err
 }
@@ -134,9 +136,11 @@ func (b *bench) cold(ctx context.Context) error {
 	api := portvaktv1.NewTokenServiceClient(conns[0])
 	for r := range b.o.rounds {
 		fmt.Fprintf(b.progress, "round %d/%d: %d bare HSM signatures, then %d cold keys (%d callers)\n", r+1, b.o.rounds, b.o.coldKeys, b.o.coldKeys, b.o.coldCallers)
-		bare, err := countedRound(ctx, 1, b.o.coldCallers, b.o.coldKeys, func(context.Context, int, int) error {
-			_, err := s.Sign(nil, digest[:], crypto.SHA256)
-			return err
+		bare, err := b.measure(func() (round, error) {
+			return countedRound(ctx, 1, b.o.coldCallers, b.o.coldKeys, func(context.Context, int, int) error {
+				_, err := s.Sign(nil, digest[:], crypto.SHA256)
+				return err
+			})
 		})
 		if err != nil {
 			return fmt.Errorf("bare-signature round %d is invalid: %w", r+1, err)
@@ -150,9 +154,11 @@ func (b *bench) cold(ctx context.Context) error {
 			}
 		}
 		resource := reqs[0].GetResource()
-		cold, err := countedRound(ctx, 1, b.o.coldCallers, b.o.coldKeys, func(ctx context.Context, _, i int) error {
-			_, err := api.GetToken(ctx, reqs[i])
-			return err
+		cold, err := b.measure(func() (round, error) {
+			return countedRound(ctx, 1, b.o.coldCallers, b.o.coldKeys, func(ctx context.Context, _, i int) error {
+				_, err := api.GetToken(ctx, reqs[i])
+				return err
+			})
 		})
 		if err != nil {
 			return fmt.Errorf("cold round %d is invalid: %w", r+1, err)
@@ -160,11 +166,27 @@ func (b *bench) cold(ctx context.Context) error {
 		if got := b.w.sim.Stats().Resources[resource]; got != b.o.coldKeys {
 			return fmt.Errorf("cold round %d made %d token requests for %d keys: it did not measure cold keys", r+1, got, b.o.coldKeys)
 		}
-		fmt.Fprintf(b.progress, "  bare signatures %.0f/s, cold tokens %.0f/s\n", bare.throughput(), cold.throughput())
-		b.res.bare = append(b.res.bare, summarise(bare))
-		b.res.cold = append(b.res.cold, summarise(cold))
+		fmt.Fprintf(b.progress, "  bare signatures %.0f/s, cold tokens %.0f/s\n", bare.perSecond, cold.perSecond)
+		b.res.bare = append(b.res.bare, bare)
+		b.res.cold = append(b.res.cold, cold)
 	}
 	return nil
+}
+
+// measure runs a round and summarises it with the CPU time the daemon
+// and this process used meanwhile.
+func (b *bench) measure(f func() (round, error)) (summary, error) {
+	m := cpuMeter{pid: b.d.pid()}
+	if err := m.start(); err != nil {
+		return summary{}, err
+	}
+	r, err := f()
+	if err != nil {
+		return summary{}, err
+	}
+	s := summarise(r)
+	s.daemonCPU, s.clientCPU, err = m.stop()
+	return s, err
 }
 
 const signCount = "portvakt_hsm_sign_seconds_count"

@@ -17,6 +17,9 @@ type summary struct {
 	elapsed   time.Duration
 	perSecond float64
 	p50, p99  time.Duration
+	// The CPU time the daemon, and this process (the load client, the
+	// simulator, the bare signatures), used during the round.
+	daemonCPU, clientCPU time.Duration
 }
 
 func summarise(r round) summary {
@@ -64,6 +67,7 @@ func p99(s summary) time.Duration { return s.p99 }
 const (
 	rowThroughput = "cached/no-op throughput, %s"
 	rowP99        = "cached/no-op p99, %s"
+	rowCPU        = "cached/no-op daemon CPU per call, %s"
 	rowCold       = "cold keys/bare HSM signatures"
 	rowSigns      = "identical cold callers: HSM signatures"
 	rowPosts      = "identical cold callers: token POSTs"
@@ -88,6 +92,11 @@ func (r *results) print(out io.Writer) {
 		row(fmt.Sprintf(rowP99, t),
 			ratio(float64(median(r.get[t], p99))/float64(median(r.noop[t], p99))), "(target ≤ 1.30)")
 	}
+	for _, t := range []string{"unix", "mtls"} {
+		row(fmt.Sprintf(rowCPU, t),
+			ratio(float64(median(r.get[t], daemonCPUPerCall))/float64(median(r.noop[t], daemonCPUPerCall))),
+			"(no target; steadier than throughput on a busy machine)")
+	}
 	row(fmt.Sprintf("%s (%d keys, %d callers)", rowCold, o.coldKeys, o.coldCallers),
 		ratio(median(r.cold, perSecond)/median(r.bare, perSecond)), "(target ≥ 0.80)")
 	row(fmt.Sprintf("%s (N = %d)", rowSigns, o.identical), fmt.Sprint(r.identicalSigns), "(target = 1)")
@@ -97,10 +106,11 @@ func (r *results) print(out io.Writer) {
 	row(rowAuditBytes, fmt.Sprintf("%.1f", r.auditBytesPerCall), "")
 	row(rowAuditRecs, fmt.Sprintf("%.2f", r.auditRecordsPerCall), "")
 
-	fmt.Fprintf(w, "\nfor context (medians):\n")
+	fmt.Fprintf(w, "\nfor context (medians; CPU per call: the daemon's, and this process's: load client, simulator, bare signatures):\n")
 	abs := func(label string, rounds []summary, unit string) {
-		fmt.Fprintf(w, "  %-44s %10.0f %s   p50 %8s   p99 %8s\n", label, median(rounds, perSecond), unit,
-			median(rounds, p50).Round(time.Microsecond), median(rounds, p99).Round(time.Microsecond))
+		fmt.Fprintf(w, "  %-40s %7.0f %-8s  p50 %9s  p99 %9s  CPU/call daemon %8s, harness %8s\n", label, median(rounds, perSecond), unit,
+			median(rounds, p50).Round(time.Microsecond), median(rounds, p99).Round(time.Microsecond),
+			short(median(rounds, daemonCPUPerCall)), short(median(rounds, clientCPUPerCall)))
 	}
 	for _, t := range []string{"unix", "mtls"} {
 		abs("no-op (Health/Check), "+t, r.noop[t], "calls/s")
@@ -123,4 +133,16 @@ func describeMachine() string {
 		}
 	}
 	return fmt.Sprintf("%s, %d CPUs, GOMAXPROCS %d, %s", model, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
+}
+
+// daemonCPUPerCall and clientCPUPerCall are a round's CPU time per call.
+func daemonCPUPerCall(s summary) time.Duration { return s.daemonCPU / time.Duration(max(s.calls, 1)) }
+func clientCPUPerCall(s summary) time.Duration { return s.clientCPU / time.Duration(max(s.calls, 1)) }
+
+// short rounds a duration to three or four significant digits.
+func short(d time.Duration) time.Duration {
+	if d >= time.Millisecond {
+		return d.Round(10 * time.Microsecond)
+	}
+	return d.Round(100 * time.Nanosecond)
 }
