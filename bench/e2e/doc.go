@@ -39,7 +39,6 @@
 //   - audit bytes and records per cached call: the growth of the audit
 //     files (bytes, lines) over each cached GetToken round divided by its
 //     calls, over all of them.
-//
 //   - CPU per call, for context and as a ratio: the daemon's user and
 //     system time over a round (/proc/PID/stat, in 10 ms ticks) divided
 //     by its calls, and this process's (getrusage: the load client, the
