@@ -109,7 +109,7 @@ func (r *results) print(out io.Writer) {
 	fmt.Fprintf(w, "\nfor context (medians; CPU per call: the daemon's, and this process's: load client, simulator, bare signatures):\n")
 	abs := func(label string, rounds []summary, unit string) {
 		fmt.Fprintf(w, "  %-40s %7.0f %-8s  p50 %9s  p99 %9s  CPU/call daemon %8s, harness %8s\n", label, median(rounds, perSecond), unit,
-			median(rounds, p50).Round(time.Microsecond), median(rounds, p99).Round(time.Microsecond),
+			short(median(rounds, p50)), short(median(rounds, p99)),
 			short(median(rounds, daemonCPUPerCall)), short(median(rounds, clientCPUPerCall)))
 	}
 	for _, t := range []string{"unix", "mtls"} {
@@ -141,6 +141,9 @@ func clientCPUPerCall(s summary) time.Duration { return s.clientCPU / time.Durat
 
 // short rounds a duration to three or four significant digits.
 func short(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(time.Millisecond)
+	}
 	if d >= time.Millisecond {
 		return d.Round(10 * time.Microsecond)
 	}
