@@ -20,7 +20,7 @@ const namespace = "portvakt"
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	Requests           *prometheus.CounterVec   // method, client, code
+	Requests           *prometheus.CounterVec   // method, client, code; count with CountRequest
 	PolicyDenials      *prometheus.CounterVec   // client
 	HSMSignSeconds     prometheus.Histogram     //
 	HSMErrors          prometheus.Counter       //
@@ -54,6 +54,8 @@ type Metrics struct {
 	// (an Altinn system user). Which consumer or customer is in the audit
 	// log, not in a label: their number has no bound.
 	Tokens *prometheus.CounterVec // environment, kind
+
+	requests requestCounters // Requests' series, for CountRequest
 }
 
 // New makes and registers the metrics, and the Go runtime's and process's.
@@ -119,6 +121,7 @@ func New() *Metrics {
 		Tokens: f.counterVec("tokens_total",
 			"Tokens handed out (from the cache or fresh), by environment and kind: own, delegated (on behalf of a consumer_org) or system_user (an Altinn system user).", "environment", "kind"),
 	}
+	m.requests = requestCounters{vec: m.Requests, m: map[requestLabels]prometheus.Counter{}}
 	// Both results of each reload exist at 0 from the start, for a rate or an
 	// alert: increase() does not count a counter's first sample.
 	m.PolicyReloads.WithLabelValues("ok")
