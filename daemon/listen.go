@@ -85,9 +85,9 @@ func (d *Daemon) addServer(name string, lis net.Listener, creds credentials.Tran
 			// and each forced reconnect would cost a TLS handshake and
 			// race the calls starting on the old connection.
 		}),
-		// Outermost the per-method metrics, so that they see the code the
-		// request interceptor made of a panic.
-		grpc.ChainUnaryInterceptor(d.metrics.GRPCServer.UnaryServerInterceptor(), d.requestInterceptor(name)),
+		// One interceptor: request id, log line, metrics (grpc_server_*
+		// among them, with the code it made of a panic).
+		grpc.UnaryInterceptor(d.requestInterceptor(name)),
 		d.tracingOption(),
 	)
 	d.registerServices(srv)
