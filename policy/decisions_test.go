@@ -19,6 +19,8 @@ func TestDecideRepeat(t *testing.T) {
 	}{
 		{"one scope", Request{Identities: []string{"uid:1000"}, Environment: "prod", Scopes: []string{ecoc}}, 0},
 		{"delegated", Request{Identities: []string{"uid:1000"}, Environment: "test", Scopes: []string{ecocDeleg}, ConsumerOrg: consumer}, 0},
+		{"by a DNS name", Request{Identities: []string{"dns:billing.internal"}, Environment: "prod", Scopes: []string{ecoc}}, 0},
+		{"by a DNS name not in lower case", Request{Identities: []string{"dns:Billing.Internal"}, Environment: "prod", Scopes: []string{ecoc}}, 1},
 		{"by a later identity", Request{Identities: []string{"uid:4242", "uid:1000"}, Environment: "prod", Scopes: []string{ecoc}}, 0},
 		// Several scopes are joined into the key: one allocation.
 		{"two scopes", Request{Identities: []string{"uid:1000"}, Environment: "prod", Scopes: []string{ecoc, ecoc}}, 1},

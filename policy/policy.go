@@ -141,6 +141,13 @@ func (p *Policy) ClientOf(identities []string) (clientName string, identity stri
 
 func (p *Policy) clientOf(identities []string) (*client, string) {
 	for _, id := range identities {
+		// An identity spelled canonically already (as certificates'
+		// DNS names mostly are) is found without making its canonical
+		// form, which allocates; the map's keys are canonical, so a hit
+		// is the same client the canonical form would find.
+		if c := p.byIdentity[id]; c != nil {
+			return c, id
+		}
 		if c := p.byIdentity[syntax.CanonicalIdentity(id)]; c != nil {
 			return c, id
 		}
