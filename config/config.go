@@ -230,7 +230,22 @@ type Log struct {
 	Format string `yaml:"format"`
 	// Level is debug, info (default), warn or error.
 	Level string `yaml:"level"`
+	// Calls says which calls get their line at info: "errors" (default:
+	// failures and denials only, which are always logged, at warn;
+	// successful calls at debug), "all", or "sample" (one successful
+	// call in CallsSample). Each call is in the audit log either way.
+	Calls string `yaml:"calls"`
+	// CallsSample is the one in how many successful calls that
+	// Calls "sample" logs at info; default 100.
+	CallsSample int `yaml:"calls_sample"`
 }
+
+// The values of log.calls.
+const (
+	LogCallsErrors = "errors"
+	LogCallsAll    = "all"
+	LogCallsSample = "sample"
+)
 
 // Audit configures the audit log (every policy decision and key use).
 type Audit struct {

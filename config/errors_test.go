@@ -105,6 +105,8 @@ func brokenConfigs(t *testing.T) []brokenConfig {
 		{"policy file missing", edit(t, "policy: policy.yaml", "policy: nope.yaml"), 23, []string{"no such file or directory; give an existing file"}},
 		{"log format", edit(t, "", "log: {format: xml}\n"), 26, []string{`log.format "xml": unknown format; use json or text`}},
 		{"log level", edit(t, "", "log: {level: verbose}\n"), 26, []string{`log.level "verbose": unknown level; use debug, info, warn or error`}},
+		{"log calls", edit(t, "", "log: {calls: loud}\n"), 26, []string{`log.calls "loud": unknown value; use errors, all or sample`}},
+		{"log calls sample", edit(t, "", "log: {calls: sample, calls_sample: -1}\n"), 26, []string{`log.calls_sample -1: give a whole number of 1 or more`}},
 		{"audit instance", edit(t, "audit: {file: audit/audit.log}", "audit: {file: audit/audit.log, instance: a/b}"), 24, []string{"only letters, digits", "set audit.instance when it does not fit"}},
 		{"audit seal every zero", edit(t, "audit: {file: audit/audit.log}", "audit: {file: audit/audit.log, seal: {every: -1s}}"), 24, []string{"audit.seal.every must be positive; leave it out for the default"}},
 		{"no audit", edit(t, "audit: {file: audit/audit.log}\n", ""), 2, []string{"audit.file: missing; give the audit log's path"}},

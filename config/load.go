@@ -131,6 +131,12 @@ func (c *Config) setDefaults() {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	if c.Log.Calls == "" {
+		c.Log.Calls = LogCallsErrors
+	}
+	if c.Log.CallsSample == 0 {
+		c.Log.CallsSample = 100
+	}
 	if c.Maskinporten.ClockThreshold == 0 {
 		c.Maskinporten.ClockThreshold = maskinporten.DefaultClockThreshold
 	}

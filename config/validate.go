@@ -42,6 +42,12 @@ func (c *Config) Validate() error {
 	default:
 		v.add("log.level", fmt.Sprintf("log.level %q: unknown level; use debug, info, warn or error", c.Log.Level))
 	}
+	switch c.Log.Calls {
+	case LogCallsErrors, LogCallsAll, LogCallsSample:
+	default:
+		v.add("log.calls", fmt.Sprintf("log.calls %q: unknown value; use errors, all or sample", c.Log.Calls))
+	}
+	v.require(c.Log.CallsSample >= 1, "log.calls_sample", fmt.Sprintf("log.calls_sample %d: give a whole number of 1 or more (log one successful call in that many)", c.Log.CallsSample))
 	c.validateAudit(&v)
 	if c.Metrics.Address != "" {
 		v.address("metrics.address", c.Metrics.Address)

@@ -7,7 +7,6 @@
 package metrics
 
 import (
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -20,7 +19,7 @@ const namespace = "portvakt"
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	Requests           *prometheus.CounterVec   // method, client, code
+	Requests           *prometheus.CounterVec   // method, client, code; count with CountRequest
 	PolicyDenials      *prometheus.CounterVec   // client
 	HSMSignSeconds     prometheus.Histogram     //
 	HSMErrors          prometheus.Counter       //
@@ -45,15 +44,17 @@ type Metrics struct {
 	GRPCEvicted        *prometheus.CounterVec   // listener
 
 	// GRPCServer is every gRPC server's calls by method and code, and
-	// their latency by method (grpc_server_handling_seconds): its
-	// interceptor goes on each server.
-	GRPCServer *grpcprom.ServerMetrics
+	// their latency by method (grpc_server_handling_seconds), counted by
+	// the request interceptor.
+	GRPCServer *GRPCServerMetrics
 
 	// Tokens counts the tokens handed out, cached or fresh, by
 	// environment and kind: own, delegated (consumer_org) or system_user
 	// (an Altinn system user). Which consumer or customer is in the audit
 	// log, not in a label: their number has no bound.
 	Tokens *prometheus.CounterVec // environment, kind
+
+	requests requestCounters // Requests' series, for CountRequest
 }
 
 // New makes and registers the metrics, and the Go runtime's and process's.
@@ -61,8 +62,7 @@ func New() *Metrics {
 	r := prometheus.NewRegistry()
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f := factory{r}
-	grpcServer := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramBuckets(latencyBuckets)))
-	r.MustRegister(grpcServer)
+	grpcServer := newGRPCServerMetrics(r)
 	bi := buildinfo.Get()
 	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info",
 		Help:        "Always 1; the labels say which build runs (what `portvakt version` prints).",
@@ -119,6 +119,7 @@ func New() *Metrics {
 		Tokens: f.counterVec("tokens_total",
 			"Tokens handed out (from the cache or fresh), by environment and kind: own, delegated (on behalf of a consumer_org) or system_user (an Altinn system user).", "environment", "kind"),
 	}
+	m.requests = requestCounters{vec: m.Requests, m: map[requestLabels]prometheus.Counter{}}
 	// Both results of each reload exist at 0 from the start, for a rate or an
 	// alert: increase() does not count a counter's first sample.
 	m.PolicyReloads.WithLabelValues("ok")

@@ -35,6 +35,8 @@ type Decision struct {
 	Identity string
 	// Rules are the rules that allowed the request, as FILE:LINE, one per
 	// rule in the order of the scopes they allowed; empty on a denial.
+	// The policy hands the same slice to every repeat of a request: read
+	// it, do not change it.
 	Rules []string
 	// Reason is one line for logs, the audit and `policy explain`. For a
 	// denial it says what was missing. Values from the request are quoted
@@ -44,11 +46,28 @@ type Decision struct {
 }
 
 // Decide answers a request. Anything not allowed by a rule is denied.
+// An allowed request is remembered by its shape (see decisions): a repeat
+// is answered the same, with no allocation.
 func (p *Policy) Decide(r Request) Decision {
 	c, id := p.clientOf(r.Identities)
 	if c == nil {
 		return Decision{Reason: noClientReason(r.Identities)}
 	}
+	k, rememberable := keyOf(id, r)
+	if rememberable {
+		if d, ok := p.decisions.get(k); ok {
+			return d
+		}
+	}
+	d := c.decide(id, r)
+	if d.Allowed && rememberable {
+		p.decisions.put(k, d)
+	}
+	return d
+}
+
+// decide is Decide for a caller c claims by identity id, worked out.
+func (c *client) decide(id string, r Request) Decision {
 	d := Decision{Client: c.name, Identity: id}
 	switch {
 	case r.Environment == "":

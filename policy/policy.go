@@ -9,8 +9,9 @@ import (
 )
 
 // Policy is a loaded, valid policy. It is never changed once loaded (its
-// rate limiters aside, which are meant to change), so any number of
-// goroutines may use it, and a reload replaces it as a whole.
+// rate limiters aside, which are meant to change, and the decisions it
+// remembers, which are its own answers), so any number of goroutines may
+// use it, and a reload replaces it as a whole.
 type Policy struct {
 	source       string
 	clients      []*client          // in file order
@@ -23,6 +24,8 @@ type Policy struct {
 	// (unknown_callers.rate_limit, or DefaultUnknownRateLimit).
 	unknownLimit   RateLimit
 	unknownLimiter *rate.Limiter
+
+	decisions decisions // allowed decisions, by the request's shape
 }
 
 // client is one entry of clients: in the file.
@@ -138,6 +141,13 @@ func (p *Policy) ClientOf(identities []string) (clientName string, identity stri
 
 func (p *Policy) clientOf(identities []string) (*client, string) {
 	for _, id := range identities {
+		// An identity spelled canonically already (as certificates'
+		// DNS names mostly are) is found without making its canonical
+		// form, which allocates; the map's keys are canonical, so a hit
+		// is the same client the canonical form would find.
+		if c := p.byIdentity[id]; c != nil {
+			return c, id
+		}
 		if c := p.byIdentity[syntax.CanonicalIdentity(id)]; c != nil {
 			return c, id
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
@@ -55,34 +56,78 @@ func ServerOption() grpc.ServerOption {
 }
 
 // Register puts the service on a server made with ServerOption.
+//
+// Its handlers are the generated ones but for the codec's undecoded
+// holder, and made once rather than per call: each call allocates its
+// request message and nothing else here (the holder is pooled; the
+// method's info and the handler the interceptors wrap are shared, and
+// interceptors only read them).
 func (s *Service) Register(r grpc.ServiceRegistrar) {
+	handlers := map[string]grpc.MethodHandler{
+		"GetToken":         unary(s, portvaktv1.TokenService_GetToken_FullMethodName, s.GetToken),
+		"WhoAmI":           unary(s, portvaktv1.TokenService_WhoAmI_FullMethodName, s.WhoAmI),
+		"ListEnvironments": unary(s, portvaktv1.TokenService_ListEnvironments_FullMethodName, s.ListEnvironments),
+	}
 	desc := portvaktv1.TokenService_ServiceDesc
 	desc.Methods = slices.Clone(desc.Methods)
 	for i, m := range desc.Methods {
-		generated, fullMethod := m.Handler, "/"+desc.ServiceName+"/"+m.MethodName
-		desc.Methods[i].Handler = func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-			return generated(srv, ctx, func(v any) error {
-				u := &undecoded{msg: v.(proto.Message)}
-				if err := dec(u); err != nil {
-					return err
-				}
-				if u.err == nil {
-					return nil
-				}
-				// Refused through the interceptors, with the request as
-				// far as it was decoded never reaching the service.
-				refusal := &fieldError{field: u.field, problem: "is not valid UTF-8; send text fields in UTF-8"}
-				if u.field == "" {
-					refusal = &fieldError{field: "request", problem: "could not be decoded: " + u.err.Error()}
-				}
-				_, err := interceptor(ctx, v, &grpc.UnaryServerInfo{Server: srv, FullMethod: fullMethod}, func(ctx context.Context, _ any) (any, error) {
-					return nil, toStatus(ctx, refusal)
-				})
-				return err
-			}, interceptor)
+		h, ok := handlers[m.MethodName]
+		if !ok {
+			// A method added to the proto and not here would be served
+			// without the codec's refusal of undecodable requests.
+			panic(fmt.Sprintf("tokenservice: no handler for %s.%s", desc.ServiceName, m.MethodName))
 		}
+		desc.Methods[i].Handler = h
 	}
 	r.RegisterService(&desc, s)
+}
+
+// unary is the handler of one method, whose request is a P.
+func unary[Req any, P interface {
+	*Req
+	proto.Message
+}, Resp any](srv any, fullMethod string, call func(context.Context, P) (Resp, error)) grpc.MethodHandler {
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: fullMethod}
+	handler := func(ctx context.Context, req any) (any, error) { return call(ctx, req.(P)) }
+	return func(_ any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+		in := P(new(Req))
+		refusal, err := decode(dec, in)
+		switch {
+		case err != nil:
+			return nil, err
+		case refusal != nil:
+			// Refused through the interceptors, with the request as far
+			// as it was decoded never reaching the service.
+			if interceptor == nil {
+				return nil, toStatus(ctx, refusal)
+			}
+			return interceptor(ctx, in, info, func(ctx context.Context, _ any) (any, error) {
+				return nil, toStatus(ctx, refusal)
+			})
+		case interceptor == nil:
+			return handler(ctx, in)
+		}
+		return interceptor(ctx, in, info, handler)
+	}
+}
+
+// holders are the codec's undecoded holders, one per call in flight.
+var holders = sync.Pool{New: func() any { return new(undecoded) }}
+
+// decode reads the call's request into msg; a request the codec could not
+// decode is a refusal naming the field, err is gRPC's own.
+func decode(dec func(any) error, msg proto.Message) (refusal *fieldError, err error) {
+	u := holders.Get().(*undecoded)
+	u.msg = msg
+	if err = dec(u); err == nil && u.err != nil {
+		refusal = &fieldError{field: u.field, problem: "is not valid UTF-8; send text fields in UTF-8"}
+		if u.field == "" {
+			refusal = &fieldError{field: "request", problem: "could not be decoded: " + u.err.Error()}
+		}
+	}
+	*u = undecoded{}
+	holders.Put(u)
+	return refusal, err
 }
 
 // invalidUTF8Field names the first string field of b (a message of type

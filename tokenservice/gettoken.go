@@ -38,6 +38,7 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 	if err := checkIdentities(caller.Identities); err != nil {
 		return nil, status.Error(codes.Unauthenticated, err.Error())
 	}
+	requestid.SetIdentities(ctx, caller.Identities) // for the call's log line, read once
 	pol := s.policies.Current()
 	// The rate limit comes first, before the request is even read, so
 	// that a flood (of valid requests or not, by a client or by a caller
@@ -56,7 +57,7 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 	}
 	s.traceRequest(ctx, r.key)
 
-	scopes := r.key.ScopeList()
+	scopes := r.scopes
 	_, span := s.tracer.Start(ctx, spanPolicy)
 	decision := pol.Decide(policy.Request{
 		Identities:    caller.Identities,

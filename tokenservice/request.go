@@ -3,6 +3,7 @@ package tokenservice
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -53,6 +54,10 @@ type tokenRequest struct {
 	env         *Environment
 	key         tokencache.Key
 	minValidity time.Duration
+	// scopes are the key's as a list (sorted, without repeats): decided
+	// on and returned. A request of one scope, the usual, shares its
+	// message's slice.
+	scopes []string
 }
 
 // parseRequest checks every field and resolves the environment and the
@@ -122,10 +127,14 @@ func (s *Service) parseRequest(req *portvaktv1.GetTokenRequest) (tokenRequest, e
 			return tokenRequest{}, &fieldError{"min_validity", fmt.Sprintf("%s: give 0 to %s", minValidity, maxMinValidity)}
 		}
 	}
+	if len(scopes) > 1 {
+		scopes = slices.Compact(slices.Sorted(slices.Values(scopes))) // as the key has them
+	}
 	return tokenRequest{
 		env:         env,
 		key:         tokencache.NewKey(env.Config.Name, env.ClientID, scopes, resource, behalf),
 		minValidity: minValidity,
+		scopes:      scopes,
 	}, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +130,32 @@ func TestSystemUserInTheKey(t *testing.T) {
 	own, _ := s.parseRequest(&portvaktv1.GetTokenRequest{Scopes: []string{"a:x"}})
 	if own.key.SystemUserOrg != "" || own.key.SystemUserRef != "" || systemUser(own.key) != nil || own.key == r.key {
 		t.Fatalf("own key = %+v", own.key)
+	}
+}
+
+// The scopes a request is decided on and answered with are the cache
+// key's, in its order and without repeats, whatever order they came in;
+// the request's own slice is not changed.
+func TestParsedScopesAreTheKeys(t *testing.T) {
+	s := testService("test")
+	tests := [][]string{
+		{"svv:a"},
+		{"svv:b", "svv:a"},
+		{"svv:b", "svv:a", "svv:b", "svv:c"},
+	}
+	for _, scopes := range tests {
+		t.Run(strings.Join(scopes, "+"), func(t *testing.T) {
+			asked := slices.Clone(scopes)
+			r, err := s.parseRequest(&portvaktv1.GetTokenRequest{Scopes: scopes, Environment: "test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(r.scopes, r.key.ScopeList()) {
+				t.Errorf("scopes %q, the key's %q", r.scopes, r.key.ScopeList())
+			}
+			if !slices.Equal(scopes, asked) {
+				t.Errorf("the request's scopes became %q", scopes)
+			}
+		})
 	}
 }
