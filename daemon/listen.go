@@ -86,9 +86,9 @@ func (d *Daemon) addServer(name string, lis net.Listener, creds credentials.Tran
 			// and each forced reconnect would cost a TLS handshake and
 			// race the calls starting on the old connection.
 		}),
-		// One interceptor: request id, log line, metrics (grpc_server_*
-		// among them, with the code it made of a panic).
-		grpc.UnaryInterceptor(d.requestInterceptor(name)),
+		// Outermost the per-method metrics (go-grpc-middleware's provider),
+		// so that they see the code the request interceptor made of a panic.
+		grpc.ChainUnaryInterceptor(d.metrics.GRPCServer.UnaryServerInterceptor(), d.requestInterceptor(name)),
 		// Calls run on goroutines kept for them, whose stacks have grown to
 		// what a call needs, rather than each on a new goroutine that grows
 		// its stack (copying it) on the way to the audit record: on the

@@ -7,6 +7,7 @@
 package metrics
 
 import (
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -44,9 +45,9 @@ type Metrics struct {
 	GRPCEvicted        *prometheus.CounterVec   // listener
 
 	// GRPCServer is every gRPC server's calls by method and code, and
-	// their latency by method (grpc_server_handling_seconds), counted by
-	// the request interceptor.
-	GRPCServer *GRPCServerMetrics
+	// their latency by method (grpc_server_handling_seconds): its
+	// interceptor goes on each server.
+	GRPCServer *grpcprom.ServerMetrics
 
 	// Tokens counts the tokens handed out, cached or fresh, by
 	// environment and kind: own, delegated (consumer_org) or system_user
@@ -62,7 +63,8 @@ func New() *Metrics {
 	r := prometheus.NewRegistry()
 	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f := factory{r}
-	grpcServer := newGRPCServerMetrics(r)
+	grpcServer := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramBuckets(latencyBuckets)))
+	r.MustRegister(grpcServer)
 	bi := buildinfo.Get()
 	r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info",
 		Help:        "Always 1; the labels say which build runs (what `portvakt version` prints).",
