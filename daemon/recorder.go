@@ -236,19 +236,22 @@ const spanAudit = "audit.write"
 // it survives the daemon being killed) but not waited for on disk, which
 // keeps fsync off the cached token path. Its error fails the request.
 func (r *recorder) appendUnsynced(rec audit.Record) error {
-	return r.write(rec, r.audit.AppendUnsynced)
+	return r.write(rec, false)
 }
 
 // appendSynced writes a signature record and waits for the disk: a key use
 // is durably on record before the grant leaves. The fsync also flushes the
 // unsynced records written before it.
 func (r *recorder) appendSynced(rec audit.Record) error {
-	return r.write(rec, r.audit.Append)
+	return r.write(rec, true)
 }
 
-func (r *recorder) write(rec audit.Record, appendRecord func(audit.Record) (audit.Record, error)) error {
+// write puts rec on the log and waits until it is written (and synced,
+// when synced): with the records of other requests at the same time, in
+// one write (audit.Writer.Put). The record is not wanted back.
+func (r *recorder) write(rec audit.Record, synced bool) error {
 	start := time.Now()
-	_, err := appendRecord(rec)
+	err := r.audit.Put(rec, synced)
 	r.m.AuditWriteSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		r.m.AuditWriteFailures.Inc()
