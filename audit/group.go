@@ -286,12 +286,12 @@ func (w *Writer) flush(g *group, end int, now time.Time) bool {
 				w.size = st.Size() // the part stays; it is not someone else's
 			}
 		}
-		w.breakIO(CauseWrite, fmt.Errorf("writing %s failed: %w", which(), err), last.rec.Seq, hex.EncodeToString(last.hash[:]), now)
+		w.breakIO(CauseWrite, fmt.Errorf("writing %s failed: %w", which(), err), last.rec.Seq, hashString(last.hash), now)
 		w.broken.sizeKnown = sizeKnown
 		return fail()
 	}
 	w.size += int64(n)
-	w.seq, w.hash = last.rec.Seq, hex.EncodeToString(last.hash[:])
+	w.seq, w.hash = last.rec.Seq, hashString(last.hash)
 	if w.fileFirst == 0 {
 		w.fileFirst, w.fileStart = first.rec.Seq, first.rec.Time
 	}
@@ -318,10 +318,18 @@ func (w *Writer) flush(g *group, end int, now time.Time) bool {
 			p.out = p.rec
 			p.out.Hash = w.hash
 			if p != last {
-				p.out.Hash = hex.EncodeToString(p.hash[:])
+				p.out.Hash = hashString(p.hash)
 			}
 			p.out.line = bytes.Clone(g.buf[p.off:p.end])
 		}
 	}
 	return true
+}
+
+// hashString is a hash in lowercase hex, with one allocation (where
+// hex.EncodeToString makes two).
+func hashString(sum [sha256.Size]byte) string {
+	var h [2 * sha256.Size]byte
+	hex.Encode(h[:], sum[:])
+	return string(h[:])
 }
