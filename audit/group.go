@@ -65,17 +65,22 @@ type group struct {
 // not stay pinned.
 const maxGroupBytes = 256 << 10
 
-// Put writes r like Append (synced) or AppendUnsynced (not synced) and
+// Put writes *r like Append (synced) or AppendUnsynced (not synced) and
 // says only whether it was written: for a caller that does not want the
-// record back, which spares copying its line and hash for it.
-func (w *Writer) Put(r Record, synced bool) error {
-	_, err := w.appendRecord(r, synced, false)
-	return err
+// record back, which spares copying its line and hash for it. *r is
+// copied, and left as it was. (A pointer, for the request's goroutine: a
+// record is half a kilobyte, and copies of it down the call would grow
+// the goroutine's stack.)
+func (w *Writer) Put(r *Record, synced bool) error {
+	return w.appendRecord(r, synced, nil)
 }
 
-func (w *Writer) appendRecord(r Record, sync, keep bool) (Record, error) {
+// appendRecord queues *r, writes it (leading its group, or waiting for its
+// leader), and stores the record as written in *out, unless out is nil.
+func (w *Writer) appendRecord(r *Record, sync bool, out *Record) error {
+	keep := out != nil
 	p := pendingPool.Get().(*pending)
-	p.rec, p.sync, p.keep = r, sync, keep
+	p.rec, p.sync, p.keep = *r, sync, keep
 	if keep {
 		normalize(&p.rec) // the record handed back has its times in UTC
 	}
@@ -94,11 +99,14 @@ func (w *Writer) appendRecord(r Record, sync, keep bool) (Record, error) {
 	if lead {
 		w.commit(p)
 	}
-	out, err := p.out, p.err
+	err := p.err
+	if keep && err == nil {
+		*out = p.out
+	}
 	putFieldsBuf(p.fields)
 	*p = pending{wake: p.wake}
 	pendingPool.Put(p)
-	return out, err
+	return err
 }
 
 // commit writes the group of every record queued, self's among them,

@@ -160,7 +160,8 @@ func TestGroupSharesOneWrite(t *testing.T) {
 			_, syncsBefore := g.counts()
 			first, got := heldGroup(t, w, g, groupSize, func(i int) (Record, error) {
 				if i%3 == 0 {
-					return Record{}, w.Put(sample(i), synced) // the daemon's way, for a third of them
+					r := sample(i)
+					return Record{}, w.Put(&r, synced) // the daemon's way, for a third of them
 				}
 				return w.Append(sample(i))
 			})
@@ -367,7 +368,7 @@ func TestConcurrentAppendAndRotate(t *testing.T) {
 				var err error
 				switch i % 3 {
 				case 0:
-					err = w.Put(r, false)
+					err = w.Put(&r, false)
 				case 1:
 					_, err = w.AppendUnsynced(r)
 				default:
@@ -424,7 +425,7 @@ func TestPutDoesNotAllocate(t *testing.T) {
 	w, _ := openLog(t, Options{NoSync: true})
 	r := sample(1)
 	allocs := testing.AllocsPerRun(200, func() {
-		if err := w.Put(r, false); err != nil {
+		if err := w.Put(&r, false); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -46,7 +46,10 @@ type Options struct {
 	// OnChange is told when the Writer stops taking records, when it
 	// writes a gap record, and when it takes records again: at once, in
 	// the order of the changes, outside the Writer's lock (so it may call
-	// Stats). The daemon turns it into a log line, metrics and health.
+	// Stats), but by the caller writing a group before the group's other
+	// callers return, so it must not append a record itself: that record
+	// would wait for the group to end. The daemon turns it into a log line,
+	// metrics and health.
 	OnChange func(Event)
 
 	// openFile opens the active file for appending; nil opens it on disk.
@@ -104,12 +107,14 @@ var ErrCannotContinue = errors.New("the audit chain cannot be continued")
 // caller must refuse what it was for.
 var ErrUnavailable = errors.New("the audit log is unavailable")
 
-// Writer appends records to the audit log. It is safe for concurrent use;
-// records are written one at a time, write and fsync, so their order in
-// the file is the order of their seq, and with fsync the rate of appends is
-// that of the disk's fsyncs.
+// Writer appends records to the audit log. It is safe for concurrent use.
+// Records appended at the same time are written together, in the order of
+// their seq, with one write call and at most one fsync (group commit, see
+// group.go): a lone record is written at once, and under load the rate of
+// appends is no longer bound by the disk's fsyncs, nor by a write call
+// each.
 //
-// Before each record the Writer checks that its file is still the one at
+// Before each write the Writer checks that its file is still the one at
 // the path and as long as it wrote it (a stat of the path; see watch.go).
 // When the file was deleted, replaced, truncated or appended to by someone
 // else, or when a write or fsync fails, the Writer breaks: Append fails
@@ -319,18 +324,22 @@ func (w *Writer) openActive(mustBeEmpty bool) error {
 }
 
 // Append writes r as the next record and returns it as written, with Seq,
-// Prev and Hash set (and Time, when r had none). The record is written with
-// one write call and, unless Options.NoSync, synced to disk before Append
-// returns.
+// Prev and Hash set (and Time, when r had none). The record is written,
+// with those appended at the same time, in one write call and, unless
+// Options.NoSync, synced to disk before Append returns.
 //
 // When Append fails the caller must refuse whatever the record was for.
-// A failed write or fsync breaks the Writer (see Writer): a partly written
-// record is cut off again where it can be, its seq is used up, and the
-// next record written is a gap record in a new file naming it, and every
-// record since the last good fsync, as possibly lost.
+// A failed write or fsync breaks the Writer (see Writer) and fails every
+// record of its group: what was written of them is cut off again where it
+// can be, their seqs are used up, and the next record written is a gap
+// record in a new file naming them, and every record since the last good
+// fsync, as possibly lost.
 func (w *Writer) Append(r Record) (Record, error) {
-	r, err := w.appendRecord(r, !w.opts.NoSync, true)
-	return r, err
+	var out Record
+	if err := w.appendRecord(&r, !w.opts.NoSync, &out); err != nil {
+		return Record{}, err
+	}
+	return out, nil
 }
 
 // AppendUnsynced writes r like Append but does not wait for the disk: the
@@ -340,8 +349,11 @@ func (w *Writer) Append(r Record) (Record, error) {
 // records whose loss in a power cut is tolerable; a key use must go
 // through Append.
 func (w *Writer) AppendUnsynced(r Record) (Record, error) {
-	r, err := w.appendRecord(r, false, true)
-	return r, err
+	var out Record
+	if err := w.appendRecord(&r, false, &out); err != nil {
+		return Record{}, err
+	}
+	return out, nil
 }
 
 // breakIO breaks the Writer after a failed write or fsync. The chain's
