@@ -19,7 +19,10 @@
 // line is B without its final '}', then `,"hash":"`, the hash, `"}` and a
 // newline. To check a line, replace its `,"hash":"<64 hex>"}` ending by
 // '}', hash that, and compare. "prev" is the previous record's hash ("" for
-// record 1) and "seq" counts records from 1, across rotated files.
+// record 1) and "seq" counts records from 1, across rotated files. (The
+// Writer encodes a record by hand, without reflection, into exactly the
+// bytes json.Marshal makes of it: logs written before and after verify
+// alike.)
 //
 // # What the chain proves, and what it cannot
 //

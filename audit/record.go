@@ -138,24 +138,48 @@ const (
 // caller has set Seq, Time and Prev; times are made UTC so that the file
 // reads the same wherever it was written.
 func encodeLine(r *Record) ([]byte, error) {
-	r.Time = r.Time.UTC()
-	if r.TokenExpiry != nil {
-		t := r.TokenExpiry.UTC() // a copy: the caller's value is left alone
-		r.TokenExpiry = &t
-	}
-	b, err := json.Marshal(r)
+	normalize(r)
+	fb := getFieldsBuf()
+	defer putFieldsBuf(fb)
+	fields, err := encodeFields((*fb)[:0], r)
+	*fb = fields
 	if err != nil {
-		return nil, fmt.Errorf("encoding audit record %d: %w", r.Seq, err)
+		return nil, err
 	}
-	sum := sha256.Sum256(b)
+	line, sum, err := appendLine(make([]byte, 0, len(fields)+len(r.Prev)+128+hashSuffixLen), r, fields, []byte(r.Prev))
+	if err != nil {
+		return nil, err
+	}
 	r.Hash = hex.EncodeToString(sum[:])
-	line := make([]byte, 0, len(b)-1+hashSuffixLen+1)
-	line = append(line, b[:len(b)-1]...)
-	line = append(line, hashPrefix...)
-	line = append(line, r.Hash...)
-	line = append(line, `"}`+"\n"...)
 	r.line = line
 	return line, nil
+}
+
+// normalize makes r's times UTC, so that the file reads the same wherever
+// it was written. The token expiry is a copy: the caller's value is left
+// alone.
+func normalize(r *Record) {
+	r.Time = r.Time.UTC()
+	if r.TokenExpiry != nil {
+		t := r.TokenExpiry.UTC()
+		r.TokenExpiry = &t
+	}
+}
+
+// appendLine appends r's line, newline included, to dst, and returns the
+// line's hash: the body (appendBody), whose '}' becomes
+// `,"hash":"<hex>"}`. On error dst is returned as it was.
+func appendLine(dst []byte, r *Record, fields, prev []byte) ([]byte, [sha256.Size]byte, error) {
+	start := len(dst)
+	dst, err := appendBody(dst, r, fields, prev)
+	if err != nil {
+		return dst[:start], [sha256.Size]byte{}, err
+	}
+	sum := sha256.Sum256(dst[start:])
+	dst = append(dst[:len(dst)-1], hashPrefix...)
+	dst = hex.AppendEncode(dst, sum[:])
+	dst = append(dst, `"}`+"\n"...)
+	return dst, sum, nil
 }
 
 // lineError is what is wrong with one line on its own, before the chain

@@ -22,14 +22,21 @@ const rotatedTime = "20060102T150405Z"
 var rotatedPattern = regexp.MustCompile(`^(.+)\.(\d{12,20})-(\d{12,20})\.(\d{8}T\d{6}Z)\.log$`)
 
 // needsRotation says whether the active file is full or old enough to be
-// rotated before a line of n bytes is appended. An empty file never is:
-// a record larger than MaxBytes still has to go somewhere.
-func (w *Writer) needsRotation(n int, now time.Time) bool {
-	if w.size == 0 {
+// rotated before a line of n bytes is appended, after the pending bytes
+// of its group not written yet (whose first record has time
+// pendingStart). An empty file never is: a record larger than MaxBytes
+// still has to go somewhere.
+func (w *Writer) needsRotation(pending int64, n int, now, pendingStart time.Time) bool {
+	size := w.size + pending
+	if size == 0 {
 		return false
 	}
-	return w.opts.MaxBytes > 0 && w.size+int64(n) > w.opts.MaxBytes ||
-		w.opts.MaxAge > 0 && now.Sub(w.fileStart) >= w.opts.MaxAge
+	start := w.fileStart
+	if w.size == 0 {
+		start = pendingStart // the file's first record is in the group
+	}
+	return w.opts.MaxBytes > 0 && size+int64(n) > w.opts.MaxBytes ||
+		w.opts.MaxAge > 0 && now.Sub(start) >= w.opts.MaxAge
 }
 
 // rotate renames the full active file to its rotated name and opens a new

@@ -46,7 +46,10 @@ type Options struct {
 	// OnChange is told when the Writer stops taking records, when it
 	// writes a gap record, and when it takes records again: at once, in
 	// the order of the changes, outside the Writer's lock (so it may call
-	// Stats). The daemon turns it into a log line, metrics and health.
+	// Stats), but by the caller writing a group before the group's other
+	// callers return, so it must not append a record itself: that record
+	// would wait for the group to end. The daemon turns it into a log line,
+	// metrics and health.
 	OnChange func(Event)
 
 	// openFile opens the active file for appending; nil opens it on disk.
@@ -104,12 +107,14 @@ var ErrCannotContinue = errors.New("the audit chain cannot be continued")
 // caller must refuse what it was for.
 var ErrUnavailable = errors.New("the audit log is unavailable")
 
-// Writer appends records to the audit log. It is safe for concurrent use;
-// records are written one at a time, write and fsync, so their order in
-// the file is the order of their seq, and with fsync the rate of appends is
-// that of the disk's fsyncs.
+// Writer appends records to the audit log. It is safe for concurrent use.
+// Records appended at the same time are written together, in the order of
+// their seq, with one write call and at most one fsync (group commit, see
+// group.go): a lone record is written at once, and under load the rate of
+// appends is no longer bound by the disk's fsyncs, nor by a write call
+// each.
 //
-// Before each record the Writer checks that its file is still the one at
+// Before each write the Writer checks that its file is still the one at
 // the path and as long as it wrote it (a stat of the path; see watch.go).
 // When the file was deleted, replaced, truncated or appended to by someone
 // else, or when a write or fsync fails, the Writer breaks: Append fails
@@ -146,6 +151,13 @@ type Writer struct {
 	events     []Event // changes not yet told to onChange
 
 	notifyMu sync.Mutex // keeps onChange calls in the order of the changes
+
+	// The queue of records for the next group (group.go).
+	qmu        sync.Mutex
+	queue      []*pending
+	spare      []*pending // the slice of the group before, for the queue after
+	committing bool       // a caller leads a group: the others wait to be woken
+	group      group      // the leader's, under mu
 }
 
 // breakage is why the Writer takes no records, and what its gap record
@@ -312,17 +324,22 @@ func (w *Writer) openActive(mustBeEmpty bool) error {
 }
 
 // Append writes r as the next record and returns it as written, with Seq,
-// Prev and Hash set (and Time, when r had none). The record is written with
-// one write call and, unless Options.NoSync, synced to disk before Append
-// returns.
+// Prev and Hash set (and Time, when r had none). The record is written,
+// with those appended at the same time, in one write call and, unless
+// Options.NoSync, synced to disk before Append returns.
 //
 // When Append fails the caller must refuse whatever the record was for.
-// A failed write or fsync breaks the Writer (see Writer): a partly written
-// record is cut off again where it can be, its seq is used up, and the
-// next record written is a gap record in a new file naming it, and every
-// record since the last good fsync, as possibly lost.
+// A failed write or fsync breaks the Writer (see Writer) and fails every
+// record of its group: what was written of them is cut off again where it
+// can be, their seqs are used up, and the next record written is a gap
+// record in a new file naming them, and every record since the last good
+// fsync, as possibly lost.
 func (w *Writer) Append(r Record) (Record, error) {
-	return w.appendRecord(r, !w.opts.NoSync)
+	var out Record
+	if err := w.appendRecord(&r, !w.opts.NoSync, &out); err != nil {
+		return Record{}, err
+	}
+	return out, nil
 }
 
 // AppendUnsynced writes r like Append but does not wait for the disk: the
@@ -332,118 +349,11 @@ func (w *Writer) Append(r Record) (Record, error) {
 // records whose loss in a power cut is tolerable; a key use must go
 // through Append.
 func (w *Writer) AppendUnsynced(r Record) (Record, error) {
-	return w.appendRecord(r, false)
-}
-
-func (w *Writer) appendRecord(r Record, sync bool) (Record, error) {
-	w.mu.Lock()
-	r, err := w.append(r, sync)
-	if err != nil {
-		w.stats.Failures++
-	} else {
-		w.stats.Records++
-	}
-	notify := len(w.events) > 0
-	w.mu.Unlock()
-	if notify {
-		w.notify()
-	}
-	if err != nil {
+	var out Record
+	if err := w.appendRecord(&r, false, &out); err != nil {
 		return Record{}, err
 	}
-	return r, nil
-}
-
-func (w *Writer) append(r Record, sync bool) (Record, error) {
-	switch {
-	case w.closed:
-		return Record{}, ErrClosed
-	case r.Kind == "":
-		return Record{}, errors.New("writing an audit record: the record has no kind")
-	}
-	now := w.now()
-	if w.broken != nil {
-		if err := w.mend(now, false); err != nil {
-			return Record{}, err
-		}
-	}
-	if w.f == nil { // a rotation renamed the file but could not open the next
-		if err := w.openActive(true); err != nil {
-			return Record{}, err
-		}
-	}
-	if err := w.watchOrBreak(now); err != nil {
-		return Record{}, err
-	}
-	r.Seq, r.Prev = w.seq+1, w.hash
-	if w.opts.Instance != "" {
-		r.Instance = w.opts.Instance
-	}
-	if r.Time.IsZero() {
-		r.Time = now
-	}
-	line, err := encodeLine(&r)
-	if err != nil {
-		return Record{}, err
-	}
-	if limit := w.maxRecordBytes(); len(line) > limit {
-		return Record{}, fmt.Errorf("%w: record %d: its line of %d bytes is over the %d a record may have", ErrRecordTooLong, r.Seq, len(line), limit)
-	}
-	if w.needsRotation(len(line), now) {
-		if err := w.rotate(now); err != nil {
-			if w.broken != nil {
-				return Record{}, w.unavailable()
-			}
-			return Record{}, err
-		}
-	}
-	if err := w.write(&r, line, sync, now); err != nil {
-		return Record{}, w.unavailable() // which says what failed
-	}
-	return r, nil
-}
-
-// write appends r's line (and syncs it when sync). A failure breaks the
-// Writer; its error is then in w.broken.
-func (w *Writer) write(r *Record, line []byte, sync bool, now time.Time) error {
-	n, err := w.f.Write(line)
-	if err == nil && n != len(line) {
-		err = io.ErrShortWrite
-	}
-	if err != nil {
-		// Cut off what was written of the line, so that the file ends in a
-		// whole record where it can: the gap record names this one as lost
-		// either way, but a verifier then reads every record before it.
-		sizeKnown := true
-		if terr := w.f.Truncate(w.size); terr != nil {
-			st, serr := w.f.Stat()
-			if sizeKnown = serr == nil; sizeKnown {
-				w.size = st.Size() // the part stays; it is not someone else's
-			}
-		}
-		w.breakIO(CauseWrite, fmt.Errorf("writing record %d failed: %w", r.Seq, err), r.Seq, r.Hash, now)
-		w.broken.sizeKnown = sizeKnown
-		return err
-	}
-	w.size += int64(n)
-	w.seq, w.hash = r.Seq, r.Hash
-	if w.fileFirst == 0 {
-		w.fileFirst, w.fileStart = r.Seq, r.Time
-	}
-	if sync {
-		if err := w.f.Sync(); err != nil {
-			// After a failed fsync the kernel may have dropped the dirty
-			// pages: the records since the last good fsync may be gone from
-			// the disk although they still read back, and a later fsync of
-			// this file that "succeeds" proves nothing. So no later record
-			// goes into it.
-			w.syncFailed = true
-			w.breakIO(CauseFsync, fmt.Errorf("fsync after record %d failed: %w", r.Seq, err), r.Seq, r.Hash, now)
-			return err
-		}
-		w.synced = r.Seq
-	}
-	return nil
+	return out, nil
 }
 
 // breakIO breaks the Writer after a failed write or fsync. The chain's

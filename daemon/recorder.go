@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
 	"github.com/portvakt/portvakt/audit"
@@ -122,7 +123,7 @@ func (r *recorder) Decision(ctx context.Context, d tokenservice.Decision) error 
 		expiry := tok.ExpiresAt.UTC()
 		rec.TokenExpiry = &expiry
 	}
-	err := r.traced(ctx, rec, false)
+	err := r.traced(ctx, &rec, false)
 	if err == nil && d.Cached != nil {
 		r.countToken(d.Request) // on record, so handed out
 	}
@@ -136,7 +137,7 @@ func (r *recorder) KeyUse(ctx context.Context, k tokenservice.KeyUse) error {
 	rec.GrantJTI = k.Grant.JTI
 	rec.KeyLabel = k.Environment.Signer.KeyLabel()
 	rec.CertSHA256 = fingerprint(k.Environment.Signer)
-	return r.traced(ctx, rec, true)
+	return r.traced(ctx, &rec, true)
 }
 
 func (r *recorder) Outcome(ctx context.Context, o tokenservice.Outcome) error {
@@ -156,7 +157,7 @@ func (r *recorder) Outcome(ctx context.Context, o tokenservice.Outcome) error {
 		// Errors name fields, MP codes and causes; never a grant or token.
 		rec.Error = cut(o.Err.Error(), maxErrorBytes)
 	}
-	err := r.traced(ctx, rec, false)
+	err := r.traced(ctx, &rec, false)
 	if err == nil && o.Token != nil {
 		r.countToken(o.Request) // on record, so handed out
 	}
@@ -199,34 +200,36 @@ func (r *recorder) base(ctx context.Context, kind string, caller identity.Caller
 	}
 }
 
-// traced writes a request's record in a span of the request's: synced
-// (appendSynced) or not (appendUnsynced). The records the coalescer
-// writes later, for many requests at once, have no span.
-func (r *recorder) traced(ctx context.Context, rec audit.Record, synced bool) error {
+// traced writes a request's record in a span of the request's, synced or
+// not (see appendUnsynced). With tracing off the span is the one that does
+// nothing, made once: no allocation, no attribute. The records the
+// coalescer writes later, for many requests at once, have no span.
+func (r *recorder) traced(ctx context.Context, rec *audit.Record, synced bool) error {
 	_, span := r.tracer.Start(ctx, spanAudit)
-	var err error
-	if synced {
-		err = r.appendSynced(rec)
-	} else {
-		err = r.appendUnsynced(rec)
-	}
+	err := r.write(rec, synced)
 	if span.IsRecording() {
-		// Which record, never what it vouches for: a grant's jti, not
-		// the grant; no token.
-		span.SetAttributes(tracing.AuditKind.String(rec.Kind), tracing.AuditSynced.Bool(synced),
-			tracing.Environment.String(rec.Environment), tracing.Client.String(rec.Client))
-		if rec.Outcome != "" {
-			span.SetAttributes(tracing.Outcome.String(rec.Outcome))
-		}
-		if rec.GrantJTI != "" {
-			span.SetAttributes(tracing.GrantJTI.String(rec.GrantJTI))
-		}
-		if err != nil {
-			span.SetStatus(otelcodes.Error, err.Error())
-		}
+		describeAuditSpan(span, rec, synced, err)
 	}
 	span.End()
 	return err
+}
+
+// describeAuditSpan says which record a span wrote: never what it vouches
+// for (a grant's jti, not the grant; no token). It is a function of its
+// own so that its attributes take no room on the request's stack when
+// tracing is off.
+func describeAuditSpan(span trace.Span, rec *audit.Record, synced bool, err error) {
+	span.SetAttributes(tracing.AuditKind.String(rec.Kind), tracing.AuditSynced.Bool(synced),
+		tracing.Environment.String(rec.Environment), tracing.Client.String(rec.Client))
+	if rec.Outcome != "" {
+		span.SetAttributes(tracing.Outcome.String(rec.Outcome))
+	}
+	if rec.GrantJTI != "" {
+		span.SetAttributes(tracing.GrantJTI.String(rec.GrantJTI))
+	}
+	if err != nil {
+		span.SetStatus(otelcodes.Error, err.Error())
+	}
 }
 
 // spanAudit is the span of one audit record's write.
@@ -234,21 +237,21 @@ const spanAudit = "audit.write"
 
 // appendUnsynced writes a decision or outcome record: in the kernel (so
 // it survives the daemon being killed) but not waited for on disk, which
-// keeps fsync off the cached token path. Its error fails the request.
+// keeps fsync off the cached token path. Its error fails the request. A
+// signature record is synced: a key use is durably on record before the
+// grant leaves (the fsync also flushes the unsynced records before it).
 func (r *recorder) appendUnsynced(rec audit.Record) error {
-	return r.write(rec, r.audit.AppendUnsynced)
+	return r.write(&rec, false)
 }
 
-// appendSynced writes a signature record and waits for the disk: a key use
-// is durably on record before the grant leaves. The fsync also flushes the
-// unsynced records written before it.
-func (r *recorder) appendSynced(rec audit.Record) error {
-	return r.write(rec, r.audit.Append)
-}
-
-func (r *recorder) write(rec audit.Record, appendRecord func(audit.Record) (audit.Record, error)) error {
+// write puts rec on the log and waits until it is written (and synced,
+// when synced): with the records of other requests at the same time, in
+// one write (audit.Writer.Put). The record is not wanted back. It is
+// passed by pointer down to the Writer, which copies it once: copies of
+// half a kilobyte in each frame would grow the request goroutine's stack.
+func (r *recorder) write(rec *audit.Record, synced bool) error {
 	start := time.Now()
-	_, err := appendRecord(rec)
+	err := r.audit.Put(rec, synced)
 	r.m.AuditWriteSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		r.m.AuditWriteFailures.Inc()

@@ -298,3 +298,27 @@ func lineBound(rec audit.Record) int {
 	// The line is b without its '}', then ,"hash":"<64 hex>"} and a newline.
 	return len(b) - 1 + len(`,"hash":""}`) + sha256.Size*2 + 1
 }
+
+// TestTracedCostsNothingWhenOff: with tracing off, a record written in
+// its span allocates no more than the record put on the log alone.
+func TestTracedCostsNothingWhenOff(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocations are counted without the race detector, which makes sync.Pool drop buffers")
+	}
+	r, _ := testRecorder(t)
+	rec := audit.Record{Kind: audit.KindDecision, RequestID: "r1", Identities: []string{"uid:7"}, Scopes: []string{"svv:x"}, Decision: "allow", Outcome: "cached"}
+	ctx := context.Background()
+	put := testing.AllocsPerRun(100, func() {
+		if err := r.audit.Put(&rec, false); err != nil {
+			t.Fatal(err)
+		}
+	})
+	traced := testing.AllocsPerRun(100, func() {
+		if err := r.traced(ctx, &rec, false); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if traced > put {
+		t.Errorf("a traced record allocates %.1f times, the record alone %.1f: the span of tracing off is not free", traced, put)
+	}
+}
