@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -61,9 +60,6 @@ func peakRSSUnderLoad(b *testing.B, w *mptest.World, binary string) (idle, peak 
 	addr := freeLoopbackAddress(b)
 	e.edit(b, func(cfg string) string {
 		cfg = strings.Replace(cfg, `address: "127.0.0.1:0", cert_file`, fmt.Sprintf("address: %q, cert_file", addr), 1)
-		if v := os.Getenv("ZZ_GRPC"); v != "" {
-			cfg = strings.Replace(cfg, "grpc: {shutdown_grace: 10s}", "grpc: {shutdown_grace: 10s, "+v+"}", 1)
-		}
 		return strings.Replace(cfg, "log: {level: debug}", "log: {level: info}", 1)
 	})
 	cmd := exec.Command(binary, "serve", "--config", e.cfgFile)
@@ -119,21 +115,10 @@ func peakRSSUnderLoad(b *testing.B, w *mptest.World, binary string) (idle, peak 
 		}()
 	}
 	close(start)
-	if os.Getenv("ZZ_QUIT") != "" {
-		time.Sleep(150 * time.Millisecond)
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
-	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		b.Fatal(err)
-	}
-	if os.Getenv("ZZ_GODEBUG") != "" {
-		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
-		sm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", cmd.Process.Pid))
-		os.WriteFile("/tmp/zz-status.txt", append(st, sm...), 0o600)
-		out, _ := exec.Command("sh", "-c", fmt.Sprintf("awk '/^[0-9a-f]/{name=$6} /^Rss:/{rss[name]+=$2} END{for(n in rss) if (rss[n]>500) print rss[n], n}' /proc/%d/smaps | sort -rn | head -20", cmd.Process.Pid)).CombinedOutput()
-		os.WriteFile("/tmp/zz-smaps.txt", out, 0o600)
 	}
 	return idle, procStatus(b, cmd.Process.Pid, "VmHWM")
 }
