@@ -63,13 +63,6 @@ func peakRSSUnderLoad(b *testing.B, w *mptest.World, binary string) (idle, peak 
 		return strings.Replace(cfg, "log: {level: debug}", "log: {level: info}", 1)
 	})
 	cmd := exec.Command(binary, "serve", "--config", e.cfgFile)
-	if v := os.Getenv("ZZ_GODEBUG"); v != "" {
-		cmd.Env = append(os.Environ(), "GODEBUG="+v)
-		b.Cleanup(func() {
-			out, _ := os.ReadFile(filepath.Join(e.dir, "portvakt.log"))
-			os.WriteFile("/tmp/zz-daemon.log", out, 0o600)
-		})
-	}
 	logFile, err := os.Create(filepath.Join(e.dir, "portvakt.log"))
 	if err != nil {
 		b.Fatal(err)
