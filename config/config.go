@@ -27,12 +27,26 @@ type Config struct {
 	Audit        Audit            `yaml:"audit"`
 	Metrics      Metrics          `yaml:"metrics"`
 	Certificates CertificateWatch `yaml:"certificates"`
+	// MemoryLimit is the Go runtime's soft memory limit in bytes
+	// (debug.SetMemoryLimit): the garbage collector works harder as the
+	// daemon's memory nears it, rather than letting the heap double under
+	// a burst of callers. The GOMEMLIMIT environment variable, when set,
+	// wins. Default DefaultMemoryLimit; at least MinMemoryLimit.
+	MemoryLimit int64 `yaml:"memory_limit"`
 
 	// source and lines are where the configuration was read from, for
 	// Validate's messages: the file's name, and each field's line.
 	source string
 	lines  strictyaml.Lines
 }
+
+// The daemon's soft memory limit when memory_limit says nothing, and the
+// least it may say: far below what the daemon holds at rest (some 10 MiB
+// of Go memory) the collector would run without pause.
+const (
+	DefaultMemoryLimit = 40 << 20
+	MinMemoryLimit     = 16 << 20
+)
 
 // Listen says where callers reach the daemon. At least one of Unix and
 // TCP must be set.

@@ -104,6 +104,9 @@ func (c *Config) setDefaults() {
 			a.Every = 10 * time.Second
 		}
 	}
+	if c.MemoryLimit == 0 {
+		c.MemoryLimit = DefaultMemoryLimit
+	}
 	if c.GRPC.MaxRecvBytes == 0 {
 		c.GRPC.MaxRecvBytes = 64 << 10
 	}

@@ -53,6 +53,7 @@ func (c *Config) Validate() error {
 		v.address("metrics.address", c.Metrics.Address)
 	}
 	v.positive("certificates.warn_before", c.Certificates.WarnBefore)
+	v.require(c.MemoryLimit >= MinMemoryLimit, "memory_limit", fmt.Sprintf("memory_limit %d: too small; give at least %d bytes (16 MiB), or leave it out for the default, %d (40 MiB)", c.MemoryLimit, MinMemoryLimit, DefaultMemoryLimit))
 	return v.problems.Err()
 }
 

@@ -58,6 +58,21 @@ func (d *Daemon) listen() error {
 	return d.listenHealth()
 }
 
+// The per-connection sizes of the gRPC servers (see addServer).
+const (
+	connReadBuffer  = 8 << 10
+	connWriteBuffer = 8 << 10
+	// streamWindow is HTTP/2's smallest window that gRPC accepts: room
+	// for the largest request (grpc.max_recv_bytes' default) of a call.
+	streamWindow = 64 << 10
+	// connWindow leaves room for every stream of a connection to send a
+	// small request at once without waiting for a window update.
+	connWindow = 256 << 10
+	// maxHeaderListBytes bounds a call's metadata (traceparent, request
+	// id, user agent): a few hundred bytes in practice.
+	maxHeaderListBytes = 16 << 10
+)
+
 func (d *Daemon) addServer(name string, lis net.Listener, creds credentials.TransportCredentials) {
 	g := d.cfg.GRPC
 	srv := grpc.NewServer(
@@ -68,6 +83,19 @@ func (d *Daemon) addServer(name string, lis net.Listener, creds credentials.Tran
 		// preface by then is closed.
 		grpc.ConnectionTimeout(10*time.Second),
 		grpc.MaxConcurrentStreams(uint32(g.MaxConcurrentStreams)), // validated to fit
+		// What each connection holds, sized for small messages (requests
+		// under 1 KiB, answers of 1-2 KiB) rather than gRPC's bulk-transfer
+		// defaults, so that memory follows the calls rather than the
+		// connections.
+		grpc.ReadBufferSize(connReadBuffer),
+		grpc.WriteBufferSize(connWriteBuffer),
+		grpc.SharedWriteBuffer(true), // an idle connection gives its write buffer back
+		// Static flow-control windows: gRPC's default grows them with the
+		// estimated bandwidth-delay product, up to megabytes a connection,
+		// for streams that never carry more than a few kilobytes.
+		grpc.StaticStreamWindowSize(streamWindow),
+		grpc.StaticConnWindowSize(connWindow),
+		grpc.MaxHeaderListSize(maxHeaderListBytes),
 		// Clients may ping every 10 s, with or without a call in flight;
 		// more often is answered with GOAWAY.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),

@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -34,9 +35,12 @@ type KeySigner interface {
 
 // GrantBuilder makes JWT grants signed by the enterprise certificate's key.
 type GrantBuilder struct {
-	signer   KeySigner
-	method   hsmMethod
-	x5c      []string // precomputed: the chain does not change
+	signer KeySigner
+	method hsmMethod
+	// header is the JWS header's encoded segment, made once: the
+	// algorithm, the kid and the certificate chain (x5c, some kilobytes
+	// of base64) are the same on every grant.
+	header   string
 	keyID    string
 	lifetime time.Duration
 	now      func() time.Time
@@ -80,6 +84,7 @@ func NewGrantBuilder(signer KeySigner, opts GrantOptions) (*GrantBuilder, error)
 	if opts.KeyIDWithX5C && opts.KeyID == "" {
 		return nil, errors.New("x5c beside kid needs a kid (a registered key's id)")
 	}
+	var x5c []string
 	if b.keyID == "" || opts.KeyIDWithX5C {
 		chain := signer.Chain()
 		if len(chain) == 0 {
@@ -87,10 +92,31 @@ func NewGrantBuilder(signer KeySigner, opts GrantOptions) (*GrantBuilder, error)
 		}
 		for _, c := range chain {
 			// Standard base64, not base64url: RFC 7517 §4.7.
-			b.x5c = append(b.x5c, base64.StdEncoding.EncodeToString(c.Raw))
+			x5c = append(x5c, base64.StdEncoding.EncodeToString(c.Raw))
 		}
 	}
+	var err error
+	if b.header, err = encodeHeader(method.Alg(), b.keyID, x5c); err != nil {
+		return nil, err
+	}
 	return b, nil
+}
+
+// encodeHeader is the JWS header segment golang-jwt would make for each
+// grant: typ and alg, and kid and x5c when given.
+func encodeHeader(alg, keyID string, x5c []string) (string, error) {
+	header := map[string]any{"typ": "JWT", "alg": alg}
+	if keyID != "" {
+		header["kid"] = keyID
+	}
+	if len(x5c) > 0 {
+		header["x5c"] = x5c
+	}
+	encoded, err := json.Marshal(header)
+	if err != nil {
+		return "", fmt.Errorf("encoding the grant header: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(encoded), nil
 }
 
 // KeyID is the kid the grants carry, "" when they carry only x5c.
@@ -244,20 +270,27 @@ func (b *GrantBuilder) Build(req GrantRequest) (Grant, error) {
 	return Grant{Assertion: assertion, JTI: claims.ID, IssuedAt: now, ExpiresAt: now.Add(b.lifetime)}, nil
 }
 
-// sign encodes and signs any claims with the builder's header.
-func (b *GrantBuilder) sign(claims jwt.Claims) (secret.Value, error) {
-	token := jwt.NewWithClaims(b.method, claims)
-	if b.keyID != "" {
-		token.Header["kid"] = b.keyID
+// sign encodes and signs any claims under the builder's header, as
+// golang-jwt's SignedString does (the compact JWS of RFC 7515 §7.1), with
+// the header encoded once rather than on every grant.
+func (b *GrantBuilder) sign(claims any) (secret.Value, error) {
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return secret.Value{}, fmt.Errorf("encoding the grant's claims: %w", err)
 	}
-	if len(b.x5c) > 0 {
-		token.Header["x5c"] = b.x5c
-	}
-	signed, err := token.SignedString(b.signer)
+	enc := base64.RawURLEncoding
+	var jws strings.Builder
+	jws.Grow(len(b.header) + 1 + enc.EncodedLen(len(payload)) + 1 + enc.EncodedLen(512))
+	jws.WriteString(b.header)
+	jws.WriteByte('.')
+	jws.WriteString(enc.EncodeToString(payload))
+	sig, err := b.method.Sign(jws.String(), b.signer)
 	if err != nil {
 		return secret.Value{}, fmt.Errorf("signing the grant: %w", err)
 	}
-	return secret.New(signed)
+	jws.WriteByte('.')
+	jws.WriteString(enc.EncodeToString(sig))
+	return secret.New(jws.String())
 }
 
 // The jwt.Claims interface, which golang-jwt needs to encode the claims.

@@ -226,7 +226,10 @@ func TestSimulatorRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The leaf, then a CA that did not issue it.
-			b.x5c = []string{b.x5c[0], base64.StdEncoding.EncodeToString(other.Issuing.Raw)}
+			x5c := []string{base64.StdEncoding.EncodeToString(w.Chain[0].Raw), base64.StdEncoding.EncodeToString(other.Issuing.Raw)}
+			if b.header, err = encodeHeader(b.method.Alg(), "", x5c); err != nil {
+				t.Fatal(err)
+			}
 			return attempt{builder: b, request: w.request(mptest.ScopeOwn)}
 		}},
 	}

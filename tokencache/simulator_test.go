@@ -29,7 +29,7 @@ func realFetcher(t testing.TB, w *mptest.World) Fetcher {
 	}
 }
 
-// TestColdKeyOneSignatureOnePost: 100 callers of one cold key cost one
+// TestColdKeyOneSignatureOnePost: 200 callers of one cold key cost one
 // HSM signature and one POST to Maskinporten, and all get the token.
 func TestColdKeyOneSignatureOnePost(t *testing.T) {
 	leakCheck(t)
@@ -37,7 +37,7 @@ func TestColdKeyOneSignatureOnePost(t *testing.T) {
 	c := New(realFetcher(t, w), Options{})
 	closeAtEnd(t, c)
 	key := NewKey("sim", mptest.ClientID, []string{mptest.ScopeOwn}, "", OnBehalfOf{})
-	const callers = 100
+	const callers = 200
 	start := make(chan struct{})
 	tokens := make([]string, callers)
 	var wg sync.WaitGroup

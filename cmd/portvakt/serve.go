@@ -84,6 +84,8 @@ per check (--json: a JSON document) and fails when a check failed.`,
 
 // serve starts the daemon and serves until SIGTERM or an interrupt.
 func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, acceptGap bool) error {
+	limit, from := daemon.ApplyMemoryLimit(cfg.MemoryLimit)
+	logger.Info("memory limit set", "bytes", limit, "from", from)
 	d, err := daemon.New(cfg, daemon.Options{Logger: logger, AcceptAuditGap: acceptGap})
 	if err != nil {
 		return err
