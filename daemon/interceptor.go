@@ -44,9 +44,7 @@ func (d *Daemon) requestInterceptor(listener string) grpc.UnaryServerInterceptor
 			if span.IsRecording() {
 				span.SetAttributes(tracing.Client.String(call.Client))
 			}
-			if d.metrics != nil {
-				d.metrics.CountRequest(info.FullMethod, call.Client, code)
-			}
+			d.metrics.CountRequest(info.FullMethod, call.Client, code)
 			level := slog.LevelWarn // failures and denials: always
 			if code == codes.OK {
 				level = successLevel()

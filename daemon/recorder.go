@@ -178,7 +178,7 @@ func (r *recorder) countToken(key tokencache.Key) {
 	case key.ConsumerOrg != "":
 		kind = "delegated"
 	}
-	r.m.Tokens.WithLabelValues(key.Environment, kind).Inc()
+	r.m.CountToken(key.Environment, kind)
 }
 
 // base fills what every record of a request has.

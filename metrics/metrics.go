@@ -53,9 +53,10 @@ type Metrics struct {
 	// environment and kind: own, delegated (consumer_org) or system_user
 	// (an Altinn system user). Which consumer or customer is in the audit
 	// log, not in a label: their number has no bound.
-	Tokens *prometheus.CounterVec // environment, kind
+	Tokens *prometheus.CounterVec // environment, kind; count with CountToken
 
-	requests requestCounters // Requests' series, for CountRequest
+	requests *curried[requestLabels] // Requests' series, for CountRequest
+	tokens   *curried[tokenLabels]   // Tokens' series, for CountToken
 }
 
 // New makes and registers the metrics, and the Go runtime's and process's.
@@ -121,7 +122,8 @@ func New() *Metrics {
 		Tokens: f.counterVec("tokens_total",
 			"Tokens handed out (from the cache or fresh), by environment and kind: own, delegated (on behalf of a consumer_org) or system_user (an Altinn system user).", "environment", "kind"),
 	}
-	m.requests = requestCounters{vec: m.Requests, m: map[requestLabels]prometheus.Counter{}}
+	m.requests = newCurried[requestLabels](m.Requests)
+	m.tokens = newCurried[tokenLabels](m.Tokens)
 	// Both results of each reload exist at 0 from the start, for a rate or an
 	// alert: increase() does not count a counter's first sample.
 	m.PolicyReloads.WithLabelValues("ok")

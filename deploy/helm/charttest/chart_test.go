@@ -195,14 +195,7 @@ func TestReplicas(t *testing.T) {
 			t.Errorf("replicas %v, want %d", got, want)
 		}
 	})
-	out, err := helmTemplate(t, nil, "replicaCount=5")
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, err := Decode(out)
-	if err != nil {
-		t.Fatal(err)
-	}
+	objs := renderSets(t, "replicaCount=5")
 	if got := only[*appsv1.Deployment](t, objs).Spec.Replicas; got == nil || *got != 5 {
 		t.Errorf("--set replicaCount=5: replicas %v", got)
 	}

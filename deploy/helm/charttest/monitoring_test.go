@@ -180,14 +180,7 @@ func TestTLSAndLatencyAlerts(t *testing.T) {
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			out, err := helmTemplate(t, nil, tt.sets...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			objs, err := Decode(out)
-			if err != nil {
-				t.Fatal(err)
-			}
+			objs := renderSets(t, tt.sets...)
 			byName := map[string]Rule{}
 			for _, r := range rules(only[*PrometheusRule](t, objs)) {
 				byName[r.Alert] = r
@@ -297,14 +290,7 @@ func TestGrafanaDashboard(t *testing.T) {
 			true, map[string]string{"grafana_dashboard": "1", "dashboards": "portvakt"}, map[string]string{"grafana_folder": "Tokens"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			out, err := helmTemplate(t, nil, tt.sets...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			objs, err := Decode(out)
-			if err != nil {
-				t.Fatal(err)
-			}
+			objs := renderSets(t, tt.sets...)
 			check(t, objs, tt.enabled, tt.labels, tt.annotns)
 		})
 	}

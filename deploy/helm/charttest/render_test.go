@@ -101,6 +101,21 @@ func render(t *testing.T, valueSet string) []Object {
 	return objs
 }
 
+// renderSets is the chart rendered with the defaults and --set sets,
+// decoded strictly; any failure ends the test.
+func renderSets(t *testing.T, sets ...string) []Object {
+	t.Helper()
+	out, err := helmTemplate(t, nil, sets...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := Decode(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
 // forEachValueSet runs f in a subtest per value set.
 func forEachValueSet(t *testing.T, f func(t *testing.T, set string, objs []Object)) {
 	for _, set := range valueSets(t) {
