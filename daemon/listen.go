@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"time"
 
@@ -71,6 +70,12 @@ const (
 	// maxHeaderListBytes bounds a call's metadata (traceparent, request
 	// id, user agent): a few hundred bytes in practice.
 	maxHeaderListBytes = 16 << 10
+	// streamWorkers is how many calls of a server run at once on kept
+	// goroutines: a few times the concurrent callers of a busy host's
+	// services. One per CPU, as grpc-go suggests, left most of 16
+	// concurrent calls on new goroutines (TestConcurrentCallsRunOnWorkers);
+	// an idle worker costs a small stack, which the GC shrinks.
+	streamWorkers = 64
 )
 
 func (d *Daemon) addServer(name string, lis net.Listener, creds credentials.TransportCredentials) {
@@ -117,12 +122,13 @@ func (d *Daemon) addServer(name string, lis net.Listener, creds credentials.Tran
 		// Outermost the per-method metrics (go-grpc-middleware's provider),
 		// so that they see the code the request interceptor made of a panic.
 		grpc.ChainUnaryInterceptor(d.metrics.GRPCServer.UnaryServerInterceptor(), d.requestInterceptor(name)),
-		// Calls run on goroutines kept for them, whose stacks have grown to
-		// what a call needs, rather than each on a new goroutine that grows
-		// its stack (copying it) on the way to the audit record: on the
-		// cached path that copy was a fifth of a GetToken's time. When all
-		// are busy a call gets a goroutine of its own, as without them.
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		// Calls run on goroutines kept for them (streamWorkers), whose
+		// stacks have grown to what a call needs, rather than each on a new
+		// goroutine that grows its stack (copying it) on the way to the
+		// audit record: on the cached path that copy was a seventh of a
+		// GetToken's CPU. When all are busy a call gets a goroutine of its
+		// own, as without them.
+		grpc.NumStreamWorkers(streamWorkers),
 		d.tracingOption(),
 	)
 	d.registerServices(srv)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -42,16 +41,16 @@ type daemonProcess struct {
 	stopOnce sync.Once
 }
 
-// startDaemon runs binary on w's configuration and waits until its
-// socket answers the health check.
-func startDaemon(ctx context.Context, binary string, w *world) (*daemonProcess, error) {
+// startDaemon runs binary on w's configuration, with env added to its
+// environment, and waits until its socket answers the health check.
+func startDaemon(ctx context.Context, binary string, w *world, env ...string) (*daemonProcess, error) {
 	logFile := filepath.Join(w.dir, "portvakt.log")
 	log, err := os.Create(logFile)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(binary, "serve", "--config", w.cfgFile)
-	cmd.Env = append(os.Environ(), pinEnv+"="+w.token.PIN.Reveal())
+	cmd.Env = append(append(os.Environ(), pinEnv+"="+w.token.PIN.Reveal()), env...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		log.Close()
@@ -108,21 +107,24 @@ func (p *daemonProcess) stop() {
 }
 
 // peakRSS is the daemon's VmHWM in bytes.
-func (p *daemonProcess) peakRSS() (int64, error) {
+func (p *daemonProcess) peakRSS() (int64, error) { return p.status("VmHWM") }
+
+// status is one of the sizes in /proc/PID/status (kB there), in bytes.
+func (p *daemonProcess) status(field string) (int64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid()))
 	if err != nil {
 		return 0, err
 	}
 	for line := range strings.SplitSeq(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kib, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("VmHWM %q: %w", rest, err)
+				return 0, fmt.Errorf("%s %q: %w", field, rest, err)
 			}
 			return kib << 10, nil
 		}
 	}
-	return 0, errors.New("no VmHWM in /proc/PID/status")
+	return 0, fmt.Errorf("no %s in /proc/PID/status", field)
 }
 
 // metric reads one unlabelled sample from the daemon's metrics.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -22,8 +23,10 @@ type options struct {
 	rssCallers  int
 	rssConns    int
 	rsaBits     int
-	portvakt    string // a built portvakt; empty: build one
-	keep        bool   // keep the state directory
+	portvakt    string   // a built portvakt; empty: build one
+	keep        bool     // keep the state directory
+	profile     string   // a directory for profiles; empty: none
+	daemonEnv   []string // added to the daemon's environment
 }
 
 func defaultOptions() options {
@@ -46,6 +49,14 @@ func main() {
 	flag.IntVar(&o.rssConns, "rss-conns", o.rssConns, "mTLS connections of the peak-RSS round")
 	flag.IntVar(&o.rsaBits, "rsa-bits", o.rsaBits, "size of the eSeal's RSA key in the HSM")
 	flag.StringVar(&o.portvakt, "portvakt", "", "the portvakt binary to run (default: go build one, without -race)")
+	flag.StringVar(&o.profile, "profile", "", "save profiles into this directory: the daemon's CPU in each timed round and its heap after the peak-RSS round (from a build with -tags pprof, which replaces -portvakt), and this process's CPU")
+	flag.Func("daemon-env", "`NAME=VALUE` added to the daemon's environment (GOGC, GOMEMLIMIT, GODEBUG...), for experiments; repeat for more", func(v string) error {
+		if name, _, ok := strings.Cut(v, "="); !ok || name == "" {
+			return fmt.Errorf("%q: give NAME=VALUE", v)
+		}
+		o.daemonEnv = append(o.daemonEnv, v)
+		return nil
+	})
 	flag.BoolVar(&o.keep, "keep", false, "keep the state directory (configuration, audit, the daemon's log) and print where it is")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -68,8 +79,18 @@ func run(ctx context.Context, o options, out, progress io.Writer) (*results, err
 	} else {
 		defer os.RemoveAll(dir)
 	}
+	prof, err := newProfiler(o.profile)
+	if err != nil {
+		return nil, fmt.Errorf("-profile %s: %w", o.profile, err)
+	}
+	defer prof.stop(progress)
 	binary := o.portvakt
-	if binary == "" {
+	if prof.on() {
+		fmt.Fprintln(progress, "building portvakt with -tags pprof (without -race), for -profile")
+		if binary, err = prof.build(dir); err != nil {
+			return nil, err
+		}
+	} else if binary == "" {
 		fmt.Fprintln(progress, "building portvakt (without -race)")
 		if binary, err = buildPortvakt(dir); err != nil {
 			return nil, err
@@ -81,12 +102,12 @@ func run(ctx context.Context, o options, out, progress io.Writer) (*results, err
 		return nil, err
 	}
 	defer w.close()
-	d, err := startDaemon(ctx, binary, w)
+	d, err := startDaemon(ctx, binary, w, append(prof.env(), o.daemonEnv...)...)
 	if err != nil {
 		return nil, err
 	}
 	defer d.stop()
-	b := &bench{o: o, w: w, d: d, progress: progress, res: newResults(o)}
+	b := &bench{o: o, w: w, d: d, progress: progress, res: newResults(o), prof: prof}
 	b.res.stateDir = dir
 	for _, phase := range []func(context.Context) error{b.cached, b.peakRSS, b.cold, b.identicalCallers} {
 		if err := phase(ctx); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -22,6 +23,7 @@ type bench struct {
 	d        *daemonProcess
 	progress io.Writer
 	res      *results
+	prof     *profiler
 }
 
 var (
@@ -54,7 +56,7 @@ func (b *bench) cached(ctx context.Context) error {
 		}
 		for r := range b.o.rounds {
 			fmt.Fprintf(b.progress, "round %d/%d on %s: no-op, then cached GetToken (%d callers, %s each)\n", r+1, b.o.rounds, transport, b.o.callers, b.o.round)
-			n, err := b.measure(func() (round, error) { return timedRound(ctx, 1, b.o.callers, b.o.round, noop) })
+			n, err := b.measure("noop-"+transport, func() (round, error) { return timedRound(ctx, 1, b.o.callers, b.o.round, noop) })
 			if err != nil {
 				return fmt.Errorf("no-op round %d on %s is invalid: %w", r+1, transport, err)
 			}
@@ -62,7 +64,7 @@ func (b *bench) cached(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			g, err := b.measure(func() (round, error) { return timedRound(ctx, 1, b.o.callers, b.o.round, get) })
+			g, err := b.measure("cached-"+transport, func() (round, error) { return timedRound(ctx, 1, b.o.callers, b.o.round, get) })
 			if err != nil {
 				return fmt.Errorf("GetToken round %d on %s is invalid: %w", r+1, transport, err)
 			}
@@ -101,7 +103,12 @@ func (b *bench) peakRSS(ctx context.Context) error {
 	for i, c := range conns {
 		apis[i] = portvaktv1.NewTokenServiceClient(c)
 	}
-	r, err := b.measure(func() (round, error) {
+	heapSaved := make(chan error, 1)
+	r, err := b.measure("rss", func() (round, error) {
+		go func() { // halfway, with every caller in flight
+			time.Sleep(b.o.round / 2)
+			heapSaved <- b.prof.heap("heap-rss")
+		}()
 		return timedRound(ctx, len(conns), b.o.rssCallers, b.o.round, func(ctx context.Context, conn int) error {
 			_, err := apis[conn].GetToken(ctx, cachedReq)
 			return err
@@ -110,7 +117,19 @@ func (b *bench) peakRSS(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("the peak-RSS round is invalid: %w", err)
 	}
+	if err := <-heapSaved; err != nil {
+		return err
+	}
 	b.res.rssRound = r
+	// What the RSS is made of at the round's end: the heap, stacks and
+	// the HSM library's memory (anonymous) against mapped files (the
+	// binary and shared libraries' pages).
+	if b.res.rssAnon, err = b.d.status("RssAnon"); err != nil {
+		return err
+	}
+	if b.res.rssFile, err = b.d.status("RssFile"); err != nil {
+		return err
+	}
 	b.res.peakRSS, err = b.d.peakRSS()
 	return err
 }
@@ -136,7 +155,7 @@ func (b *bench) cold(ctx context.Context) error {
 	api := portvaktv1.NewTokenServiceClient(conns[0])
 	for r := range b.o.rounds {
 		fmt.Fprintf(b.progress, "round %d/%d: %d bare HSM signatures, then %d cold keys (%d callers)\n", r+1, b.o.rounds, b.o.coldKeys, b.o.coldKeys, b.o.coldCallers)
-		bare, err := b.measure(func() (round, error) {
+		bare, err := b.measure("bare", func() (round, error) {
 			return countedRound(ctx, 1, b.o.coldCallers, b.o.coldKeys, func(context.Context, int, int) error {
 				_, err := s.Sign(nil, digest[:], crypto.SHA256)
 				return err
@@ -154,7 +173,7 @@ func (b *bench) cold(ctx context.Context) error {
 			}
 		}
 		resource := reqs[0].GetResource()
-		cold, err := b.measure(func() (round, error) {
+		cold, err := b.measure("cold", func() (round, error) {
 			return countedRound(ctx, 1, b.o.coldCallers, b.o.coldKeys, func(ctx context.Context, _, i int) error {
 				_, err := api.GetToken(ctx, reqs[i])
 				return err
@@ -173,14 +192,21 @@ func (b *bench) cold(ctx context.Context) error {
 	return nil
 }
 
-// measure runs a round and summarises it with the CPU time the daemon
-// and this process used meanwhile.
-func (b *bench) measure(f func() (round, error)) (summary, error) {
+// measure runs the round name and summarises it with the CPU time the
+// daemon and this process used meanwhile (and, with -profile, saves the
+// daemon's CPU profile of a timed round).
+func (b *bench) measure(name string, f func() (round, error)) (summary, error) {
 	m := cpuMeter{pid: b.d.pid()}
 	if err := m.start(); err != nil {
 		return summary{}, err
 	}
+	// A counted round has no set length: its profile is of its first
+	// few seconds, about as long as a timed round.
+	wait := b.prof.round(name, b.o.round)
 	r, err := f()
+	if perr := wait(); err == nil && perr != nil {
+		err = perr
+	}
 	if err != nil {
 		return summary{}, err
 	}

@@ -33,6 +33,7 @@ type results struct {
 	bare, cold                             []summary
 	rssRound                               summary
 	peakRSS                                int64
+	rssAnon, rssFile                       int64 // at the peak-RSS round's end
 	identicalSigns, identicalPosts         int
 	auditBytesPerCall, auditRecordsPerCall float64
 	machine                                string
@@ -119,6 +120,8 @@ func (r *results) print(out io.Writer) {
 	abs(fmt.Sprintf("GetToken cold, unix (%d keys)", o.coldKeys), r.cold, "tokens/s")
 	abs(fmt.Sprintf("bare signer.Sign, RSA-%d (%d)", o.rsaBits, o.coldKeys), r.bare, "signs/s")
 	abs(fmt.Sprintf("GetToken cached, mtls, %d callers", o.rssCallers), []summary{r.rssRound}, "calls/s")
+	fmt.Fprintf(w, "  RSS at that round's end: anonymous %.1f MiB (heap, stacks, the HSM library), files %.1f MiB (the binary and libraries)\n",
+		float64(r.rssAnon)/(1<<20), float64(r.rssFile)/(1<<20))
 }
 
 // describeMachine is GOMAXPROCS, the CPU count and model.
