@@ -153,12 +153,20 @@ func (s *Server) checkX5C(v any, now time.Time) (*x509.Certificate, *refusal) {
 	if !ok || len(list) == 0 {
 		return nil, authFailed(CodeInvalidX5C, "Invalid x5c: it must be a non-empty array of base64 DER certificates, leaf first")
 	}
-	certs := make([]*x509.Certificate, len(list))
+	strs := make([]string, len(list))
 	for i, e := range list {
 		str, ok := e.(string)
 		if !ok {
 			return nil, authFailed(CodeInvalidX5C, "Invalid x5c: x5c[%d] is not a string", i)
 		}
+		strs[i] = str
+	}
+	id := chainID(strs)
+	if leaf, ok := s.chains.valid(id, now); ok {
+		return leaf, nil
+	}
+	certs := make([]*x509.Certificate, len(list))
+	for i, str := range strs {
 		der, err := base64.StdEncoding.Strict().DecodeString(str)
 		if err != nil {
 			if _, uerr := base64.RawURLEncoding.DecodeString(str); uerr == nil {
@@ -187,7 +195,7 @@ func (s *Server) checkX5C(v any, now time.Time) (*x509.Certificate, *refusal) {
 		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 		CurrentTime: now,
 	}
-	_, verr := certs[0].Verify(opts)
+	chains, verr := certs[0].Verify(opts)
 	if verr != nil {
 		// Verify does not say cleanly whether a chain failed on trust or
 		// on time. Trust is the more basic problem, so it is told first:
@@ -210,6 +218,7 @@ func (s *Server) checkX5C(v any, now time.Time) (*x509.Certificate, *refusal) {
 		// only the trust root can be out of its validity.
 		return nil, authFailed(CodeExpiredKey, "Expired key: the trust root the chain leads to is not valid at %s", now.UTC().Format(time.RFC3339))
 	}
+	s.chains.add(id, certs, chains[0][len(chains[0])-1])
 	return certs[0], nil
 }
 

@@ -32,6 +32,7 @@ type Server struct {
 	// systemUsers are Config.SystemUsers with their ids filled in.
 	systemUsers []SystemUser
 	roots       *x509.CertPool
+	chains      trustedChains // x5c chains found trusted
 	key         *rsa.PrivateKey
 	kid         string
 	parser      *jwt.Parser

@@ -14,20 +14,19 @@ import (
 )
 
 // profiler collects profiles when the harness runs with -profile DIR:
-// the daemon (a build with -tags pprof, serving net/http/pprof on a
-// loopback port) gives a CPU profile of every timed round and a heap
-// profile at the peak-RSS round's end, and this process (load client,
-// simulator, bare signatures) a CPU profile of the whole run. Read them
-// with `go tool pprof DIR/<name>.pprof`. Off, every method does nothing.
+// of every round, a CPU profile of the daemon (a build with -tags pprof,
+// serving net/http/pprof on a loopback port) as <round>-N.pprof and one
+// of this process (load client, simulator, bare signatures) as
+// harness-<round>-N.pprof; and the daemon's heap halfway through the
+// peak-RSS round. Read them with `go tool pprof DIR/<name>.pprof`. Off,
+// every method does nothing.
 type profiler struct {
-	dir     string
-	addr    string // the daemon's pprof listener
-	harness *os.File
-	rounds  map[string]int // rounds of each name profiled so far
+	dir    string
+	addr   string         // the daemon's pprof listener
+	rounds map[string]int // rounds of each name profiled so far
 }
 
-// newProfiler prepares dir and starts this process's CPU profile; an
-// empty dir turns profiling off.
+// newProfiler prepares dir; an empty dir turns profiling off.
 func newProfiler(dir string) (*profiler, error) {
 	if dir == "" {
 		return &profiler{}, nil
@@ -39,15 +38,7 @@ func newProfiler(dir string) (*profiler, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Create(filepath.Join(dir, "harness.pprof"))
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &profiler{dir: dir, addr: addr, harness: f, rounds: map[string]int{}}, nil
+	return &profiler{dir: dir, addr: addr, rounds: map[string]int{}}, nil
 }
 
 func (p *profiler) on() bool { return p.dir != "" }
@@ -70,19 +61,38 @@ func (p *profiler) env() []string {
 	return []string{"PORTVAKT_PPROF=" + p.addr}
 }
 
-// round starts a CPU profile of the daemon for a round of length d named
-// name, and returns the function that waits for it to be saved.
-// Profiles are whole seconds long: a round under a second is not profiled.
+// round starts the CPU profiles of a round of length d named name, the
+// daemon's and this process's, and returns the function that ends them
+// and waits for them to be saved. The daemon's profile is whole seconds
+// long, d rounded down (a counted round's: about that much of its
+// start); a round under a second is not profiled.
 func (p *profiler) round(name string, d time.Duration) (wait func() error) {
 	secs := int(d / time.Second)
 	if !p.on() || secs < 1 {
 		return func() error { return nil }
 	}
 	p.rounds[name]++
-	file := filepath.Join(p.dir, fmt.Sprintf("%s-%d.pprof", name, p.rounds[name]))
+	base := fmt.Sprintf("%s-%d.pprof", name, p.rounds[name])
 	done := make(chan error, 1)
-	go func() { done <- p.save(fmt.Sprintf("profile?seconds=%d", secs), file) }()
-	return func() error { return <-done }
+	go func() { done <- p.save(fmt.Sprintf("profile?seconds=%d", secs), filepath.Join(p.dir, base)) }()
+	own, err := os.Create(filepath.Join(p.dir, "harness-"+base))
+	if err == nil {
+		if err = pprof.StartCPUProfile(own); err != nil {
+			own.Close()
+		}
+	}
+	return func() error {
+		if err != nil {
+			<-done
+			return err
+		}
+		pprof.StopCPUProfile()
+		if err := own.Close(); err != nil {
+			<-done
+			return err
+		}
+		return <-done
+	}
 }
 
 // heap saves the daemon's heap profile (in-use and allocated) as name.
@@ -114,13 +124,11 @@ func (p *profiler) save(path, file string) error {
 	return f.Close()
 }
 
-// stop ends this process's profile and says where the profiles are.
+// stop says where the profiles are.
 func (p *profiler) stop(progress io.Writer) {
 	if !p.on() {
 		return
 	}
-	pprof.StopCPUProfile()
-	p.harness.Close()
 	fmt.Fprintf(progress, "profiles in %s (go tool pprof %s/<name>.pprof)\n", p.dir, p.dir)
 }
 
