@@ -1,6 +1,7 @@
 package mpsim
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -33,7 +34,8 @@ type Server struct {
 	systemUsers []SystemUser
 	roots       *x509.CertPool
 	chains      trustedChains // x5c chains found trusted
-	key         *rsa.PrivateKey
+	key         crypto.Signer // an *rsa.PrivateKey or a P-256 *ecdsa.PrivateKey (validateSigningKey)
+	method      jwt.SigningMethod
 	kid         string
 	parser      *jwt.Parser
 
@@ -130,7 +132,7 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.key = key
 	}
-	s.kid = thumbprint(&s.key.PublicKey)
+	s.method, s.kid = signingMethod(s.key), thumbprint(s.key.Public())
 	s.SetClock(nil)
 	s.SetClockOffset(cfg.ClockOffset)
 	s.faults.Store(&cfg.Faults)
@@ -171,9 +173,8 @@ func (s *Server) now() time.Time {
 
 // PublicKeys returns the keys that sign access tokens, by kid, as /jwk
 // publishes them, so tests can verify issued tokens without HTTP.
-func (s *Server) PublicKeys() map[string]*rsa.PublicKey {
-	pub := s.key.PublicKey
-	return map[string]*rsa.PublicKey{s.kid: &pub}
+func (s *Server) PublicKeys() map[string]crypto.PublicKey {
+	return map[string]crypto.PublicKey{s.kid: s.key.Public()}
 }
 
 // BaseURL returns where the server says it is reachable: Config.BaseURL,

@@ -1,6 +1,9 @@
 package mpsim
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
@@ -28,14 +31,9 @@ func (s *sim) verifyAccessToken(t *testing.T, token string) jwt.MapClaims {
 	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
 		t.Fatalf("decoding jwk: %v", err)
 	}
-	keys := make(map[string]*rsa.PublicKey)
+	keys := make(map[string]crypto.PublicKey)
 	for _, k := range set.Keys {
-		n, err1 := base64.RawURLEncoding.DecodeString(k.N)
-		e, err2 := base64.RawURLEncoding.DecodeString(k.E)
-		if err1 != nil || err2 != nil || k.Kty != "RSA" || k.Use != "sig" || k.Alg != "RS256" {
-			t.Fatalf("bad JWK %+v", k)
-		}
-		keys[k.Kid] = &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
+		keys[k.Kid] = parseJWK(t, k)
 	}
 	if !reflect.DeepEqual(keys, s.PublicKeys()) {
 		t.Errorf("/jwk keys differ from PublicKeys()")
@@ -44,11 +42,39 @@ func (s *sim) verifyAccessToken(t *testing.T, token string) jwt.MapClaims {
 	_, err = jwt.ParseWithClaims(token, claims, func(tok *jwt.Token) (any, error) {
 		kid, _ := tok.Header["kid"].(string)
 		return keys[kid], nil
-	}, jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer(s.Issuer()), jwt.WithExpirationRequired())
+	}, jwt.WithValidMethods([]string{s.method.Alg()}), jwt.WithIssuer(s.Issuer()), jwt.WithExpirationRequired())
 	if err != nil {
 		t.Fatalf("access token does not verify with /jwk: %v", err)
 	}
 	return claims
+}
+
+// parseJWK is the public key a /jwk entry holds, checked against what
+// its kty and alg say.
+func parseJWK(t *testing.T, k JWK) crypto.PublicKey {
+	t.Helper()
+	dec := func(v string) *big.Int {
+		b, err := base64.RawURLEncoding.DecodeString(v)
+		if err != nil || len(b) == 0 {
+			t.Fatalf("JWK %+v: member %q is not base64url", k, v)
+		}
+		return new(big.Int).SetBytes(b)
+	}
+	switch {
+	case k.Use != "sig":
+		t.Fatalf("JWK %+v: use is not sig", k)
+	case k.Kty == "RSA" && k.Alg == "RS256":
+		return &rsa.PublicKey{N: dec(k.N), E: int(dec(k.E).Int64())}
+	case k.Kty == "EC" && k.Alg == "ES256" && k.Crv == "P-256":
+		raw := append([]byte{4}, append(dec(k.X).FillBytes(make([]byte, 32)), dec(k.Y).FillBytes(make([]byte, 32))...)...)
+		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), raw)
+		if err != nil {
+			t.Fatalf("JWK %+v: %v", k, err)
+		}
+		return pub
+	}
+	t.Fatalf("bad JWK %+v", k)
+	return nil
 }
 
 func orgClaim(n string) map[string]any {

@@ -1,10 +1,15 @@
 package mpsim
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
 	"time"
@@ -80,7 +85,7 @@ func (s *Server) issue(w http.ResponseWriter, g *grant, now time.Time) {
 			SystemID:      u.SystemID,
 		}}
 	}
-	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
+	tok := jwt.NewWithClaims(s.method, claims)
 	tok.Header["kid"] = s.kid
 	signed, err := tok.SignedString(s.key)
 	if err != nil {
@@ -129,8 +134,13 @@ type JWK struct {
 	Kid string `json:"kid"`
 	Use string `json:"use"`
 	Alg string `json:"alg"`
-	N   string `json:"n"`
-	E   string `json:"e"`
+	// RSA's members.
+	N string `json:"n,omitempty"`
+	E string `json:"e,omitempty"`
+	// EC's members, for an ES256 SigningKey.
+	Crv string `json:"crv,omitempty"`
+	X   string `json:"x,omitempty"`
+	Y   string `json:"y,omitempty"`
 }
 
 // JWKS is the /jwk document.
@@ -142,8 +152,9 @@ func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	if !allowRead(w, r) {
 		return
 	}
-	n, e := rsaParams(&s.key.PublicKey)
-	writeJSON(w, http.StatusOK, JWKS{Keys: []JWK{{Kty: "RSA", Kid: s.kid, Use: "sig", Alg: "RS256", N: n, E: e}}})
+	key := publicJWK(s.key.Public())
+	key.Kid, key.Use, key.Alg = s.kid, "sig", s.method.Alg()
+	writeJSON(w, http.StatusOK, JWKS{Keys: []JWK{key}})
 }
 
 // allowRead answers anything but GET and HEAD with 405 and reports whether
@@ -170,11 +181,62 @@ func rsaParams(pub *rsa.PublicKey) (n, e string) {
 // thumbprint is the RFC 7638 JWK thumbprint of pub, used as its kid: stable
 // for a given key, so a configured SigningKey keeps its kid across
 // restarts.
-func thumbprint(pub *rsa.PublicKey) string {
-	n, e := rsaParams(pub)
+func thumbprint(pub crypto.PublicKey) string {
+	k := publicJWK(pub)
 	// RFC 7638 wants the required members in lexicographic order without
 	// whitespace; json.Marshal of a map sorts keys and adds none.
-	canonical, _ := json.Marshal(map[string]string{"e": e, "kty": "RSA", "n": n})
+	members := map[string]string{"e": k.E, "kty": k.Kty, "n": k.N}
+	if k.Kty == "EC" {
+		members = map[string]string{"crv": k.Crv, "kty": k.Kty, "x": k.X, "y": k.Y}
+	}
+	canonical, _ := json.Marshal(members)
 	sum := sha256.Sum256(canonical)
 	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// publicJWK is pub's key members (RFC 7518 section 6): pub is a
+// SigningKey's, checked by validateSigningKey.
+func publicJWK(pub crypto.PublicKey) JWK {
+	if ec, ok := pub.(*ecdsa.PublicKey); ok {
+		raw, _ := ec.Bytes() // 0x04 || X || Y, each 32 bytes on P-256
+		enc := base64.RawURLEncoding
+		return JWK{Kty: "EC", Crv: "P-256", X: enc.EncodeToString(raw[1:33]), Y: enc.EncodeToString(raw[33:])}
+	}
+	n, e := rsaParams(pub.(*rsa.PublicKey))
+	return JWK{Kty: "RSA", N: n, E: e}
+}
+
+// signingMethod is the JWS algorithm of a SigningKey.
+func signingMethod(key crypto.Signer) jwt.SigningMethod {
+	if _, ok := key.(*ecdsa.PrivateKey); ok {
+		return jwt.SigningMethodES256
+	}
+	return jwt.SigningMethodRS256
+}
+
+// validateSigningKey accepts nil (New makes an RSA key), an RSA key of at
+// least 2048 bits, or an ECDSA key on P-256.
+func validateSigningKey(key crypto.Signer) error {
+	switch k := key.(type) {
+	case nil:
+		return nil
+	case *rsa.PrivateKey:
+		if k == nil {
+			return errors.New("signing key: a nil *rsa.PrivateKey; leave SigningKey nil for a generated key")
+		}
+		if k.N.BitLen() < 2048 {
+			return fmt.Errorf("signing key: RSA of %d bits; give at least 2048, as Maskinporten's", k.N.BitLen())
+		}
+		return nil
+	case *ecdsa.PrivateKey:
+		if k == nil {
+			return errors.New("signing key: a nil *ecdsa.PrivateKey; leave SigningKey nil for a generated key")
+		}
+		if k.Curve != elliptic.P256() {
+			return fmt.Errorf("signing key: ECDSA on %s; ES256 needs P-256", k.Curve.Params().Name)
+		}
+		return nil
+	default:
+		return fmt.Errorf("signing key: a %T; give an *rsa.PrivateKey (RS256) or a P-256 *ecdsa.PrivateKey (ES256)", key)
+	}
 }
