@@ -153,7 +153,7 @@ func appendJSONString(dst []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		if b := s[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+			if jsonSafe[b] {
 				i++
 				continue
 			}
@@ -196,6 +196,16 @@ func appendJSONString(dst []byte, s string) []byte {
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
+
+// jsonSafe says which ASCII bytes appendJSONString copies as they are:
+// one load per byte, where the six comparisons it stands for were half
+// of a record's encoding.
+var jsonSafe = func() (safe [utf8.RuneSelf]bool) {
+	for b := range safe {
+		safe[b] = b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
+	}
+	return safe
+}()
 
 // maxPooledFields bounds the buffers fieldsPool keeps: a record's fields
 // are a few hundred bytes, and one near MaxLineBytes must not stay pinned
