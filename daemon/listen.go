@@ -46,7 +46,7 @@ func (d *Daemon) listen() error {
 			if d.tls, err = newTLSReloader(t, d.log, d.metrics); err != nil {
 				return err
 			}
-			creds = credentials.NewTLS(d.tls.serverConfig())
+			creds = identity.TLSCredentials(credentials.NewTLS(d.tls.serverConfig()))
 		}
 		lis, err := net.Listen("tcp", t.Address)
 		if err != nil {

@@ -30,7 +30,8 @@ type Caller struct {
 	Transport string
 	// Identities are the strings the policy matches, most specific first:
 	// for mTLS one of "spiffe://…" (any URI SAN), "dns:NAME" or "cn:NAME";
-	// for a Unix socket "uid:N" then "gid:N".
+	// for a Unix socket "uid:N" then "gid:N". They are the connection's,
+	// shared by its calls: read them, never change them.
 	Identities []string
 	// PID is the Unix peer's process id (0 for TCP), for logs only: a pid
 	// can be reused and proves nothing.
@@ -48,24 +49,31 @@ func FromContext(ctx context.Context) (Caller, error) {
 	}
 	switch info := p.AuthInfo.(type) {
 	case UnixAuthInfo:
-		return Caller{
-			Transport:  TransportUnix,
-			Identities: syntax.UnixPeerIdentities(info.UID, info.GID),
-			PID:        info.PID,
-		}, nil
-	case credentials.TLSInfo:
-		chains := info.State.VerifiedChains
-		if len(chains) == 0 || len(chains[0]) == 0 {
-			return Caller{Transport: TransportMTLS}, errors.New("the client certificate was not verified")
+		ids := info.identities
+		if ids == nil { // not made by UnixCredentials' ServerHandshake
+			ids = syntax.UnixPeerIdentities(info.UID, info.GID)
 		}
-		id, err := FromCertificate(chains[0][0])
-		if err != nil {
-			return Caller{Transport: TransportMTLS}, err
-		}
-		return Caller{Transport: TransportMTLS, Identities: []string{id}}, nil
+		return Caller{Transport: TransportUnix, Identities: ids, PID: info.PID}, nil
+	case TLSAuthInfo:
+		return info.caller, info.err
+	case credentials.TLSInfo: // credentials not wrapped by TLSCredentials
+		return tlsCaller(info)
 	default:
 		return Caller{Transport: TransportInsecure}, ErrNoIdentity
 	}
+}
+
+// tlsCaller is the caller a verified client certificate names.
+func tlsCaller(info credentials.TLSInfo) (Caller, error) {
+	chains := info.State.VerifiedChains
+	if len(chains) == 0 || len(chains[0]) == 0 {
+		return Caller{Transport: TransportMTLS}, errors.New("the client certificate was not verified")
+	}
+	id, err := FromCertificate(chains[0][0])
+	if err != nil {
+		return Caller{Transport: TransportMTLS}, err
+	}
+	return Caller{Transport: TransportMTLS, Identities: []string{id}}, nil
 }
 
 // FromCertificate names a client certificate's holder: its URI SAN (a

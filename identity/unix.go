@@ -7,6 +7,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/credentials"
+
+	"github.com/portvakt/portvakt/syntax"
 )
 
 // UnixAuthInfo is what the kernel says of the process at the other end of
@@ -15,6 +17,9 @@ type UnixAuthInfo struct {
 	credentials.CommonAuthInfo
 	UID, GID uint32
 	PID      int32
+	// identities are UID's and GID's, spelled once for all the
+	// connection's calls.
+	identities []string
 }
 
 // AuthType implements credentials.AuthInfo.
@@ -50,6 +55,7 @@ func (unixCredentials) ServerHandshake(conn net.Conn) (net.Conn, credentials.Aut
 		// A Unix socket never leaves the machine: as private as TLS.
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
 		UID:            cred.Uid, GID: cred.Gid, PID: cred.Pid,
+		identities: syntax.UnixPeerIdentities(cred.Uid, cred.Gid),
 	}, nil
 }
 

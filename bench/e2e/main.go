@@ -109,6 +109,9 @@ func run(ctx context.Context, o options, out, progress io.Writer) (*results, err
 	defer d.stop()
 	b := &bench{o: o, w: w, d: d, progress: progress, res: newResults(o), prof: prof}
 	b.res.stateDir = dir
+	if b.res.peakAtStart, err = d.peakRSS(); err != nil {
+		return nil, err
+	}
 	for _, phase := range []func(context.Context) error{b.cached, b.peakRSS, b.cold, b.identicalCallers} {
 		if err := phase(ctx); err != nil {
 			return nil, err

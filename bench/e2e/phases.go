@@ -94,6 +94,10 @@ func (b *bench) cached(ctx context.Context) error {
 // reads the daemon's high-water mark.
 func (b *bench) peakRSS(ctx context.Context) error {
 	fmt.Fprintf(b.progress, "peak RSS: %d callers on %d mTLS connections, cached GetToken, %s\n", b.o.rssCallers, b.o.rssConns, b.o.round)
+	var err error
+	if b.res.peakBefore, err = b.d.peakRSS(); err != nil { // the start's and the cached rounds'
+		return err
+	}
 	conns, err := dial(b.w, "mtls", b.o.rssConns)
 	if err != nil {
 		return err

@@ -34,6 +34,7 @@ type results struct {
 	rssRound                               summary
 	peakRSS                                int64
 	rssAnon, rssFile                       int64 // at the peak-RSS round's end
+	peakAtStart, peakBefore                int64 // VmHWM once serving, and before the peak-RSS round
 	identicalSigns, identicalPosts         int
 	auditBytesPerCall, auditRecordsPerCall float64
 	machine                                string
@@ -120,6 +121,7 @@ func (r *results) print(out io.Writer) {
 	abs(fmt.Sprintf("GetToken cold, unix (%d keys)", o.coldKeys), r.cold, "tokens/s")
 	abs(fmt.Sprintf("bare signer.Sign, RSA-%d (%d)", o.rsaBits, o.coldKeys), r.bare, "signs/s")
 	abs(fmt.Sprintf("GetToken cached, mtls, %d callers", o.rssCallers), []summary{r.rssRound}, "calls/s")
+	fmt.Fprintf(w, "  peak RSS once serving %.1f MiB, after the cached rounds %.1f MiB\n", float64(r.peakAtStart)/(1<<20), float64(r.peakBefore)/(1<<20))
 	fmt.Fprintf(w, "  RSS at that round's end: anonymous %.1f MiB (heap, stacks, the HSM library), files %.1f MiB (the binary and libraries)\n",
 		float64(r.rssAnon)/(1<<20), float64(r.rssFile)/(1<<20))
 }
