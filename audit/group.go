@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -95,6 +96,15 @@ func (w *Writer) appendRecord(r *Record, sync bool, out *Record) error {
 	if !lead {
 		<-p.wake
 		lead = p.lead
+	} else {
+		// A group of one, so far. Let the goroutines that are ready to
+		// run on this thread run first: those that reach their record
+		// meanwhile join the group. A write(2) costs more than the
+		// record's encoding, and without this, under load on few cores,
+		// nearly every record was a group of its own. With nothing else
+		// to run, Gosched returns at once: a lone caller waits for
+		// nothing, and there is no timer.
+		runtime.Gosched()
 	}
 	if lead {
 		w.commit(p)
