@@ -15,10 +15,12 @@
 //     TLS: C callers (default 16) on one connection call GetToken for a
 //     token already cached, or grpc.health.v1.Health/Check, the daemon's
 //     own no-op RPC on the same server and transport, each as fast as it
-//     is answered for a round (default 5 s). Rounds alternate (no-op,
-//     GetToken, no-op, GetToken ...; default 3 of each) and each figure is
-//     the median over its rounds. Every call's latency is kept; p50 and
-//     p99 are read from the sorted latencies of a round.
+//     is answered for a round (default 3 s). Rounds alternate (no-op,
+//     GetToken, no-op, GetToken ...; default 5 of each); a ratio is the
+//     median of the ratios of each GetToken round to the no-op round just
+//     before it, so that a drift of the machine's speed (a neighbour's
+//     load) moves both sides of each ratio alike. Every call's latency is
+//     kept; p50 and p99 are read from the sorted latencies of a round.
 //   - cold keys/HSM: K distinct keys (default 1000: delegated tokens for
 //     K consumer organisations, valid organisation numbers the simulator
 //     has delegations from and the policy allows, and a resource of the
@@ -47,7 +49,16 @@
 //
 // The simulator runs in this process, over real HTTP on loopback, so
 // that its counts (Stats) are read exactly; its tokens live an hour, so
-// that no cached token is renewed during a run. The load client's
+// that no cached token is renewed during a run. It signs its tokens with
+// ES256 rather than Maskinporten's RS256: its RSA-2048 signature of each
+// token took 1.5 ms of the cores the daemon's HSM signatures need, a
+// cost a real deployment does not pay on its own host.
+//
+// With -profile DIR the harness builds the daemon with -tags pprof
+// (cmd/portvakt/pprof.go: net/http/pprof on a loopback port, in no
+// shipped build) and saves, for every round, the daemon's CPU profile
+// (<round>-N.pprof) and this process's (harness-<round>-N.pprof), and the
+// daemon's heap halfway through the peak-RSS round (heap-rss.pprof). The load client's
 // connections are plain grpc-go ClientConns (one HTTP/2 connection each,
 // no retries), as ghz's were.
 //

@@ -31,7 +31,7 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		round: 5 * time.Second, rounds: 3, callers: 16,
+		round: 3 * time.Second, rounds: 5, callers: 16,
 		coldKeys: 1000, coldCallers: 50, identical: 200,
 		rssCallers: 1000, rssConns: 100, rsaBits: 3072,
 	}
