@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
-	"runtime"
 )
 
 // A build for profiling (go build -tags pprof, as `bench/e2e -profile`
@@ -30,9 +29,8 @@ func init() {
 		fmt.Fprintf(os.Stderr, "PORTVAKT_PPROF: %v\n", err)
 		os.Exit(2)
 	}
-	// A sample every 4 KiB rather than every 512 KiB: the heap of a
-	// small daemon is a few thousand buffers of a few kilobytes.
-	runtime.MemProfileRate = 4 << 10
+	// The heap is sampled at the runtime's rate: a finer one costs each
+	// allocation a stack walk, which the CPU profiles would then show.
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
