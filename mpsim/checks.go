@@ -94,7 +94,7 @@ func (s *Server) authenticate(a *assertion, now time.Time) (*grant, *refusal) {
 			return nil, ref
 		}
 		key = leaf.PublicKey
-	} else if key, ref = s.checkKID(kid, a.claims); ref != nil {
+	} else if key, ref = s.checkKID(kid, a.claims, now); ref != nil {
 		return nil, ref
 	}
 
@@ -244,7 +244,7 @@ func latestNotBefore(certs []*x509.Certificate) time.Time {
 
 // checkKID applies check 4 to a kid header: the kid must be registered on
 // the client the unverified iss names.
-func (s *Server) checkKID(v any, claims jwt.MapClaims) (crypto.PublicKey, *refusal) {
+func (s *Server) checkKID(v any, claims jwt.MapClaims, now time.Time) (crypto.PublicKey, *refusal) {
 	kid, ok := v.(string)
 	if !ok || kid == "" {
 		return nil, invalidGrant(CodeInvalidRequest, "Header kid must be a non-empty string")
@@ -254,7 +254,10 @@ func (s *Server) checkKID(v any, claims jwt.MapClaims) (crypto.PublicKey, *refus
 	if client == nil {
 		return nil, authFailed(CodeClientNotFound, "Client not found")
 	}
-	key, ok := client.Keys[kid]
+	key, _, expired, ok := s.registry.lookup(iss, kid, now)
+	if expired != nil {
+		return nil, authFailed(CodeExpiredKey, "Expired key: kid %q expired at %s; register a new key", kid, expired.expires.UTC().Format(time.RFC3339))
+	}
 	if !ok {
 		return nil, authFailed(CodeClientNotFound, "kid %q is not registered for client %q", kid, iss)
 	}

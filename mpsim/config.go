@@ -81,6 +81,15 @@ type Config struct {
 	// Faults are injected from the start; change them with
 	// Server.SetFaults.
 	Faults Faults
+	// KeyActivationDelay is how long a key registered through the
+	// self-service API takes before grants with its kid are accepted:
+	// Maskinporten's token endpoint learns of a new key within about two
+	// minutes. Zero: at once.
+	KeyActivationDelay time.Duration
+	// RegisteredKeyLifetime is how long a key registered through the
+	// self-service API is accepted; zero means a year
+	// (DefaultRegisteredKeyLifetime), Maskinporten's limit.
+	RegisteredKeyLifetime time.Duration
 	// SigningKey signs issued access tokens: an *rsa.PrivateKey signs
 	// with RS256, as Maskinporten does, and an *ecdsa.PrivateKey on P-256
 	// with ES256, for a benchmark that shares its cores with the
@@ -164,6 +173,12 @@ func (cfg *Config) validate(issuerOptional bool) error {
 	}
 	if cfg.TokenLifetime < time.Second || cfg.TokenLifetime%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("token lifetime %s: must be a positive whole number of seconds, because expires_in is given in seconds (e.g. 120s)", cfg.TokenLifetime))
+	}
+	if cfg.RegisteredKeyLifetime == 0 {
+		cfg.RegisteredKeyLifetime = DefaultRegisteredKeyLifetime
+	}
+	if cfg.KeyActivationDelay < 0 || cfg.RegisteredKeyLifetime < 0 || cfg.RegisteredKeyLifetime > DefaultRegisteredKeyLifetime {
+		errs = append(errs, fmt.Errorf("key activation delay %s and registered key lifetime %s: neither may be negative, and a key lives at most a year", cfg.KeyActivationDelay, cfg.RegisteredKeyLifetime))
 	}
 	if cfg.ClockSkew == 0 {
 		cfg.ClockSkew = DefaultClockSkew

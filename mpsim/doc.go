@@ -11,6 +11,8 @@
 //	POST token                                 JWT bearer grant → access token
 //	GET  .well-known/oauth-authorization-server metadata (RFC 8414)
 //	GET  jwk                                   the access-token signing key
+//	GET  api/v1/clients/{client_id}/jwks       Digdir's self-service API: an integration's registered keys
+//	POST api/v1/clients/{client_id}/jwks       (PUT too) replaces them, the whole set
 //
 // # Token request checks
 //
@@ -89,6 +91,8 @@
 //	token_lifetime: 120s                   # expires_in of access tokens; default 120s
 //	clock_skew: 10s                        # allowed |iat - now|; default 10s
 //	clock_offset: 0s                       # the simulator's clock is the real one plus this; default 0s
+//	key_activation_delay: 0s               # a key registered through the self-service API is accepted after this; default 0s
+//	registered_key_lifetime: 8760h         # ...and for this long; default and at most a year
 //	trust_roots: [ca/root.pem]             # PEM files of CA certificates x5c chains must lead to
 //	clients:
 //	  - client_id: portvakt-demo           # the grant's iss
@@ -109,7 +113,24 @@
 //	    customer: "313775429"              # the customer that created the system user
 //	    external_ref: kunde-1              # optional; default the customer's organisation number
 //	    id: 704013ee-e82a-433e-83c5-a40e6e00d746  # optional UUID; default a new one
-//	faults: {latency: 0s, server_error_rate: 0, too_many_requests_rate: 0, drop_rate: 0}
+//	faults: {latency: 0s, server_error_rate: 0, too_many_requests_rate: 0, drop_rate: 0, self_service_down: false}
+//
+// # The self-service API's registered keys
+//
+// Requests carry "Authorization: Bearer" and an access token this
+// simulator issued for idporten:dcr.read (GET), or idporten:dcr.modify or
+// idporten:dcr.write (POST, PUT), to a client whose grant was signed with
+// an enterprise certificate (x5c) and that belongs to the organisation
+// owning the integration; else 401 invalid_token or 403. An integration's
+// set holds at most 5 RSA keys of at least 2048 bits (RS256, use sig),
+// each with a kid unique in the set and across every integration; a key's
+// x5c, when given, must be a trusted chain whose leaf holds the key and the
+// integration's organisation number. A refused set changes nothing (400
+// invalid_request, saying what to fix). A new key is accepted in grants
+// key_activation_delay after it was first registered and until
+// registered_key_lifetime after that (then MP-121); the answer gives each
+// key's end as exp, in Unix seconds, and the set's created and last_updated.
+// A key posted again (the same kid and key) keeps its registration.
 //
 // The simulator is not Maskinporten and proves nothing about access to
 // real APIs; its tokens are signed with a key of its own.

@@ -27,6 +27,8 @@ type Faults struct {
 	// DropRate is the share whose connection is closed without any
 	// response, as a crashed proxy would.
 	DropRate float64 `yaml:"drop_rate"`
+	// SelfServiceDown answers every request to the self-service API 503.
+	SelfServiceDown bool `yaml:"self_service_down"`
 }
 
 // validate says which setting is out of range.

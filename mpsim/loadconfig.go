@@ -16,16 +16,19 @@ import (
 
 // fileConfig is the YAML form of Config; see the package documentation.
 type fileConfig struct {
-	Issuer        string           `yaml:"issuer"`
-	TokenLifetime time.Duration    `yaml:"token_lifetime"`
-	ClockSkew     time.Duration    `yaml:"clock_skew"`
-	ClockOffset   time.Duration    `yaml:"clock_offset"`
-	TrustRoots    []string         `yaml:"trust_roots"`
-	Clients       []fileClient     `yaml:"clients"`
-	Delegations   []fileDelegation `yaml:"delegations"`
-	Access        []fileAccess     `yaml:"consumer_access"`
-	SystemUsers   []fileSystemUser `yaml:"system_users"`
-	Faults        Faults           `yaml:"faults"`
+	Issuer        string        `yaml:"issuer"`
+	TokenLifetime time.Duration `yaml:"token_lifetime"`
+	ClockSkew     time.Duration `yaml:"clock_skew"`
+	ClockOffset   time.Duration `yaml:"clock_offset"`
+	// The self-service API's registered keys.
+	KeyActivationDelay    time.Duration    `yaml:"key_activation_delay"`
+	RegisteredKeyLifetime time.Duration    `yaml:"registered_key_lifetime"`
+	TrustRoots            []string         `yaml:"trust_roots"`
+	Clients               []fileClient     `yaml:"clients"`
+	Delegations           []fileDelegation `yaml:"delegations"`
+	Access                []fileAccess     `yaml:"consumer_access"`
+	SystemUsers           []fileSystemUser `yaml:"system_users"`
+	Faults                Faults           `yaml:"faults"`
 }
 
 type fileClient struct {
@@ -97,6 +100,9 @@ func (fc *fileConfig) resolve(dir string) (Config, error) {
 		ClockSkew:     fc.ClockSkew,
 		ClockOffset:   fc.ClockOffset,
 		Faults:        fc.Faults,
+
+		KeyActivationDelay:    fc.KeyActivationDelay,
+		RegisteredKeyLifetime: fc.RegisteredKeyLifetime,
 	}
 	var errs []error
 	for _, p := range fc.TrustRoots {

@@ -6,7 +6,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
-	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -34,6 +33,7 @@ type Server struct {
 	systemUsers []SystemUser
 	roots       *x509.CertPool
 	chains      trustedChains // x5c chains found trusted
+	registry    registry      // registered keys
 	key         crypto.Signer // an *rsa.PrivateKey or a P-256 *ecdsa.PrivateKey (validateSigningKey)
 	method      jwt.SigningMethod
 	kid         string
@@ -94,7 +94,8 @@ func New(cfg Config) (*Server, error) {
 		rc := &registeredClient{Client: c, scopes: make(map[string]bool, len(c.Scopes))}
 		// Copies, so a caller changing its Config later changes nothing.
 		rc.Scopes = slices.Clone(c.Scopes)
-		rc.Keys = maps.Clone(c.Keys)
+		rc.Keys = nil // the registry has them
+		s.registry.fixture(c.ID, c.Keys)
 		for _, sc := range c.Scopes {
 			rc.scopes[sc] = true
 		}
@@ -201,5 +202,6 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc(base+"token", s.serveToken)
 	mux.HandleFunc(base+".well-known/oauth-authorization-server", s.serveMetadata)
 	mux.HandleFunc(base+"jwk", s.serveJWKS)
+	mux.HandleFunc(base+SelfServicePath+"clients/{client_id}/jwks", s.serveClientJWKS)
 	return s.traced(mux)
 }

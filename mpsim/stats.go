@@ -29,6 +29,9 @@ type Stats struct {
 	// distinct cache keys of a client, tests use it to count the token
 	// requests sent for one key, the faulted ones included.
 	Resources map[string]int
+	// SelfServiceRequests counts requests to the self-service API;
+	// JWKSReplaced those that replaced a set.
+	SelfServiceRequests, JWKSReplaced int
 }
 
 // Stats returns a snapshot; changing it does not affect the server.

@@ -141,6 +141,11 @@ type JWK struct {
 	Crv string `json:"crv,omitempty"`
 	X   string `json:"x,omitempty"`
 	Y   string `json:"y,omitempty"`
+	// X5C pins a registered key to its enterprise certificate.
+	X5C []string `json:"x5c,omitempty"`
+	// Exp is when a registered key stops being accepted, in Unix
+	// seconds, as the self-service API tells it.
+	Exp int64 `json:"exp,omitempty"`
 }
 
 // JWKS is the /jwk document.
