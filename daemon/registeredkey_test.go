@@ -241,3 +241,28 @@ func startErr(t testing.TB, e *env) error {
 	}
 	return err
 }
+
+// TestRegisteredKeyWithX5C: with kid_with_x5c the grant carries the
+// registered key's kid and, beside it, the eSeal's chain, which pins the
+// key to the certificate; Maskinporten (the simulator) accepts it and
+// checks the certificate too. The simulator refused such grants before
+// ("exactly one of x5c and kid"), so the mode had never worked against it.
+func TestRegisteredKeyWithX5C(t *testing.T) {
+	w := mptest.New(t, mptest.Options{NoSigner: true, ESealKID: "eseal-2026"})
+	e := prepare(t, w)
+	e.edit(t, func(cfg string) string {
+		old := "key_label: eseal}"
+		if !strings.Contains(cfg, old) {
+			panic("the fixture's environment line changed")
+		}
+		return strings.Replace(cfg, old, "key_label: eseal, kid: eseal-2026, kid_with_x5c: true}", 1)
+	})
+	e.serve(t)
+	tok, err := e.unix.Token(t.Context(), client.Request{Scopes: []string{mptest.ScopeOwn}, Environment: "sim"})
+	if err != nil {
+		t.Fatalf("a token with kid and x5c: %v", err)
+	}
+	if claims := accessTokenClaims(t, tok.AccessToken); claims["client_amr"] != mpsim.AMRCertificate {
+		t.Errorf("client_amr %v, want %s: the certificate beside the kid was checked", claims["client_amr"], mpsim.AMRCertificate)
+	}
+}

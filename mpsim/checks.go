@@ -2,6 +2,7 @@ package mpsim
 
 import (
 	"crypto"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
@@ -79,8 +80,8 @@ func (s *Server) authenticate(a *assertion, now time.Time) (*grant, *refusal) {
 	}
 	x5c, hasX5C := a.header["x5c"]
 	kid, hasKID := a.header["kid"]
-	if hasX5C == hasKID {
-		return nil, invalidGrant(CodeInvalidRequest, "The header must carry exactly one of x5c and kid")
+	if !hasX5C && !hasKID {
+		return nil, invalidGrant(CodeInvalidRequest, "The header must carry x5c or kid (or both: x5c beside a kid pins the registered key to its certificate)")
 	}
 
 	// 4. Who signed it.
@@ -94,8 +95,18 @@ func (s *Server) authenticate(a *assertion, now time.Time) (*grant, *refusal) {
 			return nil, ref
 		}
 		key = leaf.PublicKey
-	} else if key, ref = s.checkKID(kid, a.claims, now); ref != nil {
-		return nil, ref
+	}
+	if hasKID {
+		registered, ref := s.checkKID(kid, a.claims, now)
+		if ref != nil {
+			return nil, ref
+		}
+		// With x5c as well, the certificate must be the registered key's:
+		// the grant is checked against both.
+		if leaf != nil && !registered.(*rsa.PublicKey).Equal(leaf.PublicKey) {
+			return nil, authFailed(CodeInvalidX5C, "Invalid x5c: x5c[0] certifies another key than the registered key %q", kid)
+		}
+		key = registered
 	}
 
 	// 5. Signature, with the alg the header declares.

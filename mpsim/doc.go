@@ -26,11 +26,13 @@
 //  2. The assertion's jti is recorded (Stats.JTIs); then faults are
 //     injected (see Faults): latency, dropped connection, 503 server_error,
 //     429 too_many_requests with Retry-After: 1.
-//  3. A compact JWS with alg RS256, RS384 or RS512, no crit, and exactly one
-//     of x5c and kid: 400 invalid_grant MP-011.
+//  3. A compact JWS with alg RS256, RS384 or RS512, no crit, and x5c or
+//     kid (or both): 400 invalid_grant MP-011.
 //  4. x5c: standard-base64 DER certificates, leaf first, each signed by the
 //     next (MP-123), leading to a trust root (MP-120), all valid now
-//     (MP-121). kid: registered for the client named by iss (MP-100).
+//     (MP-121). kid: registered for the client named by iss and accepted
+//     now (MP-100; an expired registered key MP-121). Both: the leaf must
+//     certify the registered key (MP-123), which pins it to the certificate.
 //  5. The signature verifies with that key and the declared alg: MP-124.
 //  6. Only aud, iss, scope, resource, iat, exp, jti, consumer_org and
 //     authorization_details, with aud, iss, scope, iat, exp and jti present

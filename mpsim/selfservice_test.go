@@ -343,3 +343,34 @@ func TestSelfServiceAuthorisation(t *testing.T) {
 		t.Errorf("stats %+v: every request counted, no set replaced", st)
 	}
 }
+
+// TestKIDWithX5C: a grant with a registered key's kid and, beside it, the
+// x5c of that key's enterprise certificate is accepted (Maskinporten then
+// checks the certificate too), as the daemon's kid_with_x5c sends it; the
+// certificate's chain and organisation are checked as for x5c alone.
+func TestKIDWithX5C(t *testing.T) {
+	f := getFixture(t)
+	s := startSim(t, func(c *Config) { c.Clients[0].Keys["eseal-kid"] = &f.key.PublicKey })
+	for _, tc := range []struct {
+		name   string
+		chain  []any
+		status int
+		mp     string
+	}{
+		{"the key's own certificate", x5c(f.cert, f.ca.Issuing), 200, ""},
+		{"an untrusted chain", x5c(f.untrusted, f.otherCA.Issuing), 400, CodeUntrustedCert},
+		{"another organisation's certificate", x5c(f.wrongOrg, f.ca.Issuing), 400, CodeOrgMismatch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := s.post(t, s.grant(t, func(h, _ map[string]any) { h["kid"], h["x5c"] = "eseal-kid", tc.chain }))
+			if r.status != tc.status || r.mp != tc.mp {
+				t.Fatalf("got %d %s %q, want %d %s", r.status, r.mp, r.message, tc.status, tc.mp)
+			}
+			if r.status == 200 {
+				if amr := s.verifyAccessToken(t, r.token.AccessToken)["client_amr"]; amr != AMRCertificate {
+					t.Errorf("client_amr %v, want %s: the certificate was checked", amr, AMRCertificate)
+				}
+			}
+		})
+	}
+}

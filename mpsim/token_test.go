@@ -256,10 +256,10 @@ func TestRefusals(t *testing.T) {
 			status: 400, err: "invalid_grant", mp: "MP-011", msg: "Unsupported alg"},
 		{name: "alg unknown", edit: func(h, _ map[string]any) { h["alg"] = "XX999" },
 			status: 400, err: "invalid_grant", mp: "MP-011", msg: "Unsupported alg"},
-		{name: "both x5c and kid", edit: func(h, _ map[string]any) { h["kid"] = demoKID },
-			status: 400, err: "invalid_grant", mp: "MP-011", msg: "exactly one of x5c and kid"},
+		{name: "x5c beside the kid of another key", edit: func(h, _ map[string]any) { h["kid"] = demoKID },
+			status: 400, err: "invalid_grant", mp: "MP-123", msg: "x5c[0] certifies another key than the registered key"},
 		{name: "neither x5c nor kid", edit: func(h, _ map[string]any) { delete(h, "x5c") },
-			status: 400, err: "invalid_grant", mp: "MP-011", msg: "exactly one of x5c and kid"},
+			status: 400, err: "invalid_grant", mp: "MP-011", msg: "The header must carry x5c or kid"},
 
 		// 4. x5c and kid.
 		{name: "x5c base64url", edit: func(h, _ map[string]any) {

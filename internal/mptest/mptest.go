@@ -95,6 +95,9 @@ type Options struct {
 	// their ClientID is empty. Nil means DefaultSystemUser alone; an
 	// empty, non-nil slice means none.
 	SystemUsers []mpsim.SystemUser
+	// ESealKID registers the eSeal's key on ClientID under this kid, for
+	// grants with kid (and x5c beside it); empty means none.
+	ESealKID string
 }
 
 // DefaultSystemUser is the system user a world has unless
@@ -139,13 +142,17 @@ func New(t testing.TB, opts Options) *World {
 			systemUsers[i] = u
 		}
 	}
+	var keys map[string]crypto.PublicKey
+	if opts.ESealKID != "" {
+		keys = map[string]crypto.PublicKey{opts.ESealKID: chain[0].PublicKey}
+	}
 	sim, err := mpsim.New(mpsim.Config{
 		Issuer:        issuer,
 		TokenLifetime: opts.TokenLifetime,
 		ClockOffset:   opts.ClockOffset,
 		TrustRoots:    []*x509.Certificate{ca.Root},
 		Clients: []mpsim.Client{
-			{ID: ClientID, OrgNumber: OwnOrg, Scopes: []string{ScopeOwn, ScopeDelegated, ScopeElsewhere}},
+			{ID: ClientID, OrgNumber: OwnOrg, Scopes: []string{ScopeOwn, ScopeDelegated, ScopeElsewhere}, Keys: keys},
 			{ID: OtherClient, OrgNumber: "971526920", Scopes: []string{ScopeElsewhere}},
 		},
 		Delegations: []mpsim.Delegation{
