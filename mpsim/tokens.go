@@ -5,9 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
@@ -18,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/portvakt/portvakt/orgno"
+	"github.com/portvakt/portvakt/selfservice"
 )
 
 // Values of access-token claims, as Maskinporten sets them.
@@ -185,18 +184,10 @@ func rsaParams(pub *rsa.PublicKey) (n, e string) {
 
 // thumbprint is the RFC 7638 JWK thumbprint of pub, used as its kid: stable
 // for a given key, so a configured SigningKey keeps its kid across
-// restarts.
+// restarts. pub is a SigningKey's (validateSigningKey), which has one.
 func thumbprint(pub crypto.PublicKey) string {
-	k := publicJWK(pub)
-	// RFC 7638 wants the required members in lexicographic order without
-	// whitespace; json.Marshal of a map sorts keys and adds none.
-	members := map[string]string{"e": k.E, "kty": k.Kty, "n": k.N}
-	if k.Kty == "EC" {
-		members = map[string]string{"crv": k.Crv, "kty": k.Kty, "x": k.X, "y": k.Y}
-	}
-	canonical, _ := json.Marshal(members)
-	sum := sha256.Sum256(canonical)
-	return base64.RawURLEncoding.EncodeToString(sum[:])
+	kid, _ := selfservice.Thumbprint(pub)
+	return kid
 }
 
 // publicJWK is pub's key members (RFC 7518 section 6): pub is a

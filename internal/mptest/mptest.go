@@ -152,7 +152,9 @@ func New(t testing.TB, opts Options) *World {
 		ClockOffset:   opts.ClockOffset,
 		TrustRoots:    []*x509.Certificate{ca.Root},
 		Clients: []mpsim.Client{
-			{ID: ClientID, OrgNumber: OwnOrg, Scopes: []string{ScopeOwn, ScopeDelegated, ScopeElsewhere}, Keys: keys},
+			// The self-service scopes too, for the API that holds ClientID's
+			// registered keys.
+			{ID: ClientID, OrgNumber: OwnOrg, Scopes: []string{ScopeOwn, ScopeDelegated, ScopeElsewhere, mpsim.ScopeDCRRead, mpsim.ScopeDCRModify}, Keys: keys},
 			{ID: OtherClient, OrgNumber: "971526920", Scopes: []string{ScopeElsewhere}},
 		},
 		Delegations: []mpsim.Delegation{
