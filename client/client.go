@@ -191,6 +191,10 @@ func (c *Client) Close() error { return c.conn.Close() }
 // API is the raw gRPC client, for WhoAmI and ListEnvironments.
 func (c *Client) API() portvaktv1.TokenServiceClient { return c.api }
 
+// Keys is the raw gRPC client of the daemon's KeyService: an
+// environment's registered keys.
+func (c *Client) Keys() portvaktv1.KeyServiceClient { return portvaktv1.NewKeyServiceClient(c.conn) }
+
 // Request is what a token is asked for.
 type Request struct {
 	Scopes      []string

@@ -161,6 +161,9 @@ type Environment struct {
 	// (Maskinporten then checks it too). The key's certificate is read as
 	// without kid.
 	KeyIDWithX5C bool `yaml:"kid_with_x5c"`
+	// SelfServiceURL is Digdir's self-service API for the integration's
+	// registered keys. Default: the preset's; "none" for no API.
+	SelfServiceURL string `yaml:"self_service_url"`
 	// PublicKeyFile, with kid, is a PEM file holding the public key
 	// registered for the kid at Digdir; the daemon refuses to start when the
 	// HSM key is not its private half.

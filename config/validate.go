@@ -261,17 +261,25 @@ func (e Environment) Resolve() (maskinporten.Environment, error) {
 	if e.TokenEndpoint != "" {
 		env.TokenEndpoint = e.TokenEndpoint
 	}
+	env.SelfServiceURL = presetOrNone(e.SelfServiceURL, env.SelfServiceURL)
 	if env.TokenEndpoint == "" && !e.Discovery {
 		return env, errors.New("give a token_endpoint, or discovery: true to read it from the issuer's metadata")
 	}
-	switch e.DefaultResource {
-	case "":
-	case "none":
-		env.Resource = ""
-	default:
-		env.Resource = e.DefaultResource
-	}
+	env.Resource = presetOrNone(e.DefaultResource, env.Resource)
 	return env, env.Validate()
+}
+
+// presetOrNone is a setting that may be left out (the preset's value),
+// given, or "none" (no value at all).
+func presetOrNone(configured, preset string) string {
+	switch configured {
+	case "":
+		return preset
+	case "none":
+		return ""
+	default:
+		return configured
+	}
 }
 
 // KeyIDBytes is the configured key id, decoded.

@@ -82,7 +82,7 @@ func (d *Daemon) openEnvironment(i int, signers map[string]*signer.Signer) (*tok
 	}
 	return &tokenservice.Environment{
 		Config: mpEnv, ClientID: e.ClientID, Builder: builder, Signer: s, Discovery: e.Discovery,
-		Clock: clock,
+		Clock: clock, SelfServiceURL: mpEnv.SelfServiceURL,
 	}, nil
 }
 

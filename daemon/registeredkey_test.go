@@ -250,13 +250,7 @@ func startErr(t testing.TB, e *env) error {
 func TestRegisteredKeyWithX5C(t *testing.T) {
 	w := mptest.New(t, mptest.Options{NoSigner: true, ESealKID: "eseal-2026"})
 	e := prepare(t, w)
-	e.edit(t, func(cfg string) string {
-		old := "key_label: eseal}"
-		if !strings.Contains(cfg, old) {
-			panic("the fixture's environment line changed")
-		}
-		return strings.Replace(cfg, old, "key_label: eseal, kid: eseal-2026, kid_with_x5c: true}", 1)
-	})
+	e.edit(t, withSettings("kid: eseal-2026, kid_with_x5c: true"))
 	e.serve(t)
 	tok, err := e.unix.Token(t.Context(), client.Request{Scopes: []string{mptest.ScopeOwn}, Environment: "sim"})
 	if err != nil {
@@ -264,5 +258,16 @@ func TestRegisteredKeyWithX5C(t *testing.T) {
 	}
 	if claims := accessTokenClaims(t, tok.AccessToken); claims["client_amr"] != mpsim.AMRCertificate {
 		t.Errorf("client_amr %v, want %s: the certificate beside the kid was checked", claims["client_amr"], mpsim.AMRCertificate)
+	}
+}
+
+// withSettings adds settings to the fixture's environment line.
+func withSettings(settings string) func(string) string {
+	return func(cfg string) string {
+		old := "key_label: eseal}"
+		if !strings.Contains(cfg, old) {
+			panic("the fixture's environment line changed")
+		}
+		return strings.Replace(cfg, old, "key_label: eseal, "+settings+"}", 1)
 	}
 }

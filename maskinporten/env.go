@@ -25,13 +25,18 @@ type Environment struct {
 	// Resource is the default audience of Statens vegvesen's APIs here,
 	// asked for when a request names none (may be empty).
 	Resource string
+	// SelfServiceURL is Digdir's self-service API for the integrations
+	// here (their registered keys); empty when there is none.
+	SelfServiceURL string
 }
 
 // Presets are the environments Portvakt knows by name. ver2 is the SVV
 // guide's old TEST, retired in June 2024, kept for old configurations.
 var Presets = map[string]Environment{
-	"prod": {Name: "prod", Issuer: "https://maskinporten.no/", TokenEndpoint: "https://maskinporten.no/token", Resource: "https://www.vegvesen.no"},
-	"test": {Name: "test", Issuer: "https://test.maskinporten.no/", TokenEndpoint: "https://test.maskinporten.no/token", Resource: "https://www.utv.vegvesen.no"},
+	"prod": {Name: "prod", Issuer: "https://maskinporten.no/", TokenEndpoint: "https://maskinporten.no/token", Resource: "https://www.vegvesen.no",
+		SelfServiceURL: "https://api.samarbeid.digdir.no/api/v1/"},
+	"test": {Name: "test", Issuer: "https://test.maskinporten.no/", TokenEndpoint: "https://test.maskinporten.no/token", Resource: "https://www.utv.vegvesen.no",
+		SelfServiceURL: "https://api.test.samarbeid.digdir.no/api/v1/"},
 	"ver2": {Name: "ver2", Issuer: "https://ver2.maskinporten.no/", TokenEndpoint: "https://ver2.maskinporten.no/token", Resource: "https://www.utv.vegvesen.no"},
 }
 
@@ -75,6 +80,11 @@ func (e Environment) Validate() error {
 	if e.TokenEndpoint != "" {
 		if err := checkURL(e.TokenEndpoint); err != nil {
 			return fmt.Errorf("environment %s: token endpoint: %w", e.Name, err)
+		}
+	}
+	if e.SelfServiceURL != "" {
+		if err := checkURL(e.SelfServiceURL); err != nil {
+			return fmt.Errorf("environment %s: self-service URL: %w", e.Name, err)
 		}
 	}
 	return nil

@@ -110,3 +110,20 @@ func rsaMembers(pub *rsa.PublicKey) (n, e string) {
 	enc := base64.RawURLEncoding
 	return enc.EncodeToString(pub.N.Bytes()), enc.EncodeToString(big.NewInt(int64(pub.E)).Bytes())
 }
+
+// Certificates are the key's x5c, parsed; none when it is not pinned.
+func (k JWK) Certificates() ([]*x509.Certificate, error) {
+	certs := make([]*x509.Certificate, 0, len(k.X5C))
+	for i, s := range k.X5C {
+		der, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, fmt.Errorf("key %q: x5c[%d] is not standard base64", k.Kid, i)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("key %q: x5c[%d]: %v", k.Kid, i, err)
+		}
+		certs = append(certs, c)
+	}
+	return certs, nil
+}

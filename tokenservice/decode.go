@@ -55,20 +55,28 @@ func ServerOption() grpc.ServerOption {
 	return grpc.ForceServerCodecV2(codec{proto: encoding.GetCodecV2("proto")})
 }
 
-// Register puts the service on a server made with ServerOption.
+// Register puts the service, and its KeyService, on a server made with
+// ServerOption.
 //
-// Its handlers are the generated ones but for the codec's undecoded
+// Their handlers are the generated ones but for the codec's undecoded
 // holder, and made once rather than per call: each call allocates its
 // request message and nothing else here (the holder is pooled; the
 // method's info and the handler the interceptors wrap are shared, and
 // interceptors only read them).
 func (s *Service) Register(r grpc.ServiceRegistrar) {
-	handlers := map[string]grpc.MethodHandler{
+	register(r, portvaktv1.TokenService_ServiceDesc, s, map[string]grpc.MethodHandler{
 		"GetToken":         unary(s, portvaktv1.TokenService_GetToken_FullMethodName, s.GetToken),
 		"WhoAmI":           unary(s, portvaktv1.TokenService_WhoAmI_FullMethodName, s.WhoAmI),
 		"ListEnvironments": unary(s, portvaktv1.TokenService_ListEnvironments_FullMethodName, s.ListEnvironments),
-	}
-	desc := portvaktv1.TokenService_ServiceDesc
+	})
+	k := s.keys
+	register(r, portvaktv1.KeyService_ServiceDesc, k, map[string]grpc.MethodHandler{
+		"ListKeys": unary(k, portvaktv1.KeyService_ListKeys_FullMethodName, k.ListKeys),
+	})
+}
+
+// register puts impl on r with desc's methods served by handlers.
+func register(r grpc.ServiceRegistrar, desc grpc.ServiceDesc, impl any, handlers map[string]grpc.MethodHandler) {
 	desc.Methods = slices.Clone(desc.Methods)
 	for i, m := range desc.Methods {
 		h, ok := handlers[m.MethodName]
@@ -79,7 +87,7 @@ func (s *Service) Register(r grpc.ServiceRegistrar) {
 		}
 		desc.Methods[i].Handler = h
 	}
-	r.RegisterService(&desc, s)
+	r.RegisterService(&desc, impl)
 }
 
 // unary is the handler of one method, whose request is a P.

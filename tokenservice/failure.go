@@ -16,6 +16,7 @@ import (
 
 	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/policy"
+	"github.com/portvakt/portvakt/selfservice"
 	"github.com/portvakt/portvakt/signer"
 	"github.com/portvakt/portvakt/tokencache"
 )
@@ -31,6 +32,8 @@ const (
 	OutcomeShuttingDown            = "shutting_down"            // Unavailable
 	OutcomeCanceled                = "canceled"                 // Canceled
 	OutcomeDeadlineExceeded        = "deadline_exceeded"        // DeadlineExceeded
+	OutcomeSelfServiceRefused      = "self_service_refused"     // FailedPrecondition
+	OutcomeSelfServiceUnavailable  = "self_service_unavailable" // Unavailable
 	OutcomeInternal                = "internal"                 // Internal: a bug
 )
 
@@ -67,6 +70,7 @@ func Classify(ctx context.Context, err error) Failure {
 	var field *fieldError
 	var tooShort *tokencache.TooShortError
 	var refusal *maskinporten.Error
+	var apiRefusal *selfservice.RefusedError
 	retry, advised := tokencache.RetryAfter(err)
 	unavailable := func(outcome, what string, fallback time.Duration) Failure {
 		if !advised {
@@ -102,6 +106,10 @@ func Classify(ctx context.Context, err error) Failure {
 		return unavailable(OutcomeMaskinportenUnavailable, "Maskinporten is unavailable", retryUnavailable)
 	case errors.As(err, &refusal):
 		return Failure{Code: codes.FailedPrecondition, Outcome: OutcomeMaskinportenRefused, Message: refusal.Error(), Refusal: refusal}
+	case errors.Is(err, selfservice.ErrUnavailable):
+		return unavailable(OutcomeSelfServiceUnavailable, "Digdir's self-service API is unavailable", retryUnavailable)
+	case errors.As(err, &apiRefusal):
+		return Failure{Code: codes.FailedPrecondition, Outcome: OutcomeSelfServiceRefused, Message: apiRefusal.Error()}
 	case errors.Is(err, context.DeadlineExceeded):
 		// A budget of the daemon's own ran out (the caller's did not).
 		return unavailable(OutcomeMaskinportenUnavailable, "no token could be had in time", retryUnavailable)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sort"
 	"time"
 
@@ -33,6 +34,9 @@ type Environment struct {
 	// is made again once when the answer moved it. Builder should make
 	// its grants on it (GrantOptions.Now = Clock.Now).
 	Clock *maskinporten.Clock
+	// SelfServiceURL is Digdir's self-service API for the environment's
+	// integration (its registered keys); empty means none.
+	SelfServiceURL string
 }
 
 // Policies gives the policy in force; *policy.Store is one.
@@ -58,6 +62,9 @@ type Options struct {
 	// Tracer starts the spans of each request's steps; the zero Tracer
 	// (tracing off) starts none.
 	Tracer tracing.Tracer
+	// SelfServiceHTTP reaches Digdir's self-service API (nil: the
+	// default transport).
+	SelfServiceHTTP *http.Client
 }
 
 // Service implements portvaktv1.TokenServiceServer.
@@ -74,6 +81,7 @@ type Service struct {
 	observer  func(env string, a maskinporten.Attempt)
 	log       *slog.Logger
 	tracer    tracing.Tracer
+	keys      *KeyService
 }
 
 // New assembles the service.
@@ -105,6 +113,7 @@ func New(opts Options) (*Service, error) {
 		s.envNames = append(s.envNames, e.Config.Name)
 	}
 	sort.Strings(s.envNames)
+	s.keys = &KeyService{s: s, http: opts.SelfServiceHTTP}
 	s.discovery.ObserveDates(s.observeMetadataDate)
 	s.cache = tokencache.New(s.fetch, opts.Cache)
 	return s, nil

@@ -16,6 +16,7 @@ import (
 	"github.com/portvakt/portvakt/client"
 	"github.com/portvakt/portvakt/daemon"
 	"github.com/portvakt/portvakt/internal/mptest"
+	"github.com/portvakt/portvakt/mpsim"
 	"github.com/portvakt/portvakt/softhsm/softhsmtest"
 )
 
@@ -55,16 +56,16 @@ func startDaemonWorld(t *testing.T) (string, *mptest.World) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	files := map[string]string{
-		"policy.yaml": fmt.Sprintf("clients:\n  - name: billing\n    identities: [\"uid:%d\"]\n    rules:\n      - {environments: [sim], scopes: [%s, %s]}\n",
-			os.Getuid(), mptest.ScopeOwn, mptest.ScopeNotGranted),
+		"policy.yaml": fmt.Sprintf("clients:\n  - name: billing\n    identities: [\"uid:%d\"]\n    rules:\n      - {environments: [sim], scopes: [%s, %s]}\n      - {environments: [sim], scopes: [%s]}\n",
+			os.Getuid(), mptest.ScopeOwn, mptest.ScopeNotGranted, mpsim.ScopeDCRRead),
 		"portvakt.yaml": fmt.Sprintf(`listen:
   unix: {path: portvakt.sock}
 hsm: {module: %q, token: %q, pin: {env: PORTVAKT_CLI_TEST_PIN}}
 environments:
-  - {name: sim, issuer: %q, token_endpoint: %q, client_id: %q, key_label: eseal}
+  - {name: sim, issuer: %q, token_endpoint: %q, client_id: %q, key_label: eseal, self_service_url: %q}
 policy: policy.yaml
 audit: {file: audit/audit.log}
-`, w.Token.Module, w.Token.Label, w.Issuer, w.Endpoint, mptest.ClientID),
+`, w.Token.Module, w.Token.Label, w.Issuer, w.Endpoint, mptest.ClientID, w.Issuer+mpsim.SelfServicePath),
 	}
 	for name, text := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {

@@ -6,11 +6,12 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
-	"github.com/portvakt/portvakt/eseal"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/portvakt/portvakt/eseal"
 
 	"software.sslmate.com/src/go-pkcs12"
 

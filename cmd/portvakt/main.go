@@ -39,7 +39,7 @@ Exit status:
 	}
 	root.SetVersionTemplate("{{.Version}}")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServeCommand(), newTokenCommand(), newPolicyCommand(), newAuditCommand(), newHSMCommand(), newDevCACommand(), newVersionCommand())
+	root.AddCommand(newServeCommand(), newTokenCommand(), newKeysCommand(), newPolicyCommand(), newAuditCommand(), newHSMCommand(), newDevCACommand(), newVersionCommand())
 	refuseUnknownCommands(root)
 	return root
 }

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -41,20 +39,10 @@ func newTokenCommand() *cobra.Command {
 			if err := checkTokenFlags(&req, &systemUser, timeout); err != nil {
 				return err
 			}
-			switch {
-			case asJSON && showToken:
+			if asJSON && showToken {
 				return usagef("give --json or --raw, not both")
-			case conn.Socket != "" && conn.Address != "":
-				return usagef("give --socket or --addr, not both")
-			case conn.Address != "" && (conn.CertFile == "" || conn.KeyFile == "" || conn.CAFile == ""):
-				return usagef("--addr needs --cert, --key and --ca: the daemon's mutual TLS")
 			}
-			if conn.Address == "" && conn.Socket == "" {
-				// What client.Dial would use, named here so that an
-				// error can say where the daemon was looked for.
-				conn.Socket = cmp.Or(os.Getenv(client.SocketEnv), defaultSocket)
-			}
-			c, err := client.Dial(conn)
+			c, err := dialDaemon(&conn)
 			if err != nil {
 				return err
 			}
@@ -91,12 +79,7 @@ func newTokenCommand() *cobra.Command {
 	f.StringVar(&systemUser.ExternalRef, "system-user-ref", "", "the system user's external reference, when it was created with one (with --system-user)")
 	f.StringVar(&req.Resource, "resource", "", "audience of the token (default: the environment's)")
 	f.DurationVar(&req.MinValidity, "min-validity", 0, "how long the token must stay valid at least")
-	f.StringVar(&conn.Socket, "socket", "", "the daemon's Unix socket (default $"+client.SocketEnv+" or "+defaultSocket+")")
-	f.StringVar(&conn.Address, "addr", "", "host:port of the daemon's mutual-TLS listener")
-	f.StringVar(&conn.CertFile, "cert", "", "client certificate (with --addr)")
-	f.StringVar(&conn.KeyFile, "key", "", "client key (with --addr)")
-	f.StringVar(&conn.CAFile, "ca", "", "CA of the daemon's server certificate (with --addr)")
-	f.StringVar(&conn.ServerName, "server-name", "", "name to check in the daemon's certificate")
+	addDaemonFlags(cmd, &conn)
 	f.BoolVar(&asJSON, "json", false, "print JSON: access_token, token_type, expires_at, claims")
 	f.BoolVar(&showToken, "raw", false, "print only the access token (for scripts)")
 	f.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long")

@@ -1,0 +1,38 @@
+package main
+
+import (
+	"cmp"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portvakt/portvakt/client"
+)
+
+// addDaemonFlags are the flags of a command that calls the daemon: its
+// socket, or its mutual-TLS address and this caller's certificate.
+func addDaemonFlags(cmd *cobra.Command, conn *client.Options) {
+	f := cmd.Flags()
+	f.StringVar(&conn.Socket, "socket", "", "the daemon's Unix socket (default $"+client.SocketEnv+" or "+defaultSocket+")")
+	f.StringVar(&conn.Address, "addr", "", "host:port of the daemon's mutual-TLS listener")
+	f.StringVar(&conn.CertFile, "cert", "", "client certificate (with --addr)")
+	f.StringVar(&conn.KeyFile, "key", "", "client key (with --addr)")
+	f.StringVar(&conn.CAFile, "ca", "", "CA of the daemon's server certificate (with --addr)")
+	f.StringVar(&conn.ServerName, "server-name", "", "name to check in the daemon's certificate")
+}
+
+// dialDaemon checks the daemon flags and connects as they say.
+func dialDaemon(conn *client.Options) (*client.Client, error) {
+	switch {
+	case conn.Socket != "" && conn.Address != "":
+		return nil, usagef("give --socket or --addr, not both")
+	case conn.Address != "" && (conn.CertFile == "" || conn.KeyFile == "" || conn.CAFile == ""):
+		return nil, usagef("--addr needs --cert, --key and --ca: the daemon's mutual TLS")
+	}
+	if conn.Address == "" && conn.Socket == "" {
+		// What client.Dial would use, named here so that an error can
+		// say where the daemon was looked for.
+		conn.Socket = cmp.Or(os.Getenv(client.SocketEnv), defaultSocket)
+	}
+	return client.Dial(*conn)
+}

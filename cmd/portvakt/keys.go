@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/portvakt/portvakt/client"
+	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
+)
+
+func newKeysCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "An environment's keys registered at Digdir, through the daemon",
+		Args:  cobra.NoArgs,
+	}
+	cmd.AddCommand(newKeysListCommand())
+	return cmd
+}
+
+func newKeysListCommand() *cobra.Command {
+	var (
+		conn    client.Options
+		env     string
+		asJSON  bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "Show the keys the environment's integration has registered at Digdir, and which the daemon signs with",
+		Long: `Show the keys the environment's integration has registered at Digdir (its
+JWKS, as Digdir's self-service API has them), when each stops being accepted,
+and which of them the daemon signs with. The daemon reads them with a
+Maskinporten token for idporten:dcr.read, got for you like any other token:
+the policy must grant your client that scope in the environment.`,
+		Example: `  portvakt keys list --env test
+  portvakt keys list --env prod --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case env == "":
+				return usagef("--env is required")
+			case timeout <= 0:
+				return usagef("--timeout %s: give a positive duration, such as 30s", timeout)
+			}
+			c, err := dialDaemon(&conn)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			resp, err := c.Keys().ListKeys(ctx, &portvaktv1.ListKeysRequest{Environment: env})
+			if err != nil {
+				return explainCallError(conn, timeout, err)
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), keysJSON(resp))
+			}
+			printKeys(cmd.OutOrStdout(), resp, time.Now())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&env, "env", "", "the environment")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long")
+	addDaemonFlags(cmd, &conn)
+	return cmd
+}
+
+func printKeys(out io.Writer, resp *portvaktv1.ListKeysResponse, now time.Time) {
+	fmt.Fprintf(out, "environment %s, integration %s: %d registered keys\n", resp.GetEnvironment(), resp.GetClientId(), len(resp.GetKeys()))
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "KID\tIN USE\tBITS\tEXPIRES\tPINNED TO")
+	for _, k := range resp.GetKeys() {
+		inUse, expires, pinned := "", "not given", k.GetPinnedCertificateSubject()
+		if k.GetInUse() {
+			inUse = "yes"
+		}
+		if e := k.GetExpires(); e != nil {
+			t := e.AsTime()
+			expires = fmt.Sprintf("%s (in %d days)", t.Local().Format(time.DateOnly), int(t.Sub(now).Hours()/24))
+			if !t.After(now) {
+				expires = t.Local().Format(time.DateOnly) + " (expired)"
+			}
+		}
+		if pinned == "" {
+			pinned = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", k.GetKid(), inUse, k.GetBits(), expires, pinned)
+	}
+	tw.Flush()
+	if !resp.GetSigningKeyRegistered() {
+		fmt.Fprintf(out, "the key the daemon signs with (kid %s) is not registered: grants that name it are refused\n", resp.GetSigningKid())
+	}
+}
+
+type registeredKeyJSON struct {
+	Kid      string     `json:"kid"`
+	InUse    bool       `json:"in_use"`
+	Bits     int32      `json:"bits"`
+	Expires  *time.Time `json:"expires,omitempty"`
+	PinnedTo string     `json:"pinned_to,omitempty"`
+}
+
+func keysJSON(resp *portvaktv1.ListKeysResponse) any {
+	keys := make([]registeredKeyJSON, 0, len(resp.GetKeys()))
+	for _, k := range resp.GetKeys() {
+		j := registeredKeyJSON{Kid: k.GetKid(), InUse: k.GetInUse(), Bits: k.GetBits(), PinnedTo: k.GetPinnedCertificateSubject()}
+		if e := k.GetExpires(); e != nil {
+			t := e.AsTime()
+			j.Expires = &t
+		}
+		keys = append(keys, j)
+	}
+	return struct {
+		Environment          string              `json:"environment"`
+		ClientID             string              `json:"client_id"`
+		SigningKid           string              `json:"signing_kid"`
+		SigningKeyRegistered bool                `json:"signing_key_registered"`
+		Keys                 []registeredKeyJSON `json:"keys"`
+	}{resp.GetEnvironment(), resp.GetClientId(), resp.GetSigningKid(), resp.GetSigningKeyRegistered(), keys}
+}
