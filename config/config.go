@@ -5,6 +5,7 @@
 package config
 
 import (
+	"encoding/hex"
 	"time"
 
 	"github.com/portvakt/portvakt/internal/strictyaml"
@@ -161,13 +162,31 @@ type Environment struct {
 	// (Maskinporten then checks it too). The key's certificate is read as
 	// without kid.
 	KeyIDWithX5C bool `yaml:"kid_with_x5c"`
-	// SelfServiceURL is Digdir's self-service API for the integration's
-	// registered keys. Default: the preset's; "none" for no API.
-	SelfServiceURL string `yaml:"self_service_url"`
+	// SelfService is how the daemon reaches Digdir's self-service API
+	// for the integration's registered keys.
+	SelfService SelfService `yaml:"self_service"`
 	// PublicKeyFile, with kid, is a PEM file holding the public key
 	// registered for the kid at Digdir; the daemon refuses to start when the
 	// HSM key is not its private half.
 	PublicKeyFile string `yaml:"public_key_file"`
+}
+
+// SelfService is an environment's access to Digdir's self-service API.
+type SelfService struct {
+	// URL is the API. Default: the preset's; "none" for no API.
+	URL string `yaml:"url"`
+	// KeyLabel and KeyID (hex) select the enterprise certificate's key,
+	// on the environment's HSM, that signs the grants of the API's tokens:
+	// the API takes only tokens got with an enterprise certificate (x5c).
+	// Default: the environment's own key, when it has a certificate.
+	KeyLabel string `yaml:"key_label"`
+	KeyID    string `yaml:"key_id"`
+}
+
+// KeyIDBytes is the configured key id, decoded.
+func (s SelfService) KeyIDBytes() []byte {
+	b, _ := hex.DecodeString(s.KeyID) // validated
+	return b
 }
 
 // Cache tunes the token cache. Zero values take the cache's defaults.

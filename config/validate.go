@@ -169,6 +169,10 @@ func (c *Config) validateEnvironments(v *validator) {
 			_, err := hex.DecodeString(e.KeyID)
 			v.require(err == nil, path+".key_id", fmt.Sprintf("%s.key_id %q is not hex; give the CKA_ID as hex digits, such as 01a2 (`portvakt hsm list` shows it)", at, e.KeyID))
 		}
+		if id := e.SelfService.KeyID; id != "" {
+			_, err := hex.DecodeString(id)
+			v.require(err == nil, path+".self_service.key_id", fmt.Sprintf("%s.self_service.key_id %q is not hex; give the CKA_ID as hex digits, such as 01a2 (`portvakt hsm list` shows it)", at, id))
+		}
 		switch e.GrantAlg {
 		case "RS256", "RS384", "RS512":
 		default:
@@ -261,7 +265,7 @@ func (e Environment) Resolve() (maskinporten.Environment, error) {
 	if e.TokenEndpoint != "" {
 		env.TokenEndpoint = e.TokenEndpoint
 	}
-	env.SelfServiceURL = presetOrNone(e.SelfServiceURL, env.SelfServiceURL)
+	env.SelfServiceURL = presetOrNone(e.SelfService.URL, env.SelfServiceURL)
 	if env.TokenEndpoint == "" && !e.Discovery {
 		return env, errors.New("give a token_endpoint, or discovery: true to read it from the issuer's metadata")
 	}

@@ -80,10 +80,45 @@ func (d *Daemon) openEnvironment(i int, signers map[string]*signer.Signer) (*tok
 	if err != nil {
 		return nil, fmt.Errorf("environment %s: %w", e.Name, err)
 	}
+	selfService, err := d.openSelfServiceKey(i, tok, signers, clock)
+	if err != nil {
+		return nil, err
+	}
 	return &tokenservice.Environment{
 		Config: mpEnv, ClientID: e.ClientID, Builder: builder, Signer: s, Discovery: e.Discovery,
-		Clock: clock, SelfServiceURL: mpEnv.SelfServiceURL,
+		Clock: clock, SelfServiceURL: mpEnv.SelfServiceURL, SelfServiceKey: selfService,
 	}, nil
+}
+
+// openSelfServiceKey opens environment i's self_service key, the
+// enterprise certificate's, with its certificate checked, and makes its
+// builder of x5c grants; nil when none is configured (the environment's
+// own key then signs the self-service API's grants, if it has a
+// certificate).
+func (d *Daemon) openSelfServiceKey(i int, tok *signer.Token, signers map[string]*signer.Signer, clock *maskinporten.Clock) (*tokenservice.SigningKey, error) {
+	e := d.cfg.Environments[i]
+	ss := e.SelfService
+	if ss.KeyLabel == "" && ss.KeyID == "" {
+		return nil, nil
+	}
+	at := d.cfg.EnvironmentField(i) + ".self_service"
+	keyRef := fmt.Sprint(tok.Name(), "\x00", ss.KeyLabel, "\x00", ss.KeyID, "\x00\x00false")
+	s, ok := signers[keyRef]
+	if !ok {
+		var err error
+		if s, err = tok.Key(signer.KeyConfig{KeyLabel: ss.KeyLabel, KeyID: ss.KeyIDBytes()}); err != nil {
+			return nil, fmt.Errorf("%s: the enterprise certificate's key (HSM %s): %w", at, tok.Name(), err)
+		}
+		signers[keyRef] = s
+	}
+	if err := checkCertificate(s.Certificate(), e.Name, time.Now()); err != nil {
+		return nil, fmt.Errorf("%s: %w", at, err)
+	}
+	builder, err := maskinporten.NewGrantBuilder(s, maskinporten.GrantOptions{Alg: e.GrantAlg, Now: clock.Now})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", at, err)
+	}
+	return &tokenservice.SigningKey{Builder: builder, Signer: s}, nil
 }
 
 // token returns the HSM's token, opening it the first time: one token

@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,9 +11,12 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/portvakt/portvakt/audit"
+	"github.com/portvakt/portvakt/hsm"
 	"github.com/portvakt/portvakt/internal/mptest"
 	"github.com/portvakt/portvakt/mpsim"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
+	"github.com/portvakt/portvakt/secret"
+	"github.com/portvakt/portvakt/selfservice"
 )
 
 // TestListKeys: KeyService.ListKeys reads the environment's registered
@@ -24,7 +28,7 @@ import (
 func TestListKeys(t *testing.T) {
 	w := mptest.New(t, mptest.Options{NoSigner: true, ESealKID: "eseal-2026"})
 	e := prepare(t, w)
-	e.edit(t, withSettings(fmt.Sprintf("kid: eseal-2026, kid_with_x5c: true, self_service_url: %q", w.Issuer+mpsim.SelfServicePath)))
+	e.edit(t, withSettings(fmt.Sprintf("kid: eseal-2026, kid_with_x5c: true, self_service: {url: %q}", w.Issuer+mpsim.SelfServicePath)))
 	e.writePolicy(t, defaultPolicy()+"      - environments: [sim]\n        scopes: ["+mpsim.ScopeDCRRead+"]\n")
 	e.serve(t)
 	keys := portvaktv1.NewKeyServiceClient(connOf(t, e))
@@ -71,5 +75,97 @@ func TestListKeys(t *testing.T) {
 	}
 	if after := w.Sim.Stats().SelfServiceRequests; after != before {
 		t.Errorf("a denied ListKeys made %d requests to the self-service API, want none", after-before)
+	}
+}
+
+// TestSelfServiceKeyInKIDMode: an environment that signs its grants with
+// a registered key without a certificate gets the self-service API's
+// tokens with grants signed by self_service.key_label, the enterprise
+// certificate's key (x5c), and with such a token the registered key is
+// put in the integration's set, after which the environment's own grants
+// (kid) are accepted. Each signature's record names the key that made it.
+// Without self_service.key_label, a token for the API is refused as
+// misconfigured, before any fetch.
+func TestSelfServiceKeyInKIDMode(t *testing.T) {
+	w := mptest.New(t, mptest.Options{NoSigner: true})
+	key, err := hsm.GenerateKey(w.Token.Token, hsm.KeySpec{Label: registeredLabel, Bits: 2048})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, err := selfservice.Thumbprint(key.Public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := prepare(t, w)
+	e.edit(t, func(cfg string) string {
+		return strings.Replace(cfg, "key_label: eseal}", fmt.Sprintf("key_label: %s, kid: %s, self_service: {url: %q, key_label: eseal}}", registeredLabel, kid, w.Issuer+mpsim.SelfServicePath), 1)
+	})
+	e.writePolicy(t, defaultPolicy()+"      - environments: [sim]\n        scopes: ["+mpsim.ScopeDCRRead+", "+mpsim.ScopeDCRModify+"]\n")
+	e.serve(t)
+	api := e.unix.API()
+	get := func(scope, resource string) (*portvaktv1.GetTokenResponse, error) {
+		return api.GetToken(t.Context(), &portvaktv1.GetTokenRequest{Scopes: []string{scope}, Environment: "sim", Resource: resource})
+	}
+
+	if _, err := get(mptest.ScopeOwn, "https://before.example"); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "MP-100") {
+		t.Fatalf("a kid grant before the key is registered: %v, want MP-100", err)
+	}
+	admin, err := get(mpsim.ScopeDCRModify, "")
+	if err != nil {
+		t.Fatalf("a token for the self-service API: %v", err)
+	}
+	if amr := accessTokenClaims(t, admin.GetAccessToken())["client_amr"]; amr != mpsim.AMRCertificate {
+		t.Fatalf("the self-service token's client_amr %v, want %s: its grant must carry the enterprise certificate", amr, mpsim.AMRCertificate)
+	}
+	jwk, err := selfservice.NewJWK(key.Public, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := func(context.Context) (secret.Value, error) { return secret.New(admin.GetAccessToken()) }
+	c, err := selfservice.New(w.Issuer+mpsim.SelfServicePath, token, selfservice.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Replace(t.Context(), mptest.ClientID, []selfservice.JWK{jwk}); err != nil {
+		t.Fatalf("registering the key: %v", err)
+	}
+	own, err := get(mptest.ScopeOwn, "https://after.example")
+	if err != nil {
+		t.Fatalf("a kid grant after the key was registered: %v", err)
+	}
+	if amr := accessTokenClaims(t, own.GetAccessToken())["client_amr"]; amr != mpsim.AMRPrivateKeyJWT {
+		t.Errorf("the environment's token's client_amr %v, want %s (its registered key)", amr, mpsim.AMRPrivateKeyJWT)
+	}
+	listed, err := portvaktv1.NewKeyServiceClient(connOf(t, e)).ListKeys(t.Context(), &portvaktv1.ListKeysRequest{Environment: "sim"})
+	if err != nil || listed.GetSigningKid() != kid || !listed.GetSigningKeyRegistered() {
+		t.Fatalf("ListKeys = %v, %v; want %s registered and in use", listed, err, kid)
+	}
+	labels := map[string]string{} // scope → the signing key's label
+	for _, r := range auditOf(t, e) {
+		if r.Kind == audit.KindSignature {
+			labels[strings.Join(r.Scopes, " ")] = r.KeyLabel
+		}
+	}
+	if labels[mpsim.ScopeDCRModify] != "eseal" || labels[mptest.ScopeOwn] != registeredLabel {
+		t.Errorf("signature records by scope name keys %v; want the self-service grant signed by eseal, the environment's by %s", labels, registeredLabel)
+	}
+}
+
+// TestSelfServiceTokenWithoutCertificate: in an environment that signs
+// with a registered key without a certificate, and has no
+// self_service.key_label, a token for the self-service API is refused as
+// misconfigured, saying what to set, and nothing is signed or posted.
+func TestSelfServiceTokenWithoutCertificate(t *testing.T) {
+	kw := newKIDWorld(t)
+	e := prepare(t, kw.World)
+	e.edit(t, kw.useRegisteredKey(""))
+	e.writePolicy(t, defaultPolicy()+"      - environments: [sim]\n        scopes: ["+mpsim.ScopeDCRRead+"]\n")
+	e.serve(t)
+	_, err := e.unix.API().GetToken(t.Context(), &portvaktv1.GetTokenRequest{Scopes: []string{mpsim.ScopeDCRRead}, Environment: "sim"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "self_service.key_label") {
+		t.Fatalf("a self-service token without a certificate: %v, want FailedPrecondition naming self_service.key_label", err)
+	}
+	if n := len(kw.grantHeaders()); n != 0 {
+		t.Errorf("%d grants posted, want none", n)
 	}
 }

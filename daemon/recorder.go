@@ -135,8 +135,8 @@ func (r *recorder) KeyUse(ctx context.Context, k tokenservice.KeyUse) error {
 	rec := r.base(ctx, audit.KindSignature, caller, k.Key)
 	rec.Client = requestid.ClientFrom(ctx)
 	rec.GrantJTI = k.Grant.JTI
-	rec.KeyLabel = k.Environment.Signer.KeyLabel()
-	rec.CertSHA256 = fingerprint(k.Environment.Signer)
+	rec.KeyLabel = k.Signer.KeyLabel()
+	rec.CertSHA256 = fingerprint(k.Signer)
 	return r.traced(ctx, &rec, true)
 }
 

@@ -42,6 +42,7 @@ type GrantBuilder struct {
 	// of base64) are the same on every grant.
 	header   string
 	keyID    string
+	sendsX5C bool
 	lifetime time.Duration
 	now      func() time.Time
 }
@@ -96,6 +97,7 @@ func NewGrantBuilder(signer KeySigner, opts GrantOptions) (*GrantBuilder, error)
 		}
 	}
 	var err error
+	b.sendsX5C = len(x5c) > 0
 	if b.header, err = encodeHeader(method.Alg(), b.keyID, x5c); err != nil {
 		return nil, err
 	}
@@ -121,6 +123,10 @@ func encodeHeader(alg, keyID string, x5c []string) (string, error) {
 
 // KeyID is the kid the grants carry, "" when they carry only x5c.
 func (b *GrantBuilder) KeyID() string { return b.keyID }
+
+// SendsCertificate says whether the grants carry the enterprise
+// certificate (x5c), alone or beside a kid.
+func (b *GrantBuilder) SendsCertificate() bool { return b.sendsX5C }
 
 // GrantRequest is what a grant asks Maskinporten for.
 type GrantRequest struct {

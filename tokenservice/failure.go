@@ -33,6 +33,7 @@ const (
 	OutcomeCanceled                = "canceled"                 // Canceled
 	OutcomeDeadlineExceeded        = "deadline_exceeded"        // DeadlineExceeded
 	OutcomeSelfServiceRefused      = "self_service_refused"     // FailedPrecondition
+	OutcomeMisconfigured           = "misconfigured"            // FailedPrecondition
 	OutcomeSelfServiceUnavailable  = "self_service_unavailable" // Unavailable
 	OutcomeInternal                = "internal"                 // Internal: a bug
 )
@@ -106,6 +107,8 @@ func Classify(ctx context.Context, err error) Failure {
 		return unavailable(OutcomeMaskinportenUnavailable, "Maskinporten is unavailable", retryUnavailable)
 	case errors.As(err, &refusal):
 		return Failure{Code: codes.FailedPrecondition, Outcome: OutcomeMaskinportenRefused, Message: refusal.Error(), Refusal: refusal}
+	case errors.Is(err, ErrNoSelfServiceKey):
+		return Failure{Code: codes.FailedPrecondition, Outcome: OutcomeMisconfigured, Message: err.Error()}
 	case errors.Is(err, selfservice.ErrUnavailable):
 		return unavailable(OutcomeSelfServiceUnavailable, "Digdir's self-service API is unavailable", retryUnavailable)
 	case errors.As(err, &apiRefusal):

@@ -55,6 +55,13 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
+	if env := s.envs[r.key.Environment]; env != nil {
+		// Refused here, not by a fetch: a fetch's failure would count
+		// against the environment's circuit breaker.
+		if _, err := env.keyFor(r.key); err != nil {
+			return nil, toStatus(ctx, err)
+		}
+	}
 	s.traceRequest(ctx, r.key)
 
 	scopes := r.scopes
@@ -172,9 +179,14 @@ func (s *Service) fetchOnce(ctx context.Context, key tokencache.Key) (maskinport
 	}
 
 	// 2. The grant, signed in the HSM (maskinporten/grant.go, then
-	// signer/signer.go).
+	// signer/signer.go), by the environment's key, or for the self-service
+	// API's scopes by the enterprise certificate's.
+	signing, err := env.keyFor(key)
+	if err != nil {
+		return maskinporten.Token{}, err
+	}
 	_, span := s.tracer.Start(ctx, spanSign)
-	grant, err := env.Builder.Build(maskinporten.GrantRequest{
+	grant, err := signing.Builder.Build(maskinporten.GrantRequest{
 		Issuer:      env.Config.Issuer,
 		ClientID:    env.ClientID,
 		Scopes:      key.ScopeList(),
@@ -182,14 +194,14 @@ func (s *Service) fetchOnce(ctx context.Context, key tokencache.Key) (maskinport
 		ConsumerOrg: key.ConsumerOrg,
 		SystemUser:  systemUser(key),
 	})
-	endSign(span, env, grant, err)
+	endSign(span, env, signing.Signer, grant, err)
 	if err != nil {
 		return maskinporten.Token{}, err
 	}
 
 	// 3. The key use on record, on disk, before the grant leaves: a
 	// signature nobody can account for is never sent.
-	if err := s.recorder.KeyUse(ctx, KeyUse{Environment: env, Key: key, Grant: grant}); err != nil {
+	if err := s.recorder.KeyUse(ctx, KeyUse{Environment: env, Signer: signing.Signer, Key: key, Grant: grant}); err != nil {
 		return maskinporten.Token{}, fmt.Errorf("grant %s not sent: %w: %w", grant.JTI, ErrNotRecorded, err)
 	}
 

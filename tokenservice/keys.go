@@ -33,7 +33,7 @@ func (k *KeyService) ListKeys(ctx context.Context, req *portvaktv1.ListKeysReque
 	case env == nil:
 		return nil, toStatus(ctx, &fieldError{field: "environment", problem: fmt.Sprintf("unknown environment %q; the daemon serves %v", req.GetEnvironment(), k.s.envNames)})
 	case env.SelfServiceURL == "":
-		return nil, toStatus(ctx, &fieldError{field: "environment", problem: fmt.Sprintf("environment %q has no self-service API: set its self_service_url", env.Config.Name)})
+		return nil, toStatus(ctx, &fieldError{field: "environment", problem: fmt.Sprintf("environment %q has no self-service API: set its self_service.url", env.Config.Name)})
 	}
 	// The caller's token for the read scope, decided, cached and recorded
 	// as any other.

@@ -7,6 +7,7 @@ import (
 	"github.com/portvakt/portvakt/identity"
 	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/policy"
+	"github.com/portvakt/portvakt/signer"
 	"github.com/portvakt/portvakt/tokencache"
 )
 
@@ -56,8 +57,10 @@ type Decision struct {
 // KeyUse is one signature by the HSM key.
 type KeyUse struct {
 	Environment *Environment
-	Key         tokencache.Key
-	Grant       maskinporten.Grant
+	// Signer is the key that signed the grant.
+	Signer *signer.Signer
+	Key    tokencache.Key
+	Grant  maskinporten.Grant
 }
 
 // Outcome is how a GetToken ended.

@@ -7,10 +7,12 @@ package tokenservice
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/portvakt/portvakt/internal/tracing"
@@ -37,6 +39,47 @@ type Environment struct {
 	// SelfServiceURL is Digdir's self-service API for the environment's
 	// integration (its registered keys); empty means none.
 	SelfServiceURL string
+	// SelfServiceKey signs the grants of tokens for the self-service API
+	// (scopes idporten:dcr.…), which takes only tokens got with the
+	// enterprise certificate (x5c); nil means Builder's, if it sends x5c.
+	SelfServiceKey *SigningKey
+}
+
+// SigningKey is a key in the HSM and the grant builder that signs with it.
+type SigningKey struct {
+	Builder *maskinporten.GrantBuilder
+	Signer  *signer.Signer
+}
+
+// ErrNoSelfServiceKey means a token for the self-service API was asked in
+// an environment that has no key to sign its grant with.
+var ErrNoSelfServiceKey = errors.New("no key with an enterprise certificate for the self-service API's tokens")
+
+// keyFor is the key that signs the grant for key: for the self-service
+// scopes the enterprise certificate's, for any other the environment's.
+func (e *Environment) keyFor(key tokencache.Key) (SigningKey, error) {
+	own := SigningKey{Builder: e.Builder, Signer: e.Signer}
+	if !isSelfService(key.ScopeList()) {
+		return own, nil
+	}
+	switch {
+	case e.SelfServiceKey != nil:
+		return *e.SelfServiceKey, nil
+	case e.Builder.SendsCertificate():
+		return own, nil
+	}
+	return SigningKey{}, fmt.Errorf("%w: environment %s signs with registered key %s, which has no certificate, and Digdir's self-service API takes only tokens got with the enterprise certificate; set environments[].self_service.key_label to that key",
+		ErrNoSelfServiceKey, e.Config.Name, e.Builder.KeyID())
+}
+
+// isSelfService says whether scopes ask for the self-service API.
+func isSelfService(scopes []string) bool {
+	for _, sc := range scopes {
+		if strings.HasPrefix(sc, "idporten:dcr.") {
+			return true
+		}
+	}
+	return false
 }
 
 // Policies gives the policy in force; *policy.Store is one.

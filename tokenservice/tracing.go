@@ -10,6 +10,7 @@ import (
 	"github.com/portvakt/portvakt/internal/tracing"
 	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/policy"
+	"github.com/portvakt/portvakt/signer"
 	"github.com/portvakt/portvakt/tokencache"
 )
 
@@ -78,11 +79,11 @@ func endLookup(span trace.Span, key tokencache.Key, hit bool, err error) {
 }
 
 // endSign ends the HSM signature's span, naming the grant by its jti.
-func endSign(span trace.Span, env *Environment, grant maskinporten.Grant, err error) {
+func endSign(span trace.Span, env *Environment, key *signer.Signer, grant maskinporten.Grant, err error) {
 	if span.IsRecording() {
 		span.SetAttributes(tracing.Environment.String(env.Config.Name))
-		if env.Signer != nil {
-			span.SetAttributes(tracing.KeyLabel.String(env.Signer.KeyLabel()))
+		if key != nil {
+			span.SetAttributes(tracing.KeyLabel.String(key.KeyLabel()))
 		}
 		if err == nil {
 			span.SetAttributes(tracing.GrantJTI.String(grant.JTI))

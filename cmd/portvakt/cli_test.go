@@ -62,7 +62,7 @@ func startDaemonWorld(t *testing.T) (string, *mptest.World) {
   unix: {path: portvakt.sock}
 hsm: {module: %q, token: %q, pin: {env: PORTVAKT_CLI_TEST_PIN}}
 environments:
-  - {name: sim, issuer: %q, token_endpoint: %q, client_id: %q, key_label: eseal, self_service_url: %q}
+  - {name: sim, issuer: %q, token_endpoint: %q, client_id: %q, key_label: eseal, self_service: {url: %q}}
 policy: policy.yaml
 audit: {file: audit/audit.log}
 `, w.Token.Module, w.Token.Label, w.Issuer, w.Endpoint, mptest.ClientID, w.Issuer+mpsim.SelfServicePath),
