@@ -162,6 +162,10 @@ type Environment struct {
 	// (Maskinporten then checks it too). The key's certificate is read as
 	// without kid.
 	KeyIDWithX5C bool `yaml:"kid_with_x5c"`
+	// Successor is a renewed enterprise certificate, imported ahead of
+	// time, that takes over signing from the environment's at its From
+	// or when the current certificate expires, whichever comes first.
+	Successor *Successor `yaml:"successor"`
 	// SelfService is how the daemon reaches Digdir's self-service API
 	// for the integration's registered keys.
 	SelfService SelfService `yaml:"self_service"`
@@ -169,6 +173,34 @@ type Environment struct {
 	// registered for the kid at Digdir; the daemon refuses to start when the
 	// HSM key is not its private half.
 	PublicKeyFile string `yaml:"public_key_file"`
+}
+
+// Successor is an environment's renewed certificate and its key.
+type Successor struct {
+	// KeyLabel and KeyID (hex) select the renewed certificate's key on
+	// the environment's HSM. Default: the environment's own key (a
+	// renewal for the same key, with CertificateFile).
+	KeyLabel string `yaml:"key_label"`
+	KeyID    string `yaml:"key_id"`
+	// CertificateFile is the renewed certificate and its chain (PEM).
+	// Default: the certificates stored on the token for that key.
+	CertificateFile string `yaml:"certificate_file"`
+	// From is when it takes over (RFC 3339, such as
+	// 2027-03-01T06:00:00+01:00). Default: when the current certificate
+	// expires.
+	From string `yaml:"from"`
+}
+
+// FromTime is From parsed; zero when not given (validated).
+func (s Successor) FromTime() time.Time {
+	t, _ := time.Parse(time.RFC3339, s.From)
+	return t
+}
+
+// KeyIDBytes is the configured key id, decoded.
+func (s Successor) KeyIDBytes() []byte {
+	b, _ := hex.DecodeString(s.KeyID) // validated
+	return b
 }
 
 // SelfService is an environment's access to Digdir's self-service API.

@@ -198,5 +198,8 @@ func (c *Config) resolvePaths(dir string) {
 	for i := range c.Environments {
 		abs(&c.Environments[i].CertificateFile)
 		abs(&c.Environments[i].PublicKeyFile)
+		if s := c.Environments[i].Successor; s != nil {
+			abs(&s.CertificateFile)
+		}
 	}
 }

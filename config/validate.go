@@ -169,6 +169,22 @@ func (c *Config) validateEnvironments(v *validator) {
 			_, err := hex.DecodeString(e.KeyID)
 			v.require(err == nil, path+".key_id", fmt.Sprintf("%s.key_id %q is not hex; give the CKA_ID as hex digits, such as 01a2 (`portvakt hsm list` shows it)", at, e.KeyID))
 		}
+		if s := e.Successor; s != nil {
+			sp, sat := path+".successor", at+".successor"
+			v.require(s.KeyLabel != "" || s.KeyID != "" || s.CertificateFile != "", sp, sat+": give key_label or key_id of the renewed certificate's key, or certificate_file for a renewal of the environment's own key")
+			if s.KeyID != "" {
+				_, err := hex.DecodeString(s.KeyID)
+				v.require(err == nil, sp+".key_id", fmt.Sprintf("%s.key_id %q is not hex; give the CKA_ID as hex digits, such as 01a2", sat, s.KeyID))
+			}
+			if s.From != "" {
+				_, err := time.Parse(time.RFC3339, s.From)
+				v.require(err == nil, sp+".from", fmt.Sprintf("%s.from %q: give a time in RFC 3339, such as 2027-03-01T06:00:00+01:00", sat, s.From))
+			}
+			if s.CertificateFile != "" {
+				v.fileExists(sp+".certificate_file", s.CertificateFile)
+			}
+			v.require(e.RegisteredKeyOnly() == false, sp, sat+": the environment signs with a registered key without a certificate; a successor certificate is for environments that send x5c")
+		}
 		if id := e.SelfService.KeyID; id != "" {
 			_, err := hex.DecodeString(id)
 			v.require(err == nil, path+".self_service.key_id", fmt.Sprintf("%s.self_service.key_id %q is not hex; give the CKA_ID as hex digits, such as 01a2 (`portvakt hsm list` shows it)", at, id))

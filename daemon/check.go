@@ -172,7 +172,7 @@ func (c *checker) environments() {
 			continue
 		}
 		c.envs = append(c.envs, env)
-		cert := env.Signer.Certificate()
+		cert := env.Signing().Signer.Certificate()
 		if cert == nil {
 			c.report.add(CheckOK, "key", e.Name, fmt.Sprintf("key %s signs; it is registered by kid %s, without a certificate", keyName(e), e.KeyIDHeader))
 			continue

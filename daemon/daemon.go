@@ -275,6 +275,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	}
 	d.startSealing(ctx)
 	go d.watchCertificates(ctx)
+	go d.watchSuccessions(ctx)
 	go d.reloadOnSIGHUP(ctx, hup)
 	d.serving.Store(true)
 	d.updateHealth()

@@ -15,6 +15,7 @@ import (
 	"github.com/portvakt/portvakt/internal/backoff"
 	"github.com/portvakt/portvakt/internal/p11"
 	"github.com/portvakt/portvakt/maskinporten"
+	"github.com/portvakt/portvakt/orgno"
 	"github.com/portvakt/portvakt/policy"
 	"github.com/portvakt/portvakt/signer"
 	"github.com/portvakt/portvakt/tokencache"
@@ -73,7 +74,10 @@ func (d *Daemon) openEnvironment(i int, signers map[string]*signer.Signer) (*tok
 			return nil, err
 		}
 	} else if err := checkCertificate(s.Certificate(), e.Name, time.Now()); err != nil {
-		return nil, err
+		// An expired certificate with a successor: the successor signs.
+		if e.Successor == nil || !time.Now().After(s.Certificate().NotAfter) {
+			return nil, err
+		}
 	}
 	clock := d.newClock(e.Name)
 	builder, err := maskinporten.NewGrantBuilder(s, maskinporten.GrantOptions{Alg: e.GrantAlg, KeyID: e.KeyIDHeader, KeyIDWithX5C: e.KeyIDWithX5C, Now: clock.Now})
@@ -84,10 +88,77 @@ func (d *Daemon) openEnvironment(i int, signers map[string]*signer.Signer) (*tok
 	if err != nil {
 		return nil, err
 	}
-	return &tokenservice.Environment{
-		Config: mpEnv, ClientID: e.ClientID, Builder: builder, Signer: s, Discovery: e.Discovery,
+	env := &tokenservice.Environment{
+		Config: mpEnv, ClientID: e.ClientID, Discovery: e.Discovery,
 		Clock: clock, SelfServiceURL: mpEnv.SelfServiceURL, SelfServiceKey: selfService,
-	}, nil
+	}
+	env.SetSigning(&tokenservice.SigningKey{Builder: builder, Signer: s})
+	if e.Successor != nil {
+		next, err := d.openSuccessor(i, tok, signers, clock, s.Certificate())
+		if err != nil {
+			return nil, err
+		}
+		env.SetSuccessor(next)
+		if env.Succeed(time.Now()) { // its time came while the daemon was down
+			d.log.Info("the successor certificate signs: its time has come", "environment", e.Name, "since", next.At.UTC().Format(time.RFC3339))
+		}
+	}
+	return env, nil
+}
+
+// openSuccessor opens environment i's successor: its key (the
+// environment's own when none is named) with the renewed certificate,
+// checked, for the same organisation as current, and its grant builder;
+// it takes over at successor.from or when current expires, whichever is
+// first.
+func (d *Daemon) openSuccessor(i int, tok *signer.Token, signers map[string]*signer.Signer, clock *maskinporten.Clock, current *x509.Certificate) (*tokenservice.Succession, error) {
+	e := d.cfg.Environments[i]
+	succ := *e.Successor
+	at := d.cfg.EnvironmentField(i) + ".successor"
+	if succ.KeyLabel == "" && succ.KeyID == "" {
+		succ.KeyLabel, succ.KeyID = e.KeyLabel, e.KeyID
+	}
+	keyRef := fmt.Sprint(tok.Name(), "\x00", succ.KeyLabel, "\x00", succ.KeyID, "\x00", succ.CertificateFile, "\x00false")
+	s, ok := signers[keyRef]
+	if !ok {
+		var err error
+		if s, err = tok.Key(signer.KeyConfig{KeyLabel: succ.KeyLabel, KeyID: succ.KeyIDBytes(), CertificateFile: succ.CertificateFile}); err != nil {
+			return nil, fmt.Errorf("%s (HSM %s): %w", at, tok.Name(), err)
+		}
+		signers[keyRef] = s
+	}
+	cert := s.Certificate()
+	takeOver := current.NotAfter
+	if from := succ.FromTime(); !from.IsZero() && from.Before(takeOver) {
+		takeOver = from
+	}
+	switch {
+	case !cert.NotAfter.After(current.NotAfter):
+		return nil, fmt.Errorf("%s: the certificate %q ends %s, no later than the current one (%s): it is no renewal",
+			at, cert.Subject.CommonName, cert.NotAfter.UTC().Format(time.DateOnly), current.NotAfter.UTC().Format(time.DateOnly))
+	case takeOver.Before(cert.NotBefore):
+		return nil, fmt.Errorf("%s: it would take over at %s, before its certificate %q is valid (from %s); set from to %s or later",
+			at, takeOver.UTC().Format(time.RFC3339), cert.Subject.CommonName, cert.NotBefore.UTC().Format(time.RFC3339), cert.NotBefore.UTC().Format(time.RFC3339))
+	}
+	if err := checkCertificate(cert, e.Name, takeOver); err != nil {
+		return nil, fmt.Errorf("%s: %w", at, err)
+	}
+	if was, now := orgOf(current), orgOf(cert); was != now {
+		return nil, fmt.Errorf("%s: the certificate %q is for organisation %s, the current one for %s; a successor certifies the same organisation", at, cert.Subject.CommonName, now, was)
+	}
+	builder, err := maskinporten.NewGrantBuilder(s, maskinporten.GrantOptions{Alg: e.GrantAlg, KeyID: e.KeyIDHeader, KeyIDWithX5C: e.KeyIDWithX5C, Now: clock.Now})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", at, err)
+	}
+	return &tokenservice.Succession{Key: &tokenservice.SigningKey{Builder: builder, Signer: s}, At: takeOver}, nil
+}
+
+func orgOf(cert *x509.Certificate) string {
+	n, err := orgno.FromCertificate(cert)
+	if err != nil {
+		return "none"
+	}
+	return n.String()
 }
 
 // openSelfServiceKey opens environment i's self_service key, the

@@ -80,7 +80,7 @@ func (d *Daemon) updateHealth() {
 	anyUp := false
 	for _, e := range d.service.Environments() {
 		state, up := healthpb.HealthCheckResponse_SERVING, 1.0
-		if e.Signer.Health() != nil {
+		if e.Signing().Signer.Health() != nil {
 			state, up = healthpb.HealthCheckResponse_NOT_SERVING, 0
 		} else {
 			anyUp = true
@@ -93,7 +93,7 @@ func (d *Daemon) updateHealth() {
 			state, breakerOpen = healthpb.HealthCheckResponse_NOT_SERVING, 1
 		}
 		d.health.SetServingStatus(HealthService(e.Config.Name), state)
-		d.metrics.HSMUp.WithLabelValues(e.Config.Name, e.Signer.Token().Name()).Set(up)
+		d.metrics.HSMUp.WithLabelValues(e.Config.Name, e.Signing().Signer.Token().Name()).Set(up)
 		d.metrics.BreakerOpen.WithLabelValues(e.Config.Name).Set(breakerOpen)
 	}
 	overall := healthpb.HealthCheckResponse_SERVING

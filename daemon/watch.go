@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"math"
 	"time"
+
+	"github.com/portvakt/portvakt/tokenservice"
 )
 
 // certificateCheckInterval is how often the certificates' expiry is
@@ -29,7 +31,8 @@ func (d *Daemon) watchCertificates(ctx context.Context) {
 
 func (d *Daemon) checkCertificates(now time.Time) {
 	for _, e := range d.service.Environments() {
-		cert := e.Signer.Certificate()
+		cert := e.Signing().Signer.Certificate()
+		next := e.Successor()
 		if cert == nil {
 			// A registered key (kid alone): no certificate to expire. Its
 			// registration's own expiry is Digdir's to tell.
@@ -37,14 +40,19 @@ func (d *Daemon) checkCertificates(now time.Time) {
 			continue
 		}
 		soon := 0.0
-		switch state, daysLeft := certificateExpiry(cert, now, d.cfg.Certificates.WarnBefore); state {
-		case certExpired:
+		state, daysLeft := certificateExpiry(cert, now, d.cfg.Certificates.WarnBefore)
+		switch {
+		case state == certExpired:
 			soon = 1
 			d.log.Error("certificate expired: Maskinporten refuses every grant it signs (MP-121); import a renewed one",
 				"environment", e.Config.Name, "subject", cert.Subject.CommonName, "not_after", cert.NotAfter.UTC().Format(time.RFC3339))
-		case certExpiresSoon:
+		case state == certExpiresSoon && next != nil:
+			d.log.Info("certificate expires soon; its successor takes over before",
+				"environment", e.Config.Name, "subject", cert.Subject.CommonName,
+				"not_after", cert.NotAfter.UTC().Format(time.RFC3339), "successor_from", next.At.UTC().Format(time.RFC3339))
+		case state == certExpiresSoon:
 			soon = 1
-			d.log.Warn("certificate expires soon: order a renewal and import it with `portvakt hsm import-cert`",
+			d.log.Warn("certificate expires soon and no successor is in place: order a renewal, import it with `portvakt hsm import-cert`, and set environments[].successor",
 				"environment", e.Config.Name, "subject", cert.Subject.CommonName,
 				"not_after", cert.NotAfter.UTC().Format(time.RFC3339), "days_left", daysLeft)
 		}
@@ -89,8 +97,56 @@ func (d *Daemon) registerStateMetrics() {
 	d.metrics.GaugeFunc("audit_last_seq", "Sequence number of the last audit record written; keep it (and the hash the daemon logs at shutdown) outside the machine to detect records cut from the end.",
 		func() float64 { return float64(d.audit.Stats().LastSeq) })
 	for _, e := range d.service.Environments() {
-		if cert := e.Signer.Certificate(); cert != nil { // none for a registered key
-			d.metrics.CertNotAfter.WithLabelValues(e.Config.Name).Set(float64(cert.NotAfter.Unix()))
+		d.certificateMetrics(e)
+	}
+}
+
+// certificateMetrics sets the environment's certificate gauges: the one
+// signing now and the successor waiting, if any.
+func (d *Daemon) certificateMetrics(e *tokenservice.Environment) {
+	name := e.Config.Name
+	if cert := e.Signing().Signer.Certificate(); cert != nil { // none for a registered key
+		d.metrics.CertNotAfter.WithLabelValues(name).Set(float64(cert.NotAfter.Unix()))
+	}
+	next := e.Successor()
+	if next == nil {
+		d.metrics.SuccessorNotAfter.DeleteLabelValues(name)
+		d.metrics.SuccessorTakeover.DeleteLabelValues(name)
+		return
+	}
+	d.metrics.SuccessorNotAfter.WithLabelValues(name).Set(float64(next.Key.Signer.Certificate().NotAfter.Unix()))
+	d.metrics.SuccessorTakeover.WithLabelValues(name).Set(float64(next.At.Unix()))
+}
+
+// watchSuccessions hands each environment's signing to its successor when
+// its time comes, without a restart: grants from then on carry the
+// renewed certificate, and a fetch under way finishes with the old one.
+func (d *Daemon) watchSuccessions(ctx context.Context) {
+	for {
+		var first time.Time
+		for _, e := range d.service.Environments() {
+			if next := e.Successor(); next != nil && (first.IsZero() || next.At.Before(first)) {
+				first = next.At
+			}
+		}
+		if first.IsZero() {
+			return // none waits; a successor is configured only at start
+		}
+		timer := time.NewTimer(time.Until(first))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-timer.C:
+		}
+		now := time.Now()
+		for _, e := range d.service.Environments() {
+			if next := e.Successor(); next != nil && e.Succeed(now) {
+				cert := next.Key.Signer.Certificate()
+				d.log.Info("the successor certificate takes over signing", "environment", e.Config.Name,
+					"subject", cert.Subject.CommonName, "not_after", cert.NotAfter.UTC().Format(time.RFC3339), "key_label", next.Key.Signer.KeyLabel())
+				d.certificateMetrics(e)
+			}
 		}
 	}
 }

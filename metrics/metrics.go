@@ -31,6 +31,8 @@ type Metrics struct {
 	ClockOffset        *prometheus.GaugeVec     // environment
 	CertNotAfter       *prometheus.GaugeVec     // environment
 	CertExpiringSoon   *prometheus.GaugeVec     // environment
+	SuccessorNotAfter  *prometheus.GaugeVec     // environment
+	SuccessorTakeover  *prometheus.GaugeVec     // environment
 	PolicyReloads      *prometheus.CounterVec   // result
 	PolicyWatching     prometheus.Gauge         //
 	TLSReloads         *prometheus.CounterVec   // result
@@ -95,7 +97,11 @@ func New() *Metrics {
 		CertNotAfter: f.gaugeVec("certificate_not_after_timestamp_seconds",
 			"When each environment's enterprise certificate expires (Unix time).", "environment"),
 		CertExpiringSoon: f.gaugeVec("certificate_expiring_soon",
-			"1 when the environment's certificate expires within the warning window, else 0.", "environment"),
+			"1 when the environment's certificate expires within the warning window and no successor is waiting to take over, else 0.", "environment"),
+		SuccessorNotAfter: f.gaugeVec("certificate_successor_not_after_timestamp_seconds",
+			"When the renewed certificate waiting to take over the environment's signing expires (Unix time); absent when none waits.", "environment"),
+		SuccessorTakeover: f.gaugeVec("certificate_successor_takeover_timestamp_seconds",
+			"When the renewed certificate takes over the environment's signing (Unix time); absent when none waits.", "environment"),
 		PolicyReloads: f.counterVec("policy_reloads_total", "Policy reloads by result (ok or failed).", "result"),
 		PolicyWatching: f.gauge("policy_watching",
 			"1 while changes to the policy file are reloaded by themselves; 0 when the watch failed (SIGHUP still reloads)."),

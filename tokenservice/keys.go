@@ -50,9 +50,10 @@ func (k *KeyService) ListKeys(ctx context.Context, req *portvaktv1.ListKeysReque
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
-	signing := env.Builder.KeyID()
+	own := env.Signing()
+	signing := own.Builder.KeyID()
 	if signing == "" {
-		if signing, err = selfservice.Thumbprint(env.Signer.Public()); err != nil {
+		if signing, err = selfservice.Thumbprint(own.Signer.Public()); err != nil {
 			return nil, toStatus(ctx, err)
 		}
 	}
@@ -64,7 +65,7 @@ func (k *KeyService) ListKeys(ctx context.Context, req *portvaktv1.ListKeysReque
 		rk := &portvaktv1.RegisteredKey{Kid: key.Kid, InUse: key.Kid == signing}
 		if pub, err := key.PublicKey(); err == nil {
 			rk.Bits = int32(pub.N.BitLen())
-			rk.InUse = rk.InUse && samePublic(env, pub)
+			rk.InUse = rk.InUse && samePublic(own, pub)
 		}
 		if exp := key.Expires(); !exp.IsZero() {
 			rk.Expires = timestamppb.New(exp)
@@ -78,10 +79,10 @@ func (k *KeyService) ListKeys(ctx context.Context, req *portvaktv1.ListKeysReque
 	return resp, nil
 }
 
-// samePublic says whether pub is the environment's HSM key: a kid is in
-// use only if the key under it is the one the daemon signs with.
-func samePublic(env *Environment, pub *rsa.PublicKey) bool {
-	own, ok := env.Signer.Public().(*rsa.PublicKey)
+// samePublic says whether pub is key's: a kid is in use only if the key
+// under it is the one the daemon signs with.
+func samePublic(key *SigningKey, pub *rsa.PublicKey) bool {
+	own, ok := key.Signer.Public().(*rsa.PublicKey)
 	return ok && own.Equal(pub)
 }
 

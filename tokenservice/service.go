@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/portvakt/portvakt/internal/tracing"
@@ -26,10 +27,14 @@ import (
 // Environment is one Maskinporten environment the service serves tokens
 // for: where to ask, as which integration, with which key.
 type Environment struct {
-	Config    maskinporten.Environment
-	ClientID  string
-	Builder   *maskinporten.GrantBuilder
-	Signer    *signer.Signer
+	Config   maskinporten.Environment
+	ClientID string
+	// signing is the key new grants are signed with; SetSigning switches
+	// it, and Signing reads it.
+	signing atomic.Pointer[SigningKey]
+	// successor is the key and certificate that take over, and when;
+	// nil when none is waiting.
+	successor atomic.Pointer[Succession]
 	Discovery bool
 	// Clock, when set, learns Maskinporten's clock from every answer to
 	// the environment's grants, and a grant refused for its time (MP-130)
@@ -51,6 +56,39 @@ type SigningKey struct {
 	Signer  *signer.Signer
 }
 
+// Signing is the key the environment signs new grants with.
+func (e *Environment) Signing() *SigningKey { return e.signing.Load() }
+
+// Succession is a key (a renewed certificate) waiting to take over
+// signing at At.
+type Succession struct {
+	Key *SigningKey
+	At  time.Time
+}
+
+// Successor is the succession waiting, or nil.
+func (e *Environment) Successor() *Succession { return e.successor.Load() }
+
+// SetSuccessor puts s in waiting; nil withdraws it.
+func (e *Environment) SetSuccessor(s *Succession) { e.successor.Store(s) }
+
+// Succeed makes the waiting successor the signing key, if one waits and
+// its time has come at now, and reports whether it did.
+func (e *Environment) Succeed(now time.Time) bool {
+	s := e.successor.Load()
+	if s == nil || now.Before(s.At) || !e.successor.CompareAndSwap(s, nil) {
+		return false
+	}
+	e.SetSigning(s.Key)
+	return true
+}
+
+// SetSigning makes key the one new grants are signed with, at once and
+// without a restart: a fetch under way finishes with the key it began
+// with (it took the key once, at its start), and every fetch that begins
+// after this call signs with key.
+func (e *Environment) SetSigning(key *SigningKey) { e.signing.Store(key) }
+
 // ErrNoSelfServiceKey means a token for the self-service API was asked in
 // an environment that has no key to sign its grant with.
 var ErrNoSelfServiceKey = errors.New("no key with an enterprise certificate for the self-service API's tokens")
@@ -58,18 +96,18 @@ var ErrNoSelfServiceKey = errors.New("no key with an enterprise certificate for 
 // keyFor is the key that signs the grant for key: for the self-service
 // scopes the enterprise certificate's, for any other the environment's.
 func (e *Environment) keyFor(key tokencache.Key) (SigningKey, error) {
-	own := SigningKey{Builder: e.Builder, Signer: e.Signer}
+	own := *e.Signing()
 	if !isSelfService(key.ScopeList()) {
 		return own, nil
 	}
 	switch {
 	case e.SelfServiceKey != nil:
 		return *e.SelfServiceKey, nil
-	case e.Builder.SendsCertificate():
+	case own.Builder.SendsCertificate():
 		return own, nil
 	}
 	return SigningKey{}, fmt.Errorf("%w: environment %s signs with registered key %s, which has no certificate, and Digdir's self-service API takes only tokens got with the enterprise certificate; set environments[].self_service.key_label to that key",
-		ErrNoSelfServiceKey, e.Config.Name, e.Builder.KeyID())
+		ErrNoSelfServiceKey, e.Config.Name, own.Builder.KeyID())
 }
 
 // isSelfService says whether scopes ask for the self-service API.

@@ -54,15 +54,16 @@ func (s *Service) ListEnvironments(ctx context.Context, _ *portvaktv1.ListEnviro
 				endpoint = found
 			}
 		}
+		key := env.Signing()
 		e := &portvaktv1.Environment{
 			Name:            name,
 			Issuer:          env.Config.Issuer,
 			TokenEndpoint:   endpoint,
 			ClientId:        env.ClientID,
 			DefaultResource: env.Config.Resource,
-			KeyLabel:        env.Signer.KeyLabel(),
+			KeyLabel:        key.Signer.KeyLabel(),
 		}
-		if cert := env.Signer.Certificate(); cert != nil {
+		if cert := key.Signer.Certificate(); cert != nil {
 			sum := sha256.Sum256(cert.Raw)
 			number, _ := orgno.FromCertificate(cert)
 			e.CertificateSubject = eseal.Describe(cert.Subject)
@@ -71,7 +72,19 @@ func (s *Service) ListEnvironments(ctx context.Context, _ *portvaktv1.ListEnviro
 			e.CertificateSha256 = hex.EncodeToString(sum[:])
 		} else {
 			// A key registered by kid alone: no certificate, no org number.
-			e.CertificateSubject = NoCertificate(env.Builder.KeyID())
+			e.CertificateSubject = NoCertificate(key.Builder.KeyID())
+		}
+		if next := env.Successor(); next != nil {
+			if cert := next.Key.Signer.Certificate(); cert != nil {
+				sum := sha256.Sum256(cert.Raw)
+				e.Successor = &portvaktv1.Successor{
+					TakesOverAt:         timestamppb.New(next.At),
+					CertificateSubject:  eseal.Describe(cert.Subject),
+					CertificateNotAfter: timestamppb.New(cert.NotAfter),
+					CertificateSha256:   hex.EncodeToString(sum[:]),
+					KeyLabel:            next.Key.Signer.KeyLabel(),
+				}
+			}
 		}
 		resp.Environments = append(resp.Environments, e)
 	}

@@ -653,7 +653,10 @@ type Environment struct {
 	CertificateSha256 string `protobuf:"bytes,9,opt,name=certificate_sha256,json=certificateSha256,proto3" json:"certificate_sha256,omitempty"`
 	// The label of the private key in the HSM (its PKCS#11 CKA_LABEL), e.g.
 	// "eseal". The key itself never leaves the HSM.
-	KeyLabel      string `protobuf:"bytes,10,opt,name=key_label,json=keyLabel,proto3" json:"key_label,omitempty"`
+	KeyLabel string `protobuf:"bytes,10,opt,name=key_label,json=keyLabel,proto3" json:"key_label,omitempty"`
+	// The renewed certificate waiting to take over signing
+	// (environments[].successor); unset when none waits.
+	Successor     *Successor `protobuf:"bytes,11,opt,name=successor,proto3" json:"successor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -758,6 +761,97 @@ func (x *Environment) GetKeyLabel() string {
 	return ""
 }
 
+func (x *Environment) GetSuccessor() *Successor {
+	if x != nil {
+		return x.Successor
+	}
+	return nil
+}
+
+// Successor is a renewed certificate waiting to take over an
+// environment's signing.
+type Successor struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When it takes over: the configured time or the current certificate's
+	// end, whichever comes first.
+	TakesOverAt *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=takes_over_at,json=takesOverAt,proto3" json:"takes_over_at,omitempty"`
+	// Its subject, as Environment.certificate_subject.
+	CertificateSubject string `protobuf:"bytes,2,opt,name=certificate_subject,json=certificateSubject,proto3" json:"certificate_subject,omitempty"`
+	// When it expires.
+	CertificateNotAfter *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=certificate_not_after,json=certificateNotAfter,proto3" json:"certificate_not_after,omitempty"`
+	// Its SHA-256 fingerprint, as Environment.certificate_sha256.
+	CertificateSha256 string `protobuf:"bytes,4,opt,name=certificate_sha256,json=certificateSha256,proto3" json:"certificate_sha256,omitempty"`
+	// Its key's label in the HSM.
+	KeyLabel      string `protobuf:"bytes,5,opt,name=key_label,json=keyLabel,proto3" json:"key_label,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Successor) Reset() {
+	*x = Successor{}
+	mi := &file_portvakt_v1_token_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Successor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Successor) ProtoMessage() {}
+
+func (x *Successor) ProtoReflect() protoreflect.Message {
+	mi := &file_portvakt_v1_token_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Successor.ProtoReflect.Descriptor instead.
+func (*Successor) Descriptor() ([]byte, []int) {
+	return file_portvakt_v1_token_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Successor) GetTakesOverAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TakesOverAt
+	}
+	return nil
+}
+
+func (x *Successor) GetCertificateSubject() string {
+	if x != nil {
+		return x.CertificateSubject
+	}
+	return ""
+}
+
+func (x *Successor) GetCertificateNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CertificateNotAfter
+	}
+	return nil
+}
+
+func (x *Successor) GetCertificateSha256() string {
+	if x != nil {
+		return x.CertificateSha256
+	}
+	return ""
+}
+
+func (x *Successor) GetKeyLabel() string {
+	if x != nil {
+		return x.KeyLabel
+	}
+	return ""
+}
+
 var File_portvakt_v1_token_proto protoreflect.FileDescriptor
 
 const file_portvakt_v1_token_proto_rawDesc = "" +
@@ -799,7 +893,7 @@ const file_portvakt_v1_token_proto_rawDesc = "" +
 	"\x04rule\x18\x04 \x01(\tR\x04rule\"\x19\n" +
 	"\x17ListEnvironmentsRequest\"X\n" +
 	"\x18ListEnvironmentsResponse\x12<\n" +
-	"\fenvironments\x18\x01 \x03(\v2\x18.portvakt.v1.EnvironmentR\fenvironments\"\x94\x03\n" +
+	"\fenvironments\x18\x01 \x03(\v2\x18.portvakt.v1.EnvironmentR\fenvironments\"\xca\x03\n" +
 	"\vEnvironment\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06issuer\x18\x02 \x01(\tR\x06issuer\x12%\n" +
@@ -812,7 +906,14 @@ const file_portvakt_v1_token_proto_rawDesc = "" +
 	"\x15certificate_not_after\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x13certificateNotAfter\x12-\n" +
 	"\x12certificate_sha256\x18\t \x01(\tR\x11certificateSha256\x12\x1b\n" +
 	"\tkey_label\x18\n" +
-	" \x01(\tR\bkeyLabel2\xfb\x01\n" +
+	" \x01(\tR\bkeyLabel\x124\n" +
+	"\tsuccessor\x18\v \x01(\v2\x16.portvakt.v1.SuccessorR\tsuccessor\"\x98\x02\n" +
+	"\tSuccessor\x12>\n" +
+	"\rtakes_over_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vtakesOverAt\x12/\n" +
+	"\x13certificate_subject\x18\x02 \x01(\tR\x12certificateSubject\x12N\n" +
+	"\x15certificate_not_after\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x13certificateNotAfter\x12-\n" +
+	"\x12certificate_sha256\x18\x04 \x01(\tR\x11certificateSha256\x12\x1b\n" +
+	"\tkey_label\x18\x05 \x01(\tR\bkeyLabel2\xfb\x01\n" +
 	"\fTokenService\x12G\n" +
 	"\bGetToken\x12\x1c.portvakt.v1.GetTokenRequest\x1a\x1d.portvakt.v1.GetTokenResponse\x12A\n" +
 	"\x06WhoAmI\x12\x1a.portvakt.v1.WhoAmIRequest\x1a\x1b.portvakt.v1.WhoAmIResponse\x12_\n" +
@@ -830,7 +931,7 @@ func file_portvakt_v1_token_proto_rawDescGZIP() []byte {
 	return file_portvakt_v1_token_proto_rawDescData
 }
 
-var file_portvakt_v1_token_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_portvakt_v1_token_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_portvakt_v1_token_proto_goTypes = []any{
 	(*GetTokenRequest)(nil),          // 0: portvakt.v1.GetTokenRequest
 	(*SystemUser)(nil),               // 1: portvakt.v1.SystemUser
@@ -841,27 +942,31 @@ var file_portvakt_v1_token_proto_goTypes = []any{
 	(*ListEnvironmentsRequest)(nil),  // 6: portvakt.v1.ListEnvironmentsRequest
 	(*ListEnvironmentsResponse)(nil), // 7: portvakt.v1.ListEnvironmentsResponse
 	(*Environment)(nil),              // 8: portvakt.v1.Environment
-	(*durationpb.Duration)(nil),      // 9: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),    // 10: google.protobuf.Timestamp
+	(*Successor)(nil),                // 9: portvakt.v1.Successor
+	(*durationpb.Duration)(nil),      // 10: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),    // 11: google.protobuf.Timestamp
 }
 var file_portvakt_v1_token_proto_depIdxs = []int32{
-	9,  // 0: portvakt.v1.GetTokenRequest.min_validity:type_name -> google.protobuf.Duration
+	10, // 0: portvakt.v1.GetTokenRequest.min_validity:type_name -> google.protobuf.Duration
 	1,  // 1: portvakt.v1.GetTokenRequest.system_user:type_name -> portvakt.v1.SystemUser
-	10, // 2: portvakt.v1.GetTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
+	11, // 2: portvakt.v1.GetTokenResponse.expires_at:type_name -> google.protobuf.Timestamp
 	5,  // 3: portvakt.v1.WhoAmIResponse.grants:type_name -> portvakt.v1.Grant
 	8,  // 4: portvakt.v1.ListEnvironmentsResponse.environments:type_name -> portvakt.v1.Environment
-	10, // 5: portvakt.v1.Environment.certificate_not_after:type_name -> google.protobuf.Timestamp
-	0,  // 6: portvakt.v1.TokenService.GetToken:input_type -> portvakt.v1.GetTokenRequest
-	3,  // 7: portvakt.v1.TokenService.WhoAmI:input_type -> portvakt.v1.WhoAmIRequest
-	6,  // 8: portvakt.v1.TokenService.ListEnvironments:input_type -> portvakt.v1.ListEnvironmentsRequest
-	2,  // 9: portvakt.v1.TokenService.GetToken:output_type -> portvakt.v1.GetTokenResponse
-	4,  // 10: portvakt.v1.TokenService.WhoAmI:output_type -> portvakt.v1.WhoAmIResponse
-	7,  // 11: portvakt.v1.TokenService.ListEnvironments:output_type -> portvakt.v1.ListEnvironmentsResponse
-	9,  // [9:12] is the sub-list for method output_type
-	6,  // [6:9] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	11, // 5: portvakt.v1.Environment.certificate_not_after:type_name -> google.protobuf.Timestamp
+	9,  // 6: portvakt.v1.Environment.successor:type_name -> portvakt.v1.Successor
+	11, // 7: portvakt.v1.Successor.takes_over_at:type_name -> google.protobuf.Timestamp
+	11, // 8: portvakt.v1.Successor.certificate_not_after:type_name -> google.protobuf.Timestamp
+	0,  // 9: portvakt.v1.TokenService.GetToken:input_type -> portvakt.v1.GetTokenRequest
+	3,  // 10: portvakt.v1.TokenService.WhoAmI:input_type -> portvakt.v1.WhoAmIRequest
+	6,  // 11: portvakt.v1.TokenService.ListEnvironments:input_type -> portvakt.v1.ListEnvironmentsRequest
+	2,  // 12: portvakt.v1.TokenService.GetToken:output_type -> portvakt.v1.GetTokenResponse
+	4,  // 13: portvakt.v1.TokenService.WhoAmI:output_type -> portvakt.v1.WhoAmIResponse
+	7,  // 14: portvakt.v1.TokenService.ListEnvironments:output_type -> portvakt.v1.ListEnvironmentsResponse
+	12, // [12:15] is the sub-list for method output_type
+	9,  // [9:12] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_portvakt_v1_token_proto_init() }
@@ -875,7 +980,7 @@ func file_portvakt_v1_token_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portvakt_v1_token_proto_rawDesc), len(file_portvakt_v1_token_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

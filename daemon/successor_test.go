@@ -1,0 +1,87 @@
+package daemon_test
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portvakt/portvakt/audit"
+	"github.com/portvakt/portvakt/eseal"
+	"github.com/portvakt/portvakt/hsm"
+	"github.com/portvakt/portvakt/internal/mptest"
+	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
+)
+
+// TestSuccessorTakesOver: a renewed certificate (a new key, certified and
+// imported on the token ahead of time) named as the environment's
+// successor takes over signing at its configured time, without a
+// restart: grants before carry the old certificate, grants after it the
+// new chain, and Maskinporten (the simulator) accepts both.
+// ListEnvironments and the metrics show the successor while it waits.
+func TestSuccessorTakesOver(t *testing.T) {
+	w := mptest.New(t, mptest.Options{NoSigner: true})
+	const label = "eseal-2027"
+	w.Token.NewKey(t, label)
+	chain := w.Certify(t, label, eseal.Subject{OrgNumber: mptest.OwnOrg, Organization: "Test AS"}, 3*365*24*time.Hour)
+	if _, err := hsm.ImportCertificates(w.Token.Token, hsm.KeySelector{Label: label}, chain, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	takeOver := time.Now().Add(3 * time.Second).Truncate(time.Second)
+	e := prepare(t, w)
+	e.edit(t, withSettings(fmt.Sprintf("successor: {key_label: %s, from: %q}", label, takeOver.Format(time.RFC3339))))
+	e.serve(t)
+
+	sha := func(der []byte) string { sum := sha256.Sum256(der); return hex.EncodeToString(sum[:]) }
+	oldSHA, newSHA := sha(w.Chain[0].Raw), sha(chain[0].Raw)
+	envs, err := e.unix.API().ListEnvironments(t.Context(), &portvaktv1.ListEnvironmentsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := envs.GetEnvironments()[0]
+	if env.GetCertificateSha256() != oldSHA || env.GetSuccessor().GetCertificateSha256() != newSHA ||
+		!env.GetSuccessor().GetTakesOverAt().AsTime().Equal(takeOver) || env.GetSuccessor().GetKeyLabel() != label {
+		t.Fatalf("ListEnvironments before the takeover: %v; want the current certificate and the successor at %s", env, takeOver)
+	}
+	families := scrape(t, "http://"+e.daemon.Addresses()["metrics"]+"/metrics")
+	if v, _ := value(families, "portvakt_certificate_successor_takeover_timestamp_seconds", map[string]string{"environment": "sim"}); v != float64(takeOver.Unix()) {
+		t.Errorf("portvakt_certificate_successor_takeover_timestamp_seconds = %v, want %d", v, takeOver.Unix())
+	}
+
+	get := func(resource string) {
+		t.Helper()
+		if _, err := e.unix.API().GetToken(t.Context(), &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim", Resource: resource}); err != nil {
+			t.Fatalf("GetToken for %s: %v", resource, err)
+		}
+	}
+	get("https://before.example")
+	time.Sleep(time.Until(takeOver))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		envs, err := e.unix.API().ListEnvironments(t.Context(), &portvaktv1.ListEnvironmentsRequest{})
+		if err == nil && envs.GetEnvironments()[0].GetSuccessor() == nil {
+			if got := envs.GetEnvironments()[0].GetCertificateSha256(); got != newSHA {
+				t.Fatalf("after the takeover the environment shows certificate %s, want %s", got, newSHA)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the successor did not take over by %s", takeOver.Add(10*time.Second))
+		}
+	}
+	get("https://after.example")
+
+	byResource := map[string]string{}
+	for _, r := range auditOf(t, e) {
+		if r.Kind == audit.KindSignature {
+			byResource[r.Resource] = r.CertSHA256
+		}
+	}
+	if byResource["https://before.example"] != oldSHA || byResource["https://after.example"] != newSHA {
+		t.Errorf("signature records by resource name certificates %v; want %s before the takeover and %s after", byResource, oldSHA, newSHA)
+	}
+	if logs := e.logs.String(); !strings.Contains(logs, "the successor certificate takes over signing") {
+		t.Errorf("no log line of the takeover:\n%s", logs)
+	}
+}
