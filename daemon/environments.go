@@ -3,6 +3,7 @@ package daemon
 import (
 	"cmp"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -56,18 +57,13 @@ func (d *Daemon) openEnvironment(i int, signers map[string]*signer.Signer) (*tok
 	}
 	// A key registered by kid alone is opened without a certificate.
 	noCert := e.RegisteredKeyOnly()
-	keyRef := fmt.Sprint(h.Name, "\x00", e.KeyLabel, "\x00", e.KeyID, "\x00", e.CertificateFile, "\x00", noCert)
-	s, ok := signers[keyRef]
-	if !ok {
-		s, err = tok.Key(signer.KeyConfig{KeyLabel: e.KeyLabel, KeyID: e.KeyIDBytes(), CertificateFile: e.CertificateFile, NoCertificate: noCert})
-		if err != nil {
-			if e.KeyIDWithX5C && !errors.Is(err, signer.ErrKeyNotFound) {
-				return nil, fmt.Errorf("%s.kid_with_x5c: x5c beside the kid needs the key's certificate (HSM %s): %w; or remove kid_with_x5c to send the kid alone",
-					d.cfg.EnvironmentField(i), h.Name, err)
-			}
-			return nil, fmt.Errorf("environment %s (HSM %s): %w", e.Name, h.Name, err)
+	s, err := openKey(tok, signers, signer.KeyConfig{KeyLabel: e.KeyLabel, KeyID: e.KeyIDBytes(), CertificateFile: e.CertificateFile, NoCertificate: noCert})
+	if err != nil {
+		if e.KeyIDWithX5C && !errors.Is(err, signer.ErrKeyNotFound) {
+			return nil, fmt.Errorf("%s.kid_with_x5c: x5c beside the kid needs the key's certificate (HSM %s): %w; or remove kid_with_x5c to send the kid alone",
+				d.cfg.EnvironmentField(i), h.Name, err)
 		}
-		signers[keyRef] = s
+		return nil, fmt.Errorf("environment %s (HSM %s): %w", e.Name, h.Name, err)
 	}
 	if noCert {
 		if err := d.checkRegisteredKey(s, e, d.cfg.EnvironmentField(i)); err != nil {
@@ -118,14 +114,9 @@ func (d *Daemon) openSuccessor(i int, tok *signer.Token, signers map[string]*sig
 	if succ.KeyLabel == "" && succ.KeyID == "" {
 		succ.KeyLabel, succ.KeyID = e.KeyLabel, e.KeyID
 	}
-	keyRef := fmt.Sprint(tok.Name(), "\x00", succ.KeyLabel, "\x00", succ.KeyID, "\x00", succ.CertificateFile, "\x00false")
-	s, ok := signers[keyRef]
-	if !ok {
-		var err error
-		if s, err = tok.Key(signer.KeyConfig{KeyLabel: succ.KeyLabel, KeyID: succ.KeyIDBytes(), CertificateFile: succ.CertificateFile}); err != nil {
-			return nil, fmt.Errorf("%s (HSM %s): %w", at, tok.Name(), err)
-		}
-		signers[keyRef] = s
+	s, err := openKey(tok, signers, signer.KeyConfig{KeyLabel: succ.KeyLabel, KeyID: succ.KeyIDBytes(), CertificateFile: succ.CertificateFile})
+	if err != nil {
+		return nil, fmt.Errorf("%s (HSM %s): %w", at, tok.Name(), err)
 	}
 	cert := s.Certificate()
 	takeOver := current.NotAfter
@@ -153,6 +144,22 @@ func (d *Daemon) openSuccessor(i int, tok *signer.Token, signers map[string]*sig
 	return &tokenservice.Succession{Key: &tokenservice.SigningKey{Builder: builder, Signer: s}, At: takeOver}, nil
 }
 
+// openKey opens k on tok, or returns the signer opened for the same key
+// and certificate before (signers, by token and KeyConfig): environments
+// may share a key, and a key is opened once.
+func openKey(tok *signer.Token, signers map[string]*signer.Signer, k signer.KeyConfig) (*signer.Signer, error) {
+	ref := fmt.Sprint(tok.Name(), "\x00", k.KeyLabel, "\x00", hex.EncodeToString(k.KeyID), "\x00", k.CertificateFile, "\x00", k.NoCertificate)
+	if s, ok := signers[ref]; ok {
+		return s, nil
+	}
+	s, err := tok.Key(k)
+	if err != nil {
+		return nil, err
+	}
+	signers[ref] = s
+	return s, nil
+}
+
 func orgOf(cert *x509.Certificate) string {
 	n, err := orgno.FromCertificate(cert)
 	if err != nil {
@@ -173,14 +180,9 @@ func (d *Daemon) openSelfServiceKey(i int, tok *signer.Token, signers map[string
 		return nil, nil
 	}
 	at := d.cfg.EnvironmentField(i) + ".self_service"
-	keyRef := fmt.Sprint(tok.Name(), "\x00", ss.KeyLabel, "\x00", ss.KeyID, "\x00\x00false")
-	s, ok := signers[keyRef]
-	if !ok {
-		var err error
-		if s, err = tok.Key(signer.KeyConfig{KeyLabel: ss.KeyLabel, KeyID: ss.KeyIDBytes()}); err != nil {
-			return nil, fmt.Errorf("%s: the enterprise certificate's key (HSM %s): %w", at, tok.Name(), err)
-		}
-		signers[keyRef] = s
+	s, err := openKey(tok, signers, signer.KeyConfig{KeyLabel: ss.KeyLabel, KeyID: ss.KeyIDBytes()})
+	if err != nil {
+		return nil, fmt.Errorf("%s: the enterprise certificate's key (HSM %s): %w", at, tok.Name(), err)
 	}
 	if err := checkCertificate(s.Certificate(), e.Name, time.Now()); err != nil {
 		return nil, fmt.Errorf("%s: %w", at, err)
