@@ -130,7 +130,7 @@ func privateKeyTemplate(key *rsa.PrivateKey, spec KeySpec) []*pkcs11.Attribute {
 		pkcs11.NewAttribute(pkcs11.CKA_EXPONENT_1, key.Precomputed.Dp.Bytes()),
 		pkcs11.NewAttribute(pkcs11.CKA_EXPONENT_2, key.Precomputed.Dq.Bytes()),
 		pkcs11.NewAttribute(pkcs11.CKA_COEFFICIENT, key.Precomputed.Qinv.Bytes()),
-	}, privateKeyPolicy()...)
+	}, p11.PrivateKeyPolicy()...)
 }
 
 func publicKeyTemplate(key *rsa.PublicKey, spec KeySpec) []*pkcs11.Attribute {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/ThalesGroup/crypto11"
-	"github.com/miekg/pkcs11"
 
 	"github.com/portvakt/portvakt/internal/p11"
 )
@@ -50,7 +49,7 @@ func GenerateKey(t Token, spec KeySpec) (p11.KeyObject, error) {
 		if err := checkFree(raw, spec.Label, spec.ID); err != nil {
 			return err
 		}
-		public, private, err := keyTemplates(spec.Label, spec.ID)
+		public, private, err := p11.SigningKeyTemplates(spec.Label, spec.ID)
 		if err != nil {
 			return err
 		}
@@ -61,40 +60,6 @@ func GenerateKey(t Token, spec KeySpec) (p11.KeyObject, error) {
 		return err
 	})
 	return key, err
-}
-
-// keyTemplates are the attributes of a signing-only key pair. crypto11's
-// defaults also allow decryption; an eSeal key that decrypts could be used
-// as a decryption oracle, so it is switched off.
-func keyTemplates(label string, id []byte) (public, private crypto11.AttributeSet, err error) {
-	public, err = crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
-	if err != nil {
-		return nil, nil, err
-	}
-	private, err = crypto11.NewAttributeSetWithIDAndLabel(id, []byte(label))
-	if err != nil {
-		return nil, nil, err
-	}
-	public.AddIfNotPresent([]*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false),
-		pkcs11.NewAttribute(pkcs11.CKA_WRAP, false),
-	})
-	private.AddIfNotPresent(privateKeyPolicy())
-	return public, private, nil
-}
-
-// privateKeyPolicy is what every private key Portvakt creates carries,
-// generated or imported.
-func privateKeyPolicy() []*pkcs11.Attribute {
-	return []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false),
-		pkcs11.NewAttribute(pkcs11.CKA_SIGN, true),
-		pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false),
-		pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false),
-	}
 }
 
 // checkFree refuses a label or id that a private key already has.
