@@ -72,6 +72,7 @@ func encodeFields(dst []byte, r *Record) ([]byte, error) {
 		dst = append(dst, `,"size":`...)
 		dst = strconv.AppendInt(dst, r.Size, 10)
 	}
+	dst = appendOptString(dst, `,"kid":`, r.KID)
 	return dst, nil
 }
 

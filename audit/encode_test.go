@@ -101,6 +101,7 @@ func TestEncodeMatchesJSON(t *testing.T) {
 		{"UTF-8 kept", Record{Seq: 2, Time: at, Kind: KindOutcome, Reason: "blåbærsyltetøy ✓ 𝄞", Identities: []string{"spiffe://øst/ü"}, Prev: prev}},
 		{"cut at the end", Record{Seq: 2, Time: at, Kind: KindOutcome, Error: "trailing \xe2\x80", Prev: prev}},
 		{"whole nanoseconds dropped", Record{Seq: 2, Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Kind: KindOutcome, Prev: prev}},
+		{"a key's record", Record{Seq: 2, Time: at, Kind: KindKey, Environment: "test", KeyLabel: "registered-2027", Outcome: "registered", KID: "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs", Size: 1, Instance: "a", Prev: prev}},
 		{"largest numbers", Record{Seq: 1<<64 - 1, Time: at, Kind: KindGap, Count: 1<<64 - 1, FromSeq: 1, ToSeq: 1<<64 - 2, Size: -1 << 63, Prev: prev}},
 		{"year 0 and 9999", Record{Seq: 2, Time: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC), Kind: KindOutcome,
 			TokenExpiry: func() *time.Time { t := time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC); return &t }(), Prev: prev}},
@@ -178,7 +179,7 @@ func FuzzEncode(f *testing.F) {
 		r := Record{
 			Seq: seq, Time: time.Unix(0, nanos), Kind: kind, RequestID: requestID, Reason: reason, Error: errText,
 			Identities: []string{identity, reason}, Scopes: []string{scope}, Count: count, Size: size, Instance: instance,
-			Client: identity, Method: scope, Cause: errText, Prev: hex.EncodeToString(sum[:]),
+			Client: identity, Method: scope, Cause: errText, KID: reason, Prev: hex.EncodeToString(sum[:]),
 		}
 		if seq%2 == 0 {
 			expiry := time.Unix(nanos/3, 0)

@@ -18,6 +18,10 @@ const (
 	KindDecision  = "decision"  // a policy decision on a request
 	KindSignature = "signature" // a grant was signed with the HSM key
 	KindOutcome   = "outcome"   // how a token request ended
+	// KindKey is a change to an environment's keys: a key made in the HSM
+	// (Outcome "created") or added to the integration's registered keys
+	// at Digdir ("registered"), with its KeyLabel and KID.
+	KindKey = "key"
 	// KindCheckpoint seals the records before it with the audit key held
 	// in the HSM; see Seal.
 	KindCheckpoint = "checkpoint"
@@ -101,6 +105,10 @@ type Record struct {
 	Cause   string `json:"cause,omitempty"`
 	File    string `json:"file,omitempty"`
 	Size    int64  `json:"size,omitempty"`
+	// KID is a registered key's kid, on KindKey only. (After size: fields
+	// are added to the format at the end, before instance and prev, which
+	// the Writer adds.)
+	KID string `json:"kid,omitempty"`
 	// Instance names the replica that wrote the record (the daemon's
 	// audit.instance; see Options.Instance): with several replicas each
 	// keeps a chain of its own, and a record says whose it is. Absent in

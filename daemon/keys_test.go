@@ -169,3 +169,78 @@ func TestSelfServiceTokenWithoutCertificate(t *testing.T) {
 		t.Errorf("%d grants posted, want none", n)
 	}
 }
+
+// TestRegisterKey: RegisterKey makes a key in the environment's HSM and
+// adds it to the integration's set beside the keys there, each step on
+// the audit log (created, registering, registered, with the kid); asked
+// again it changes nothing; the set never holds more than 5 keys; and a
+// caller the policy does not grant idporten:dcr.modify is refused before
+// any key is made or anything asked of Digdir.
+func TestRegisterKey(t *testing.T) {
+	w := mptest.New(t, mptest.Options{NoSigner: true})
+	e := prepare(t, w)
+	e.edit(t, withSettings(fmt.Sprintf("self_service: {url: %q}", w.Issuer+mpsim.SelfServicePath)))
+	grant := "      - environments: [sim]\n        scopes: [" + mpsim.ScopeDCRRead + ", " + mpsim.ScopeDCRModify + "]\n"
+	e.writePolicy(t, defaultPolicy()+grant)
+	e.serve(t)
+	keys := portvaktv1.NewKeyServiceClient(connOf(t, e))
+	register := func(label string) (*portvaktv1.RegisterKeyResponse, error) {
+		return keys.RegisterKey(t.Context(), &portvaktv1.RegisterKeyRequest{Environment: "sim", KeyLabel: label, Bits: 2048})
+	}
+
+	first, err := register("registered-2027")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.GetCreated() || !first.GetRegistered() || len(first.GetKid()) != 43 || len(first.GetKeys().GetKeys()) != 1 || first.GetKeys().GetKeys()[0].GetKid() != first.GetKid() {
+		t.Fatalf("RegisterKey = %v; want the key made, registered, alone in the set", first)
+	}
+	again, err := register("registered-2027")
+	if err != nil || again.GetCreated() || again.GetRegistered() || again.GetKid() != first.GetKid() {
+		t.Fatalf("RegisterKey again = %v, %v; want the same kid, nothing made or changed", again, err)
+	}
+	var steps []string
+	for _, r := range auditOf(t, e) {
+		if r.Kind == audit.KindKey {
+			if r.KID != first.GetKid() || r.KeyLabel != "registered-2027" || r.Environment != "sim" || r.Method != portvaktv1.KeyService_RegisterKey_FullMethodName {
+				t.Errorf("a key record %+v: want kid %s, the label, the environment and the method", r, first.GetKid())
+			}
+			steps = append(steps, r.Outcome)
+		}
+	}
+	if strings.Join(steps, ",") != "created,registering,registered" {
+		t.Errorf("key records %v, want created, registering, registered", steps)
+	}
+
+	for i := 2; i <= 5; i++ {
+		if _, err := register(fmt.Sprintf("registered-%d", i)); err != nil {
+			t.Fatalf("key %d: %v", i, err)
+		}
+	}
+	if _, err := register("registered-6"); status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "holds 5 keys already") {
+		t.Fatalf("a sixth key: %v, want FailedPrecondition: 5 keys already", err)
+	}
+
+	// Without the self-service scopes (the reload seen by ListKeys), no key
+	// is made and nothing is asked of Digdir.
+	e.writePolicy(t, defaultPolicy())
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := keys.ListKeys(t.Context(), &portvaktv1.ListKeysRequest{Environment: "sim"}); status.Code(err) == codes.PermissionDenied {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("ListKeys after the policy lost the self-service scopes: %v", err)
+		}
+	}
+	before := w.Sim.Stats().SelfServiceRequests
+	if _, err := register("never-made"); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("RegisterKey without idporten:dcr.modify: %v, want PermissionDenied", err)
+	}
+	if n := w.Sim.Stats().SelfServiceRequests - before; n != 0 {
+		t.Errorf("a refused RegisterKey made %d requests to the self-service API", n)
+	}
+	for _, r := range auditOf(t, e) {
+		if r.Kind == audit.KindKey && (r.KeyLabel == "never-made" || r.KeyLabel == "registered-6") {
+			t.Errorf("a key record for a refused request: %+v", r)
+		}
+	}
+}

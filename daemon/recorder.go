@@ -130,6 +130,18 @@ func (r *recorder) Decision(ctx context.Context, d tokenservice.Decision) error 
 	return err
 }
 
+func (r *recorder) KeyChange(ctx context.Context, k tokenservice.KeyChange) error {
+	method, _ := grpc.Method(ctx)
+	rec := audit.Record{
+		Kind: audit.KindKey, RequestID: requestid.From(ctx), Transport: k.Caller.Transport, Identities: k.Caller.Identities,
+		Client: k.Client, Method: method, Environment: k.Environment, KeyLabel: k.KeyLabel, KID: k.KID, Outcome: k.Step,
+	}
+	if k.Err != nil {
+		rec.Error = cut(k.Err.Error(), maxErrorBytes)
+	}
+	return r.traced(ctx, &rec, true) // a key change is durably on record, as a key use
+}
+
 func (r *recorder) KeyUse(ctx context.Context, k tokenservice.KeyUse) error {
 	caller, _ := identity.FromContext(ctx) // the caller whose miss caused the fetch
 	rec := r.base(ctx, audit.KindSignature, caller, k.Key)

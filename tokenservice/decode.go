@@ -71,7 +71,8 @@ func (s *Service) Register(r grpc.ServiceRegistrar) {
 	})
 	k := s.keys
 	register(r, portvaktv1.KeyService_ServiceDesc, k, map[string]grpc.MethodHandler{
-		"ListKeys": unary(k, portvaktv1.KeyService_ListKeys_FullMethodName, k.ListKeys),
+		"ListKeys":    unary(k, portvaktv1.KeyService_ListKeys_FullMethodName, k.ListKeys),
+		"RegisterKey": unary(k, portvaktv1.KeyService_RegisterKey_FullMethodName, k.RegisterKey),
 	})
 }
 

@@ -3,6 +3,8 @@ package tokenservice
 import (
 	"context"
 	"crypto/rsa"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -11,15 +13,18 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/portvakt/portvakt/eseal"
+	"github.com/portvakt/portvakt/identity"
+	"github.com/portvakt/portvakt/internal/requestid"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
 	"github.com/portvakt/portvakt/secret"
 	"github.com/portvakt/portvakt/selfservice"
+	"github.com/portvakt/portvakt/signer"
 )
 
 // KeyService is the gRPC KeyService: an environment's registered keys,
-// read from Digdir's self-service API with a token got for the caller
-// exactly as GetToken gets one (identity, rate limit, the policy's
-// decision for idporten:dcr.read, the cache, the HSM, the audit).
+// read and changed at Digdir's self-service API with a token got for the
+// caller exactly as GetToken gets one (identity, rate limit, the policy's
+// decision for the self-service scopes, the cache, the HSM, the audit).
 type KeyService struct {
 	portvaktv1.UnimplementedKeyServiceServer
 	s    *Service
@@ -28,16 +33,126 @@ type KeyService struct {
 
 // ListKeys reads the environment's set and marks the key in use.
 func (k *KeyService) ListKeys(ctx context.Context, req *portvaktv1.ListKeysRequest) (*portvaktv1.ListKeysResponse, error) {
-	env := k.s.envs[req.GetEnvironment()]
+	env, err := k.environment(req.GetEnvironment())
+	if err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	api, err := k.api(ctx, env, selfservice.ScopeRead)
+	if err != nil {
+		return nil, err
+	}
+	set, err := api.Keys(ctx, env.ClientID)
+	if err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	return describeKeys(env, set)
+}
+
+// Bits of a key RegisterKey makes when the request names none.
+const defaultKeyBits = 3072
+
+// RegisterKey adds a key of the environment's HSM, taken or made, to the
+// integration's set, each step on record.
+func (k *KeyService) RegisterKey(ctx context.Context, req *portvaktv1.RegisterKeyRequest) (*portvaktv1.RegisterKeyResponse, error) {
+	env, err := k.environment(req.GetEnvironment())
+	if err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	label, bits := req.GetKeyLabel(), int(req.GetBits())
+	switch {
+	case label == "" || len(label) > 32:
+		return nil, toStatus(ctx, &fieldError{field: "key_label", problem: "give the key's label in the HSM, at most 32 characters, such as registered-2027"})
+	case bits != 0 && bits != 2048 && bits != 3072:
+		return nil, toStatus(ctx, &fieldError{field: "bits", problem: fmt.Sprintf("%d: give 2048 or 3072, or 0 for %d", bits, defaultKeyBits)})
+	}
+	// The token first: a caller the policy does not allow makes no key.
+	api, err := k.api(ctx, env, selfservice.ScopeRead, selfservice.ScopeModify)
+	if err != nil {
+		return nil, err
+	}
+	set, err := api.Keys(ctx, env.ClientID)
+	if err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	tok := env.Signing().Signer.Token()
+	key, err := tok.Key(signer.KeyConfig{KeyLabel: label, NoCertificate: !req.GetPinCertificate()})
+	switch {
+	case errors.Is(err, signer.ErrKeyNotFound) && req.GetPinCertificate():
+		return nil, toStatus(ctx, &fieldError{field: "pin_certificate", problem: fmt.Sprintf("the HSM has no key %q with a certificate to pin; import its certificate first, or register it unpinned", label)})
+	case err != nil && !errors.Is(err, signer.ErrKeyNotFound):
+		return nil, toStatus(ctx, err)
+	}
+	var jwk selfservice.JWK
+	if key != nil {
+		if jwk, err = selfservice.NewJWK(key.Public().(*rsa.PublicKey), pinned(key, req.GetPinCertificate())); err != nil {
+			return nil, toStatus(ctx, &fieldError{field: "key_label", problem: err.Error()})
+		}
+		if _, ok := set.Kid(jwk.Kid); ok {
+			resp, err := describeKeys(env, set)
+			return &portvaktv1.RegisterKeyResponse{Kid: jwk.Kid, Keys: resp}, err
+		}
+	}
+	// Room in the set before a key is made for it.
+	if len(set.Keys) >= selfservice.MaxKeys {
+		return nil, status.Errorf(codes.FailedPrecondition, "integration %s holds %d keys already, Digdir's most: remove one no longer in use before registering %s", env.ClientID, len(set.Keys), label)
+	}
+	caller, _ := identity.FromContext(ctx)
+	change := KeyChange{Caller: caller, Client: requestid.ClientFrom(ctx), Environment: env.Config.Name, KeyLabel: label, KID: jwk.Kid}
+	created := key == nil
+	if created {
+		if bits == 0 {
+			bits = defaultKeyBits
+		}
+		if key, err = tok.GenerateKey(label, bits); err != nil {
+			return nil, toStatus(ctx, err)
+		}
+		if jwk, err = selfservice.NewJWK(key.Public().(*rsa.PublicKey), nil); err != nil {
+			return nil, toStatus(ctx, err)
+		}
+		change.KID, change.Step = jwk.Kid, KeyCreated
+		if err := k.s.recorder.KeyChange(ctx, change); err != nil {
+			return nil, k.s.unrecorded(ctx, err)
+		}
+	}
+	change.Step = KeyRegistering
+	if err := k.s.recorder.KeyChange(ctx, change); err != nil {
+		return nil, k.s.unrecorded(ctx, err)
+	}
+	set, err = api.Replace(ctx, env.ClientID, append(set.Keys[:len(set.Keys):len(set.Keys)], jwk))
+	change.Step, change.Err = KeyRegistered, err
+	if err != nil {
+		change.Step = Classify(ctx, err).Outcome
+	}
+	if recErr := k.s.recorder.KeyChange(ctx, change); recErr != nil && err == nil {
+		return nil, k.s.unrecorded(ctx, recErr)
+	}
+	if err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	resp := &portvaktv1.RegisterKeyResponse{Kid: jwk.Kid, Created: created, Registered: true}
+	if resp.Keys, err = describeKeys(env, set); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// environment is the named environment, if it has a self-service API.
+func (k *KeyService) environment(name string) (*Environment, error) {
+	env := k.s.envs[name]
 	switch {
 	case env == nil:
-		return nil, toStatus(ctx, &fieldError{field: "environment", problem: fmt.Sprintf("unknown environment %q; the daemon serves %v", req.GetEnvironment(), k.s.envNames)})
+		return nil, &fieldError{field: "environment", problem: fmt.Sprintf("unknown environment %q; the daemon serves %v", name, k.s.envNames)}
 	case env.SelfServiceURL == "":
-		return nil, toStatus(ctx, &fieldError{field: "environment", problem: fmt.Sprintf("environment %q has no self-service API: set its self_service.url", env.Config.Name)})
+		return nil, &fieldError{field: "environment", problem: fmt.Sprintf("environment %q has no self-service API: set its self_service.url", env.Config.Name)}
 	}
-	// The caller's token for the read scope, decided, cached and recorded
-	// as any other.
-	tok, err := k.s.GetToken(ctx, &portvaktv1.GetTokenRequest{Scopes: []string{selfservice.ScopeRead}, Environment: env.Config.Name})
+	return env, nil
+}
+
+// api is a client of the environment's self-service API with the
+// caller's token for scopes, decided, cached and recorded as any other.
+// Its error is already a status.
+func (k *KeyService) api(ctx context.Context, env *Environment, scopes ...string) (*selfservice.Client, error) {
+	tok, err := k.s.GetToken(ctx, &portvaktv1.GetTokenRequest{Scopes: scopes, Environment: env.Config.Name})
 	if err != nil {
 		return nil, err
 	}
@@ -46,15 +161,17 @@ func (k *KeyService) ListKeys(ctx context.Context, req *portvaktv1.ListKeysReque
 	if err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
-	set, err := api.Keys(ctx, env.ClientID)
-	if err != nil {
-		return nil, toStatus(ctx, err)
-	}
+	return api, nil
+}
+
+// describeKeys is set as ListKeys answers it, the key in use marked.
+func describeKeys(env *Environment, set selfservice.Set) (*portvaktv1.ListKeysResponse, error) {
 	own := env.Signing()
 	signing := own.Builder.KeyID()
 	if signing == "" {
+		var err error
 		if signing, err = selfservice.Thumbprint(own.Signer.Public()); err != nil {
-			return nil, toStatus(ctx, err)
+			return nil, status.Error(codes.Internal, err.Error())
 		}
 	}
 	resp := &portvaktv1.ListKeysResponse{Environment: env.Config.Name, ClientId: env.ClientID, SigningKid: signing}
@@ -77,6 +194,14 @@ func (k *KeyService) ListKeys(ctx context.Context, req *portvaktv1.ListKeysReque
 		resp.Keys = append(resp.Keys, rk)
 	}
 	return resp, nil
+}
+
+// pinned is the chain a key is pinned to: its certificates, when asked.
+func pinned(key *signer.Signer, pin bool) []*x509.Certificate {
+	if !pin {
+		return nil
+	}
+	return key.Chain()
 }
 
 // samePublic says whether pub is key's: a kid is in use only if the key

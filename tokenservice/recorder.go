@@ -27,6 +27,11 @@ type Recorder interface {
 	Decision(ctx context.Context, d Decision) error
 	// KeyUse is called after each grant is signed and before it is sent.
 	KeyUse(ctx context.Context, k KeyUse) error
+	// KeyChange is called for each step RegisterKey takes with an
+	// environment's keys: after a key is made in the HSM, before the set
+	// holding it is sent to Digdir (a change nobody can account for is
+	// never sent), and with how that ended. An error stops the request.
+	KeyChange(ctx context.Context, k KeyChange) error
 	// Outcome is called when a GetToken that was not answered from the
 	// cache ends, before the reply, with the token or the error. When a
 	// token was obtained and its outcome cannot be recorded, the caller
@@ -52,6 +57,26 @@ type Decision struct {
 	// request: the request is answered with it, once this decision is on
 	// record. Its GrantJTI names the signature that obtained it.
 	Cached *maskinporten.Token
+}
+
+// The steps of a key change, its record's outcome.
+const (
+	KeyCreated     = "created"     // made in the HSM
+	KeyRegistering = "registering" // the set with it about to be sent to Digdir
+	KeyRegistered  = "registered"  // Digdir holds it
+)
+
+// KeyChange is one step with an environment's keys.
+type KeyChange struct {
+	Caller      identity.Caller
+	Client      string // the policy client the caller is
+	Environment string
+	KeyLabel    string
+	KID         string
+	// Step is one of KeyCreated, KeyRegistering, KeyRegistered, or a
+	// failure outcome of Classify with Err.
+	Step string
+	Err  error
 }
 
 // KeyUse is one signature by the HSM key.

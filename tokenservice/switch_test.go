@@ -32,6 +32,7 @@ type keyUses struct {
 func (k *keyUses) RateLimited(context.Context, RateLimited) error { return nil }
 func (k *keyUses) Decision(context.Context, Decision) error       { return nil }
 func (k *keyUses) Outcome(context.Context, Outcome) error         { return nil }
+func (k *keyUses) KeyChange(context.Context, KeyChange) error     { return nil }
 func (k *keyUses) KeyUse(_ context.Context, u KeyUse) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -56,8 +56,8 @@ func startDaemonWorld(t *testing.T) (string, *mptest.World) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	files := map[string]string{
-		"policy.yaml": fmt.Sprintf("clients:\n  - name: billing\n    identities: [\"uid:%d\"]\n    rules:\n      - {environments: [sim], scopes: [%s, %s]}\n      - {environments: [sim], scopes: [%s]}\n",
-			os.Getuid(), mptest.ScopeOwn, mptest.ScopeNotGranted, mpsim.ScopeDCRRead),
+		"policy.yaml": fmt.Sprintf("clients:\n  - name: billing\n    identities: [\"uid:%d\"]\n    rules:\n      - {environments: [sim], scopes: [%s, %s]}\n      - {environments: [sim], scopes: [%s, %s]}\n",
+			os.Getuid(), mptest.ScopeOwn, mptest.ScopeNotGranted, mpsim.ScopeDCRRead, mpsim.ScopeDCRModify),
 		"portvakt.yaml": fmt.Sprintf(`listen:
   unix: {path: portvakt.sock}
 hsm: {module: %q, token: %q, pin: {env: PORTVAKT_CLI_TEST_PIN}}

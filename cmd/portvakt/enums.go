@@ -20,7 +20,7 @@ type enumFlag struct {
 
 // auditKinds are the kinds of record `audit query --kind` selects.
 var auditKinds = enumFlag{"kind", []string{
-	audit.KindDecision, audit.KindSignature, audit.KindOutcome, audit.KindStart,
+	audit.KindDecision, audit.KindSignature, audit.KindOutcome, audit.KindKey, audit.KindStart,
 	audit.KindCheckpoint, audit.KindGap, audit.KindHeadGap,
 }}
 

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/portvakt/portvakt/client"
+	"github.com/portvakt/portvakt/hsm"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
 )
 
@@ -19,7 +22,86 @@ func newKeysCommand() *cobra.Command {
 		Short: "An environment's keys registered at Digdir, through the daemon",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newKeysListCommand())
+	cmd.AddCommand(newKeysListCommand(), newKeysRegisterCommand())
+	return cmd
+}
+
+func newKeysRegisterCommand() *cobra.Command {
+	var (
+		conn    client.Options
+		req     portvaktv1.RegisterKeyRequest
+		bits    int
+		asJSON  bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "register",
+		Short: "Make a key in the environment's HSM (or take the one there) and add it to the keys registered at Digdir",
+		Long: `Add a key of the environment's HSM to the keys its integration has registered
+at Digdir, beside those there: none is removed. The key labelled --label is
+taken if the HSM has it, else made there (signing only, never extractable).
+Its kid is its RFC 7638 thumbprint. The daemon changes the set with a
+Maskinporten token for idporten:dcr.read and idporten:dcr.modify, got for you
+like any other token, and puts each step on the audit log. The daemon goes on
+signing with its configured key.`,
+		Example: `  portvakt keys register --env test --label registered-2027
+  portvakt keys register --env prod --label eseal --pin-certificate --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case req.Environment == "":
+				return usagef("--env is required")
+			case req.KeyLabel == "":
+				return usagef("--label is required: the key's label in the HSM, such as registered-2027")
+			case timeout <= 0:
+				return usagef("--timeout %s: give a positive duration, such as 30s", timeout)
+			}
+			if err := keySizes.check(strconv.Itoa(bits)); err != nil {
+				return err
+			}
+			req.Bits = int32(bits)
+			c, err := dialDaemon(&conn)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			resp, err := c.Keys().RegisterKey(ctx, &req)
+			if err != nil {
+				return explainCallError(conn, timeout, err)
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				return writeJSON(out, struct {
+					Kid        string `json:"kid"`
+					Created    bool   `json:"created"`
+					Registered bool   `json:"registered"`
+					Keys       any    `json:"keys"`
+				}{resp.GetKid(), resp.GetCreated(), resp.GetRegistered(), keysJSON(resp.GetKeys())})
+			}
+			made := "taken from the HSM"
+			if resp.GetCreated() {
+				made = "made in the HSM"
+			}
+			if resp.GetRegistered() {
+				fmt.Fprintf(out, "key %s (%s) registered as kid %s\n", req.KeyLabel, made, resp.GetKid())
+			} else {
+				fmt.Fprintf(out, "key %s is registered already as kid %s: nothing changed\n", req.KeyLabel, resp.GetKid())
+			}
+			printKeys(out, resp.GetKeys(), time.Now())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Environment, "env", "", "the environment")
+	f.StringVar(&req.KeyLabel, "label", "", "the key's label in the HSM")
+	f.IntVar(&bits, "bits", hsm.DefaultKeyBits, "the size of a key made: "+strings.Join(keySizes.values, " or "))
+	keySizes.complete(cmd)
+	f.BoolVar(&req.PinCertificate, "pin-certificate", false, "pin the key to its certificate in the HSM (x5c)")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long")
+	addDaemonFlags(cmd, &conn)
 	return cmd
 }
 

@@ -22,6 +22,155 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// RegisterKeyRequest names the environment and the key.
+//
+// Example (grpcurl): {"environment": "test", "key_label": "registered-2027"}.
+type RegisterKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The environment's name.
+	Environment string `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	// The key's label in the environment's HSM (CKA_LABEL).
+	KeyLabel string `protobuf:"bytes,2,opt,name=key_label,json=keyLabel,proto3" json:"key_label,omitempty"`
+	// The size of a key made: 2048 or 3072 bits; 0 means 3072.
+	Bits int32 `protobuf:"varint,3,opt,name=bits,proto3" json:"bits,omitempty"`
+	// Pin the key to its enterprise certificate (its x5c, from the HSM);
+	// only for a key that has one.
+	PinCertificate bool `protobuf:"varint,4,opt,name=pin_certificate,json=pinCertificate,proto3" json:"pin_certificate,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RegisterKeyRequest) Reset() {
+	*x = RegisterKeyRequest{}
+	mi := &file_portvakt_v1_keys_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterKeyRequest) ProtoMessage() {}
+
+func (x *RegisterKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portvakt_v1_keys_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterKeyRequest.ProtoReflect.Descriptor instead.
+func (*RegisterKeyRequest) Descriptor() ([]byte, []int) {
+	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RegisterKeyRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *RegisterKeyRequest) GetKeyLabel() string {
+	if x != nil {
+		return x.KeyLabel
+	}
+	return ""
+}
+
+func (x *RegisterKeyRequest) GetBits() int32 {
+	if x != nil {
+		return x.Bits
+	}
+	return 0
+}
+
+func (x *RegisterKeyRequest) GetPinCertificate() bool {
+	if x != nil {
+		return x.PinCertificate
+	}
+	return false
+}
+
+// RegisterKeyResponse says what was done.
+type RegisterKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The key's kid.
+	Kid string `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
+	// Whether the key was made in the HSM by this call.
+	Created bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
+	// Whether the set changed: false when the key was registered already.
+	Registered bool `protobuf:"varint,3,opt,name=registered,proto3" json:"registered,omitempty"`
+	// The registered keys after the call.
+	Keys          *ListKeysResponse `protobuf:"bytes,4,opt,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterKeyResponse) Reset() {
+	*x = RegisterKeyResponse{}
+	mi := &file_portvakt_v1_keys_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterKeyResponse) ProtoMessage() {}
+
+func (x *RegisterKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portvakt_v1_keys_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterKeyResponse.ProtoReflect.Descriptor instead.
+func (*RegisterKeyResponse) Descriptor() ([]byte, []int) {
+	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RegisterKeyResponse) GetKid() string {
+	if x != nil {
+		return x.Kid
+	}
+	return ""
+}
+
+func (x *RegisterKeyResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+func (x *RegisterKeyResponse) GetRegistered() bool {
+	if x != nil {
+		return x.Registered
+	}
+	return false
+}
+
+func (x *RegisterKeyResponse) GetKeys() *ListKeysResponse {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
 // ListKeysRequest names the environment.
 //
 // Example (grpcurl): {"environment": "test"}.
@@ -35,7 +184,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_portvakt_v1_keys_proto_msgTypes[0]
+	mi := &file_portvakt_v1_keys_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +196,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portvakt_v1_keys_proto_msgTypes[0]
+	mi := &file_portvakt_v1_keys_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +209,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{0}
+	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ListKeysRequest) GetEnvironment() string {
@@ -93,7 +242,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_portvakt_v1_keys_proto_msgTypes[1]
+	mi := &file_portvakt_v1_keys_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -105,7 +254,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portvakt_v1_keys_proto_msgTypes[1]
+	mi := &file_portvakt_v1_keys_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -118,7 +267,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{1}
+	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListKeysResponse) GetEnvironment() string {
@@ -184,7 +333,7 @@ type RegisteredKey struct {
 
 func (x *RegisteredKey) Reset() {
 	*x = RegisteredKey{}
-	mi := &file_portvakt_v1_keys_proto_msgTypes[2]
+	mi := &file_portvakt_v1_keys_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -196,7 +345,7 @@ func (x *RegisteredKey) String() string {
 func (*RegisteredKey) ProtoMessage() {}
 
 func (x *RegisteredKey) ProtoReflect() protoreflect.Message {
-	mi := &file_portvakt_v1_keys_proto_msgTypes[2]
+	mi := &file_portvakt_v1_keys_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -209,7 +358,7 @@ func (x *RegisteredKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisteredKey.ProtoReflect.Descriptor instead.
 func (*RegisteredKey) Descriptor() ([]byte, []int) {
-	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{2}
+	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RegisteredKey) GetKid() string {
@@ -251,7 +400,19 @@ var File_portvakt_v1_keys_proto protoreflect.FileDescriptor
 
 const file_portvakt_v1_keys_proto_rawDesc = "" +
 	"\n" +
-	"\x16portvakt/v1/keys.proto\x12\vportvakt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"3\n" +
+	"\x16portvakt/v1/keys.proto\x12\vportvakt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x90\x01\n" +
+	"\x12RegisterKeyRequest\x12 \n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x1b\n" +
+	"\tkey_label\x18\x02 \x01(\tR\bkeyLabel\x12\x12\n" +
+	"\x04bits\x18\x03 \x01(\x05R\x04bits\x12'\n" +
+	"\x0fpin_certificate\x18\x04 \x01(\bR\x0epinCertificate\"\x94\x01\n" +
+	"\x13RegisterKeyResponse\x12\x10\n" +
+	"\x03kid\x18\x01 \x01(\tR\x03kid\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\x12\x1e\n" +
+	"\n" +
+	"registered\x18\x03 \x01(\bR\n" +
+	"registered\x121\n" +
+	"\x04keys\x18\x04 \x01(\v2\x1d.portvakt.v1.ListKeysResponseR\x04keys\"3\n" +
 	"\x0fListKeysRequest\x12 \n" +
 	"\venvironment\x18\x01 \x01(\tR\venvironment\"\x8e\x02\n" +
 	"\x10ListKeysResponse\x12 \n" +
@@ -267,10 +428,11 @@ const file_portvakt_v1_keys_proto_rawDesc = "" +
 	"\aexpires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12\x15\n" +
 	"\x06in_use\x18\x03 \x01(\bR\x05inUse\x12\x12\n" +
 	"\x04bits\x18\x04 \x01(\x05R\x04bits\x12<\n" +
-	"\x1apinned_certificate_subject\x18\x05 \x01(\tR\x18pinnedCertificateSubject2U\n" +
+	"\x1apinned_certificate_subject\x18\x05 \x01(\tR\x18pinnedCertificateSubject2\xa7\x01\n" +
 	"\n" +
 	"KeyService\x12G\n" +
-	"\bListKeys\x12\x1c.portvakt.v1.ListKeysRequest\x1a\x1d.portvakt.v1.ListKeysResponseB;Z9github.com/portvakt/portvakt/proto/portvakt/v1;portvaktv1b\x06proto3"
+	"\bListKeys\x12\x1c.portvakt.v1.ListKeysRequest\x1a\x1d.portvakt.v1.ListKeysResponse\x12P\n" +
+	"\vRegisterKey\x12\x1f.portvakt.v1.RegisterKeyRequest\x1a .portvakt.v1.RegisterKeyResponseB;Z9github.com/portvakt/portvakt/proto/portvakt/v1;portvaktv1b\x06proto3"
 
 var (
 	file_portvakt_v1_keys_proto_rawDescOnce sync.Once
@@ -284,24 +446,29 @@ func file_portvakt_v1_keys_proto_rawDescGZIP() []byte {
 	return file_portvakt_v1_keys_proto_rawDescData
 }
 
-var file_portvakt_v1_keys_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_portvakt_v1_keys_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_portvakt_v1_keys_proto_goTypes = []any{
-	(*ListKeysRequest)(nil),       // 0: portvakt.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),      // 1: portvakt.v1.ListKeysResponse
-	(*RegisteredKey)(nil),         // 2: portvakt.v1.RegisteredKey
-	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
+	(*RegisterKeyRequest)(nil),    // 0: portvakt.v1.RegisterKeyRequest
+	(*RegisterKeyResponse)(nil),   // 1: portvakt.v1.RegisterKeyResponse
+	(*ListKeysRequest)(nil),       // 2: portvakt.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),      // 3: portvakt.v1.ListKeysResponse
+	(*RegisteredKey)(nil),         // 4: portvakt.v1.RegisteredKey
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
 }
 var file_portvakt_v1_keys_proto_depIdxs = []int32{
-	2, // 0: portvakt.v1.ListKeysResponse.keys:type_name -> portvakt.v1.RegisteredKey
-	3, // 1: portvakt.v1.ListKeysResponse.updated:type_name -> google.protobuf.Timestamp
-	3, // 2: portvakt.v1.RegisteredKey.expires:type_name -> google.protobuf.Timestamp
-	0, // 3: portvakt.v1.KeyService.ListKeys:input_type -> portvakt.v1.ListKeysRequest
-	1, // 4: portvakt.v1.KeyService.ListKeys:output_type -> portvakt.v1.ListKeysResponse
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	3, // 0: portvakt.v1.RegisterKeyResponse.keys:type_name -> portvakt.v1.ListKeysResponse
+	4, // 1: portvakt.v1.ListKeysResponse.keys:type_name -> portvakt.v1.RegisteredKey
+	5, // 2: portvakt.v1.ListKeysResponse.updated:type_name -> google.protobuf.Timestamp
+	5, // 3: portvakt.v1.RegisteredKey.expires:type_name -> google.protobuf.Timestamp
+	2, // 4: portvakt.v1.KeyService.ListKeys:input_type -> portvakt.v1.ListKeysRequest
+	0, // 5: portvakt.v1.KeyService.RegisterKey:input_type -> portvakt.v1.RegisterKeyRequest
+	3, // 6: portvakt.v1.KeyService.ListKeys:output_type -> portvakt.v1.ListKeysResponse
+	1, // 7: portvakt.v1.KeyService.RegisterKey:output_type -> portvakt.v1.RegisterKeyResponse
+	6, // [6:8] is the sub-list for method output_type
+	4, // [4:6] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_portvakt_v1_keys_proto_init() }
@@ -315,7 +482,7 @@ func file_portvakt_v1_keys_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portvakt_v1_keys_proto_rawDesc), len(file_portvakt_v1_keys_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

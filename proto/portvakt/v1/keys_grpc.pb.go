@@ -19,7 +19,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	KeyService_ListKeys_FullMethodName = "/portvakt.v1.KeyService/ListKeys"
+	KeyService_ListKeys_FullMethodName    = "/portvakt.v1.KeyService/ListKeys"
+	KeyService_RegisterKey_FullMethodName = "/portvakt.v1.KeyService/RegisterKey"
 )
 
 // KeyServiceClient is the client API for KeyService service.
@@ -46,6 +47,21 @@ type KeyServiceClient interface {
 	// RetryInfo's delay), FAILED_PRECONDITION (Maskinporten or the
 	// self-service API refused: the message says what to change).
 	ListKeys(ctx context.Context, in *ListKeysRequest, opts ...grpc.CallOption) (*ListKeysResponse, error)
+	// RegisterKey adds a key of the environment's HSM to the integration's
+	// registered keys, beside those there: none is removed. The key with
+	// key_label is taken if the HSM has it, else made there (RSA, signing
+	// only, never extractable). Its kid is its RFC 7638 thumbprint. The set
+	// is changed with a token for idporten:dcr.read and idporten:dcr.modify,
+	// got for the caller like any other token, so the policy must grant the
+	// caller's client both in the environment; each step (the key made, the
+	// set about to be sent, how that ended) is an audit record. A key
+	// already registered changes nothing. Grants go on being signed with the
+	// environment's configured key.
+	//
+	// Errors: as ListKeys; FAILED_PRECONDITION also for a set that holds 5
+	// keys already (remove one no longer in use first) and a kid Digdir
+	// refuses.
+	RegisterKey(ctx context.Context, in *RegisterKeyRequest, opts ...grpc.CallOption) (*RegisterKeyResponse, error)
 }
 
 type keyServiceClient struct {
@@ -60,6 +76,16 @@ func (c *keyServiceClient) ListKeys(ctx context.Context, in *ListKeysRequest, op
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListKeysResponse)
 	err := c.cc.Invoke(ctx, KeyService_ListKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *keyServiceClient) RegisterKey(ctx context.Context, in *RegisterKeyRequest, opts ...grpc.CallOption) (*RegisterKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RegisterKeyResponse)
+	err := c.cc.Invoke(ctx, KeyService_RegisterKey_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -90,6 +116,21 @@ type KeyServiceServer interface {
 	// RetryInfo's delay), FAILED_PRECONDITION (Maskinporten or the
 	// self-service API refused: the message says what to change).
 	ListKeys(context.Context, *ListKeysRequest) (*ListKeysResponse, error)
+	// RegisterKey adds a key of the environment's HSM to the integration's
+	// registered keys, beside those there: none is removed. The key with
+	// key_label is taken if the HSM has it, else made there (RSA, signing
+	// only, never extractable). Its kid is its RFC 7638 thumbprint. The set
+	// is changed with a token for idporten:dcr.read and idporten:dcr.modify,
+	// got for the caller like any other token, so the policy must grant the
+	// caller's client both in the environment; each step (the key made, the
+	// set about to be sent, how that ended) is an audit record. A key
+	// already registered changes nothing. Grants go on being signed with the
+	// environment's configured key.
+	//
+	// Errors: as ListKeys; FAILED_PRECONDITION also for a set that holds 5
+	// keys already (remove one no longer in use first) and a kid Digdir
+	// refuses.
+	RegisterKey(context.Context, *RegisterKeyRequest) (*RegisterKeyResponse, error)
 	mustEmbedUnimplementedKeyServiceServer()
 }
 
@@ -102,6 +143,9 @@ type UnimplementedKeyServiceServer struct{}
 
 func (UnimplementedKeyServiceServer) ListKeys(context.Context, *ListKeysRequest) (*ListKeysResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListKeys not implemented")
+}
+func (UnimplementedKeyServiceServer) RegisterKey(context.Context, *RegisterKeyRequest) (*RegisterKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RegisterKey not implemented")
 }
 func (UnimplementedKeyServiceServer) mustEmbedUnimplementedKeyServiceServer() {}
 func (UnimplementedKeyServiceServer) testEmbeddedByValue()                    {}
@@ -142,6 +186,24 @@ func _KeyService_ListKeys_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KeyService_RegisterKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RegisterKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeyServiceServer).RegisterKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KeyService_RegisterKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeyServiceServer).RegisterKey(ctx, req.(*RegisterKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KeyService_ServiceDesc is the grpc.ServiceDesc for KeyService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -152,6 +214,10 @@ var KeyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListKeys",
 			Handler:    _KeyService_ListKeys_Handler,
+		},
+		{
+			MethodName: "RegisterKey",
+			Handler:    _KeyService_RegisterKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
