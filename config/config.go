@@ -5,7 +5,6 @@
 package config
 
 import (
-	"encoding/hex"
 	"time"
 
 	"github.com/portvakt/portvakt/internal/strictyaml"
@@ -198,10 +197,7 @@ func (s Successor) FromTime() time.Time {
 }
 
 // KeyIDBytes is the configured key id, decoded.
-func (s Successor) KeyIDBytes() []byte {
-	b, _ := hex.DecodeString(s.KeyID) // validated
-	return b
-}
+func (s Successor) KeyIDBytes() []byte { return HexID(s.KeyID) }
 
 // SelfService is an environment's access to Digdir's self-service API.
 type SelfService struct {
@@ -216,10 +212,7 @@ type SelfService struct {
 }
 
 // KeyIDBytes is the configured key id, decoded.
-func (s SelfService) KeyIDBytes() []byte {
-	b, _ := hex.DecodeString(s.KeyID) // validated
-	return b
-}
+func (s SelfService) KeyIDBytes() []byte { return HexID(s.KeyID) }
 
 // Cache tunes the token cache. Zero values take the cache's defaults.
 type Cache struct {

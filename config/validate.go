@@ -165,17 +165,11 @@ func (c *Config) validateEnvironments(v *validator) {
 			v.add(path+".hsm", fmt.Sprintf("%s.hsm %q: no HSM has that name; use one of those configured: %s", at, e.HSM, c.hsmNames()))
 		}
 		v.require(e.KeyLabel != "" || e.KeyID != "", path, at+": no key; give key_label or key_id of the key on the token")
-		if e.KeyID != "" {
-			_, err := hex.DecodeString(e.KeyID)
-			v.require(err == nil, path+".key_id", fmt.Sprintf("%s.key_id %q is not hex; give the CKA_ID as hex digits, such as 01a2 (`portvakt hsm list` shows it)", at, e.KeyID))
-		}
+		v.hexID(path+".key_id", at+".key_id", e.KeyID)
 		if s := e.Successor; s != nil {
 			sp, sat := path+".successor", at+".successor"
 			v.require(s.KeyLabel != "" || s.KeyID != "" || s.CertificateFile != "", sp, sat+": give key_label or key_id of the renewed certificate's key, or certificate_file for a renewal of the environment's own key")
-			if s.KeyID != "" {
-				_, err := hex.DecodeString(s.KeyID)
-				v.require(err == nil, sp+".key_id", fmt.Sprintf("%s.key_id %q is not hex; give the CKA_ID as hex digits, such as 01a2", sat, s.KeyID))
-			}
+			v.hexID(sp+".key_id", sat+".key_id", s.KeyID)
 			if s.From != "" {
 				_, err := time.Parse(time.RFC3339, s.From)
 				v.require(err == nil, sp+".from", fmt.Sprintf("%s.from %q: give a time in RFC 3339, such as 2027-03-01T06:00:00+01:00", sat, s.From))
@@ -185,10 +179,7 @@ func (c *Config) validateEnvironments(v *validator) {
 			}
 			v.require(e.RegisteredKeyOnly() == false, sp, sat+": the environment signs with a registered key without a certificate; a successor certificate is for environments that send x5c")
 		}
-		if id := e.SelfService.KeyID; id != "" {
-			_, err := hex.DecodeString(id)
-			v.require(err == nil, path+".self_service.key_id", fmt.Sprintf("%s.self_service.key_id %q is not hex; give the CKA_ID as hex digits, such as 01a2 (`portvakt hsm list` shows it)", at, id))
-		}
+		v.hexID(path+".self_service.key_id", at+".self_service.key_id", e.SelfService.KeyID)
 		switch e.GrantAlg {
 		case "RS256", "RS384", "RS512":
 		default:
@@ -243,10 +234,7 @@ func (c *Config) validateAudit(v *validator) {
 	case a.HSM != "" && c.HSMNamed(a.HSM) == nil:
 		v.add("audit.seal.hsm", fmt.Sprintf("audit.seal.hsm %q: no HSM has that name; use one of those configured: %s", a.HSM, c.hsmNames()))
 	}
-	if a.KeyID != "" {
-		_, err := hex.DecodeString(a.KeyID)
-		v.require(err == nil, "audit.seal.key_id", fmt.Sprintf("audit.seal.key_id %q is not hex; give the CKA_ID as hex digits, such as 01a2", a.KeyID))
-	}
+	v.hexID("audit.seal.key_id", "audit.seal.key_id", a.KeyID)
 	v.positive("audit.seal.every", a.Every)
 	for _, e := range c.Environments {
 		v.require(e.HSM != a.HSM || e.KeyLabel != a.KeyLabel || a.KeyLabel == "", "audit.seal.key_label",
@@ -303,9 +291,22 @@ func presetOrNone(configured, preset string) string {
 }
 
 // KeyIDBytes is the configured key id, decoded.
-func (e Environment) KeyIDBytes() []byte {
-	id, _ := hex.DecodeString(e.KeyID)
-	return id
+func (e Environment) KeyIDBytes() []byte { return HexID(e.KeyID) }
+
+// HexID is a key id (CKA_ID) as the configuration gives it, in hex,
+// decoded; nil for none. Validate has refused one that is not hex.
+func HexID(id string) []byte {
+	b, _ := hex.DecodeString(id)
+	return b
+}
+
+// hexID refuses a key id that is not hex; "" (none given) is not checked.
+func (v *validator) hexID(path, field, id string) {
+	if id == "" {
+		return
+	}
+	_, err := hex.DecodeString(id)
+	v.require(err == nil, path, fmt.Sprintf("%s %q is not hex; give the CKA_ID as hex digits, such as 01a2 (`portvakt hsm list` shows it)", field, id))
 }
 
 // validator collects Validate's problems, each at the line of the field

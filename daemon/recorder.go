@@ -131,11 +131,8 @@ func (r *recorder) Decision(ctx context.Context, d tokenservice.Decision) error 
 }
 
 func (r *recorder) KeyChange(ctx context.Context, k tokenservice.KeyChange) error {
-	method, _ := grpc.Method(ctx)
-	rec := audit.Record{
-		Kind: audit.KindKey, RequestID: requestid.From(ctx), Transport: k.Caller.Transport, Identities: k.Caller.Identities,
-		Client: k.Client, Method: method, Environment: k.Environment, KeyLabel: k.KeyLabel, KID: k.KID, Outcome: k.Step,
-	}
+	rec := r.base(ctx, audit.KindKey, k.Caller, tokencache.Key{Environment: k.Environment})
+	rec.Client, rec.KeyLabel, rec.KID, rec.Outcome = k.Client, k.KeyLabel, k.KID, k.Step
 	if k.Err != nil {
 		rec.Error = cut(k.Err.Error(), maxErrorBytes)
 	}

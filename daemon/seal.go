@@ -2,10 +2,10 @@ package daemon
 
 import (
 	"context"
-	"encoding/hex"
 	"fmt"
 
 	"github.com/portvakt/portvakt/audit"
+	"github.com/portvakt/portvakt/config"
 	"github.com/portvakt/portvakt/signer"
 )
 
@@ -19,7 +19,7 @@ func (d *Daemon) openAuditKey() (*signer.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit.seal: %w", err)
 	}
-	key, err := tok.Key(signer.KeyConfig{KeyLabel: a.KeyLabel, KeyID: hexID(a.KeyID), NoCertificate: true})
+	key, err := tok.Key(signer.KeyConfig{KeyLabel: a.KeyLabel, KeyID: config.HexID(a.KeyID), NoCertificate: true})
 	if err != nil {
 		return nil, fmt.Errorf("audit.seal: the audit key (make one with `portvakt hsm keygen --label %s`): %w", a.KeyLabel, err)
 	}
@@ -77,10 +77,4 @@ func (d *Daemon) stopSealing() {
 	if err := d.seal.Checkpoint(); err != nil {
 		d.log.Error("the last audit checkpoint failed: the records since the one before stay unsealed", "error", err.Error())
 	}
-}
-
-// hexID decodes a key id the configuration has checked is hex.
-func hexID(id string) []byte {
-	b, _ := hex.DecodeString(id)
-	return b
 }

@@ -1,7 +1,6 @@
 package identity
 
 import (
-	"context"
 	"net"
 
 	"google.golang.org/grpc/credentials"
@@ -40,10 +39,6 @@ func (c tlsCredentials) ServerHandshake(conn net.Conn) (net.Conn, credentials.Au
 	}
 	caller, err := tlsCaller(tlsInfo)
 	return conn, TLSAuthInfo{TLSInfo: tlsInfo, caller: caller, err: err}, nil
-}
-
-func (c tlsCredentials) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	return c.TransportCredentials.ClientHandshake(ctx, authority, conn)
 }
 
 func (c tlsCredentials) Clone() credentials.TransportCredentials {

@@ -4,15 +4,15 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/portvakt/portvakt/selfservice"
 )
 
 // Registered keys, as Digdir's self-service API keeps them: each
@@ -242,22 +242,16 @@ func parseRegisteredKey(j JWK, checkPin func(kid string, pub *rsa.PublicKey, x5c
 	case j.Crv != "" || j.X != "" || j.Y != "":
 		return registeredKey{}, fmt.Errorf("kid %q: an RSA key has no crv, x or y", j.Kid)
 	}
-	n, err1 := base64.RawURLEncoding.DecodeString(j.N)
-	e, err2 := base64.RawURLEncoding.DecodeString(j.E)
-	if err1 != nil || err2 != nil || len(n) == 0 || len(e) == 0 || len(e) > 4 {
-		return registeredKey{}, fmt.Errorf("kid %q: n and e must be unpadded base64url big-endian integers (RFC 7518 section 6.3.1)", j.Kid)
-	}
-	pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
-	if err := validateClientKey(j.Kid, pub); err != nil {
+	// n and e read, and their size checked, as Portvakt's client reads a
+	// set the API answers with.
+	pub, err := selfservice.JWK{Kty: j.Kty, Kid: j.Kid, N: j.N, E: j.E}.PublicKey()
+	if err != nil {
 		return registeredKey{}, err
-	}
-	if pub.E < 3 || pub.E%2 == 0 {
-		return registeredKey{}, fmt.Errorf("kid %q: e %d is not an RSA public exponent", j.Kid, pub.E)
 	}
 	k := registeredKey{pub: pub}
 	if len(j.X5C) > 0 {
-		if k.x5c, err1 = checkPin(j.Kid, pub, j.X5C); err1 != nil {
-			return registeredKey{}, err1
+		if k.x5c, err = checkPin(j.Kid, pub, j.X5C); err != nil {
+			return registeredKey{}, err
 		}
 	}
 	k.jwk = JWK{Kty: "RSA", Kid: j.Kid, Use: "sig", Alg: "RS256", N: j.N, E: j.E, X5C: j.X5C}

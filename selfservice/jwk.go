@@ -50,8 +50,11 @@ func (k JWK) PublicKey() (*rsa.PublicKey, error) {
 		return nil, fmt.Errorf("key %q: n and e are not unpadded base64url integers", k.Kid)
 	}
 	pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
-	if pub.N.BitLen() < 2048 || pub.E < 3 || pub.E%2 == 0 {
-		return nil, fmt.Errorf("key %q: not an RSA key of at least 2048 bits", k.Kid)
+	switch {
+	case pub.N.BitLen() < 2048:
+		return nil, fmt.Errorf("key %q has %d bits; a registered key is RSA of at least 2048", k.Kid, pub.N.BitLen())
+	case pub.E < 3 || pub.E%2 == 0:
+		return nil, fmt.Errorf("key %q: e %d is not an RSA public exponent", k.Kid, pub.E)
 	}
 	return pub, nil
 }

@@ -55,10 +55,10 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
-	if env := s.envs[r.key.Environment]; env != nil {
+	if isSelfService(r.scopes) {
 		// Refused here, not by a fetch: a fetch's failure would count
 		// against the environment's circuit breaker.
-		if _, err := env.keyFor(r.key); err != nil {
+		if _, err := s.envs[r.key.Environment].keyFor(true); err != nil {
 			return nil, toStatus(ctx, err)
 		}
 	}
@@ -181,7 +181,7 @@ func (s *Service) fetchOnce(ctx context.Context, key tokencache.Key) (maskinport
 	// 2. The grant, signed in the HSM (maskinporten/grant.go, then
 	// signer/signer.go), by the environment's key, or for the self-service
 	// API's scopes by the enterprise certificate's.
-	signing, err := env.keyFor(key)
+	signing, err := env.keyFor(keyIsSelfService(key))
 	if err != nil {
 		return maskinporten.Token{}, err
 	}

@@ -93,11 +93,12 @@ func (e *Environment) SetSigning(key *SigningKey) { e.signing.Store(key) }
 // an environment that has no key to sign its grant with.
 var ErrNoSelfServiceKey = errors.New("no key with an enterprise certificate for the self-service API's tokens")
 
-// keyFor is the key that signs the grant for key: for the self-service
-// scopes the enterprise certificate's, for any other the environment's.
-func (e *Environment) keyFor(key tokencache.Key) (SigningKey, error) {
+// keyFor is the key that signs a grant: for the self-service API's
+// scopes (selfService) the enterprise certificate's, for any other the
+// environment's.
+func (e *Environment) keyFor(selfService bool) (SigningKey, error) {
 	own := *e.Signing()
-	if !isSelfService(key.ScopeList()) {
+	if !selfService {
 		return own, nil
 	}
 	switch {
@@ -110,14 +111,23 @@ func (e *Environment) keyFor(key tokencache.Key) (SigningKey, error) {
 		ErrNoSelfServiceKey, e.Config.Name, own.Builder.KeyID())
 }
 
+// selfServiceScope begins every scope of Digdir's self-service API.
+const selfServiceScope = "idporten:dcr."
+
 // isSelfService says whether scopes ask for the self-service API.
 func isSelfService(scopes []string) bool {
 	for _, sc := range scopes {
-		if strings.HasPrefix(sc, "idporten:dcr.") {
+		if strings.HasPrefix(sc, selfServiceScope) {
 			return true
 		}
 	}
 	return false
+}
+
+// keyIsSelfService is isSelfService of a cache key's scopes, which are
+// one string, spaces between them: read as it is, without splitting.
+func keyIsSelfService(key tokencache.Key) bool {
+	return strings.HasPrefix(key.Scopes, selfServiceScope) || strings.Contains(key.Scopes, " "+selfServiceScope)
 }
 
 // Policies gives the policy in force; *policy.Store is one.

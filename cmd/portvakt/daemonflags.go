@@ -2,7 +2,9 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -35,4 +37,22 @@ func dialDaemon(conn *client.Options) (*client.Client, error) {
 		conn.Socket = cmp.Or(os.Getenv(client.SocketEnv), defaultSocket)
 	}
 	return client.Dial(*conn)
+}
+
+// callDaemon connects as conn says and makes call within timeout; a
+// failed call is explained in a sentence (explainCallError).
+func callDaemon[T any](ctx context.Context, conn *client.Options, timeout time.Duration, call func(context.Context, *client.Client) (T, error)) (T, error) {
+	var zero T
+	c, err := dialDaemon(conn)
+	if err != nil {
+		return zero, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp, err := call(ctx, c)
+	if err != nil {
+		return zero, explainCallError(*conn, timeout, err)
+	}
+	return resp, nil
 }

@@ -60,16 +60,11 @@ signing with its configured key.`,
 				return err
 			}
 			req.Bits = int32(bits)
-			c, err := dialDaemon(&conn)
+			resp, err := callDaemon(cmd.Context(), &conn, timeout, func(ctx context.Context, c *client.Client) (*portvaktv1.RegisterKeyResponse, error) {
+				return c.Keys().RegisterKey(ctx, &req)
+			})
 			if err != nil {
 				return err
-			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			resp, err := c.Keys().RegisterKey(ctx, &req)
-			if err != nil {
-				return explainCallError(conn, timeout, err)
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
@@ -130,16 +125,11 @@ the policy must grant your client that scope in the environment.`,
 			case timeout <= 0:
 				return usagef("--timeout %s: give a positive duration, such as 30s", timeout)
 			}
-			c, err := dialDaemon(&conn)
+			resp, err := callDaemon(cmd.Context(), &conn, timeout, func(ctx context.Context, c *client.Client) (*portvaktv1.ListKeysResponse, error) {
+				return c.Keys().ListKeys(ctx, &portvaktv1.ListKeysRequest{Environment: env})
+			})
 			if err != nil {
 				return err
-			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			resp, err := c.Keys().ListKeys(ctx, &portvaktv1.ListKeysRequest{Environment: env})
-			if err != nil {
-				return explainCallError(conn, timeout, err)
 			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), keysJSON(resp))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/oauth2"
 
 	"github.com/portvakt/portvakt/client"
 	"github.com/portvakt/portvakt/orgno"
@@ -42,16 +43,11 @@ func newTokenCommand() *cobra.Command {
 			if asJSON && showToken {
 				return usagef("give --json or --raw, not both")
 			}
-			c, err := dialDaemon(&conn)
+			tok, err := callDaemon(cmd.Context(), &conn, timeout, func(ctx context.Context, c *client.Client) (*oauth2.Token, error) {
+				return c.Token(ctx, req)
+			})
 			if err != nil {
 				return err
-			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			tok, err := c.Token(ctx, req)
-			if err != nil {
-				return explainCallError(conn, timeout, err)
 			}
 			claims := decodeClaims(tok.AccessToken)
 			out := cmd.OutOrStdout()
