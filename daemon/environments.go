@@ -216,10 +216,14 @@ func (d *Daemon) openToken(h *config.HSM) (*signer.Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	tok, err := signer.OpenToken(signer.TokenConfig{
-		Name: h.Name, Module: access.Module, TokenLabel: access.Label, PIN: access.PIN,
-		MaxSessions: h.MaxSessions, SessionWait: h.SessionWait, ProbeInterval: h.ProbeInterval,
-		Logger: d.log, OnChange: d.updateHealth, ObserveSign: d.metrics.ObserveSign,
+	var tok *signer.Token
+	err = d.awaitHSM(h.Name, func() (err error) {
+		tok, err = signer.OpenToken(signer.TokenConfig{
+			Name: h.Name, Module: access.Module, TokenLabel: access.Label, PIN: access.PIN,
+			MaxSessions: h.MaxSessions, SessionWait: h.SessionWait, ProbeInterval: h.ProbeInterval,
+			Logger: d.log, OnChange: d.updateHealth, ObserveSign: d.metrics.ObserveSign,
+		})
+		return err
 	})
 	if err != nil {
 		var te *p11.TokenError

@@ -241,11 +241,22 @@ func (e *env) serve(t testing.TB) {
 	cfg := e.loadConfig(t)
 	// Logged as in production (every call), to a buffer the test can read:
 	// the cost stays in the benchmarks, the noise out of the test output.
-	e.logs = &logbuffer.Buffer{}
-	d, err := daemon.New(cfg, daemon.Options{Logger: slog.New(slog.NewJSONHandler(e.logs, nil)), Clock: e.clock, TracerProvider: e.tracerProvider})
+	d, err := daemon.New(cfg, e.options())
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.run(t, d)
+}
+
+// options are the daemon's options for e, logging to a new e.logs.
+func (e *env) options() daemon.Options {
+	e.logs = &logbuffer.Buffer{}
+	return daemon.Options{Logger: slog.New(slog.NewJSONHandler(e.logs, nil)), Clock: e.clock, TracerProvider: e.tracerProvider}
+}
+
+// run serves d, made with e.options, and dials it.
+func (e *env) run(t testing.TB, d *daemon.Daemon) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	e.daemon, e.cancel, e.done = d, cancel, make(chan error, 1)
 	go func() { e.done <- d.Serve(ctx) }()

@@ -19,7 +19,11 @@ func (d *Daemon) checkAuditHead() (gap *audit.Problem, err error) {
 		return nil, fmt.Errorf("audit.seal: %w", err)
 	}
 	label := audit.HeadLabelOf(d.cfg.Audit.Instance)
-	values, err := hsm.ReadObjects(d.sealHSM, label)
+	var values [][]byte
+	err = d.awaitHSM(h.Name, func() (err error) {
+		values, err = hsm.ReadObjects(d.sealHSM, label)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("audit.seal: reading the audit head from HSM %s: %w", h.Name, err)
 	}

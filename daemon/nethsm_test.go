@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/portvakt/portvakt/daemon"
 	"github.com/portvakt/portvakt/internal/mptest"
 	"github.com/portvakt/portvakt/internal/p11fault"
 	"github.com/portvakt/portvakt/internal/p11kittest"
@@ -150,5 +152,63 @@ func TestSessionCountIsBackPressure(t *testing.T) {
 	}
 	if up, _ := value(families, "portvakt_hsm_up", map[string]string{"environment": "sim"}); up != 1 {
 		t.Fatalf("portvakt_hsm_up = %v while the HSM was only busy", up)
+	}
+}
+
+// TestStartWaitsForHSM: a daemon started while the network HSM is away (a
+// blip during a rollout, or SoftHSM2 showing its token uninitialised while
+// a replica rewrites the token's files, which is how TestThreeReplicas
+// met it) waits for it with back-off instead of failing its start, and
+// serves once the HSM is back. Both of the start's HSM steps are tried:
+// reading the audit head and opening the signing key's token.
+func TestStartWaitsForHSM(t *testing.T) {
+	for _, tc := range []struct {
+		name, audit string
+	}{
+		{"signing key", "audit: {file: audit/audit.log}"},
+		{"audit head", "audit: {file: audit/audit.log, seal: {every_records: 5}}"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := mptest.New(t, mptest.Options{NoSigner: true})
+			w.Token.NewKey(t, "portvakt-audit")
+			srv := p11kittest.Start(t, w.Token)
+			e := prepare(t, w)
+			e.edit(t, withModule(t, w, srv.ClientModule(), ""), func(cfg string) string {
+				return mustReplace(t, cfg, "audit: {file: audit/audit.log}", tc.audit)
+			})
+			cfg := e.loadConfig(t)
+			srv.Kill()
+
+			type started struct {
+				d   *daemon.Daemon
+				err error
+			}
+			done := make(chan started, 1)
+			opts := e.options()
+			go func() {
+				d, err := daemon.New(cfg, opts)
+				done <- started{d, err}
+			}()
+			waitFor(t, "the start to find the HSM away", func() bool {
+				return len(done) > 0 || strings.Contains(e.logs.String(), "the HSM is not reachable at start")
+			})
+			if len(done) > 0 {
+				t.Fatalf("the start ended while the HSM was away: %v", (<-done).err)
+			}
+			srv.Restart()
+			var s started
+			select {
+			case s = <-done:
+			case <-time.After(30 * time.Second): // a hang guard
+				t.Fatal("the start did not end after the HSM's return")
+			}
+			if s.err != nil {
+				t.Fatalf("the start failed after the HSM's return: %v", s.err)
+			}
+			e.run(t, s.d)
+			if _, _, err := call(t, e, &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim"}); err != nil {
+				t.Fatalf("a token after the start: %v", err)
+			}
+		})
 	}
 }

@@ -33,6 +33,7 @@ func TestClassify(t *testing.T) {
 		{pkcs11.Error(pkcs11.CKR_DATA_LEN_RANGE), Request},
 		{fmt.Errorf("signing: %w", pkcs11.Error(pkcs11.CKR_SESSION_COUNT)), Busy},
 		{fmt.Errorf("%w: no token is labelled", ErrTokenNotFound), Gone},
+		{fmt.Errorf("%w: no token is labelled", ErrNoInitialisedToken), Gone},
 		{fmt.Errorf("configure: %w", errors.New("could not find PKCS#11 token")), Gone},
 		{errors.New("something else"), Request},
 	}

@@ -52,6 +52,18 @@ func (m *Module) Path() string { return m.path }
 // ErrTokenNotFound is returned when no slot holds a token with the label.
 var ErrTokenNotFound = errors.New("token not found")
 
+// ErrNoInitialisedToken is the ErrTokenNotFound of a module that lists no
+// initialised token at all: what a network HSM's client shows while it is
+// not connected, and SoftHSM2 for a moment when another process rewrites
+// the token's files as it loads them (SoftHSMv2 issue 757). Unlike a label
+// missing among the tokens present, it may pass by itself.
+var ErrNoInitialisedToken error = noInitialisedToken{}
+
+type noInitialisedToken struct{}
+
+func (noInitialisedToken) Error() string { return ErrTokenNotFound.Error() }
+func (noInitialisedToken) Unwrap() error { return ErrTokenNotFound }
+
 // FindSlot returns the slot holding the initialised token labelled label.
 // Tokens are always chosen by label: slot numbers change when tokens are
 // added (SoftHSM2 renumbers them) or an HSM is reconfigured.
@@ -75,7 +87,7 @@ func (m *Module) FindSlot(label string) (uint, error) {
 		labels = append(labels, fmt.Sprintf("%q", info.Label))
 	}
 	if len(labels) == 0 {
-		return 0, fmt.Errorf("%w: no token is labelled %q: the module %s has no initialised token", ErrTokenNotFound, label, m.path)
+		return 0, fmt.Errorf("%w: no token is labelled %q: the module %s has no initialised token", ErrNoInitialisedToken, label, m.path)
 	}
 	return 0, fmt.Errorf("%w: no token is labelled %q in %s (tokens present: %s)", ErrTokenNotFound, label, m.path, strings.Join(labels, ", "))
 }
