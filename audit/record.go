@@ -105,7 +105,8 @@ type Record struct {
 	Cause   string `json:"cause,omitempty"`
 	File    string `json:"file,omitempty"`
 	Size    int64  `json:"size,omitempty"`
-	// KID is a registered key's kid, on KindKey only. (After size: fields
+	// KID is a registered key's kid: on KindKey, and on KindSignature for
+	// a grant that names its key by kid. (After size: fields
 	// are added to the format at the end, before instance and prev, which
 	// the Writer adds.)
 	KID string `json:"kid,omitempty"`

@@ -168,6 +168,9 @@ type Environment struct {
 	// SelfService is how the daemon reaches Digdir's self-service API
 	// for the integration's registered keys.
 	SelfService SelfService `yaml:"self_service"`
+	// Rotation replaces the registered key (kid) with a new one made in
+	// the HSM, through the self-service API, without a failed call.
+	Rotation *Rotation `yaml:"rotation"`
 	// PublicKeyFile, with kid, is a PEM file holding the public key
 	// registered for the kid at Digdir; the daemon refuses to start when the
 	// HSM key is not its private half.
@@ -213,6 +216,34 @@ type SelfService struct {
 
 // KeyIDBytes is the configured key id, decoded.
 func (s SelfService) KeyIDBytes() []byte { return HexID(s.KeyID) }
+
+// Rotation is an environment's registered-key rotation. Zero values take
+// the defaults given.
+type Rotation struct {
+	// Auto begins a rotation by itself LeadTime before the current key's
+	// registration expires; without it only `portvakt keys rotate` does.
+	Auto bool `yaml:"auto"`
+	// LeadTime: default 30 days.
+	LeadTime time.Duration `yaml:"lead_time"`
+	// KeyLabelPrefix begins the labels of the keys made (a UTC time
+	// stamp ends them). Default "portvakt-" and the environment's name.
+	KeyLabelPrefix string `yaml:"key_label_prefix"`
+	// Bits of the keys made: 2048 (the default: the size Digdir documents
+	// for registered keys) or 3072.
+	Bits int `yaml:"bits"`
+	// ProbeScope is the scope of the probe grants that find out when
+	// Maskinporten accepts a new key. Default idporten:dcr.read, which the
+	// rotation's integration has.
+	ProbeScope string `yaml:"probe_scope"`
+	// ProbeInterval spaces the probes. Default 10 s.
+	ProbeInterval time.Duration `yaml:"probe_interval"`
+	// DeleteAfter is how long an old key stays in the HSM after it left
+	// the registered keys. Default 7 days.
+	DeleteAfter time.Duration `yaml:"delete_after"`
+	// MaxTokenLifetime bounds how long a token lives, for an old key's
+	// last token when the daemon restarted since the switch. Default 1 h.
+	MaxTokenLifetime time.Duration `yaml:"max_token_lifetime"`
+}
 
 // Cache tunes the token cache. Zero values take the cache's defaults.
 type Cache struct {

@@ -104,6 +104,11 @@ func (c *Config) setDefaults() {
 			a.Every = 10 * time.Second
 		}
 	}
+	for i := range c.Environments {
+		if r := c.Environments[i].Rotation; r != nil {
+			r.setDefaults(c.Environments[i].Name)
+		}
+	}
 	if c.MemoryLimit == 0 {
 		c.MemoryLimit = DefaultMemoryLimit
 	}
@@ -201,5 +206,29 @@ func (c *Config) resolvePaths(dir string) {
 		if s := c.Environments[i].Successor; s != nil {
 			abs(&s.CertificateFile)
 		}
+	}
+}
+
+func (r *Rotation) setDefaults(env string) {
+	if r.LeadTime == 0 {
+		r.LeadTime = 30 * 24 * time.Hour
+	}
+	if r.KeyLabelPrefix == "" {
+		r.KeyLabelPrefix = "portvakt-" + env
+	}
+	if r.Bits == 0 {
+		r.Bits = 2048
+	}
+	if r.ProbeScope == "" {
+		r.ProbeScope = "idporten:dcr.read"
+	}
+	if r.ProbeInterval == 0 {
+		r.ProbeInterval = 10 * time.Second
+	}
+	if r.DeleteAfter == 0 {
+		r.DeleteAfter = 7 * 24 * time.Hour
+	}
+	if r.MaxTokenLifetime == 0 {
+		r.MaxTokenLifetime = time.Hour
 	}
 }

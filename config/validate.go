@@ -180,6 +180,7 @@ func (c *Config) validateEnvironments(v *validator) {
 			v.require(e.RegisteredKeyOnly() == false, sp, sat+": the environment signs with a registered key without a certificate; a successor certificate is for environments that send x5c")
 		}
 		v.hexID(path+".self_service.key_id", at+".self_service.key_id", e.SelfService.KeyID)
+		validateRotation(v, at+".rotation", path+".rotation", e)
 		switch e.GrantAlg {
 		case "RS256", "RS384", "RS512":
 		default:
@@ -384,4 +385,32 @@ func (c *Config) validateGRPC(v *validator) {
 	}
 	v.require(g.KeepaliveTime <= 0 || g.KeepaliveTime >= time.Second, "grpc.keepalive_time", fmt.Sprintf("grpc.keepalive_time %s: too short; give at least 1s (gRPC pings no more often)", g.KeepaliveTime))
 	v.require(int64(g.MaxConcurrentStreams) <= math.MaxUint32, "grpc.max_concurrent_streams", fmt.Sprintf("grpc.max_concurrent_streams %d: too large; give at most %d (an HTTP/2 setting is 32 bits)", g.MaxConcurrentStreams, uint32(math.MaxUint32)))
+}
+
+// rotationStampLength is the time stamp a rotated key's label ends in,
+// with its hyphen: -20270301T060000Z.
+const rotationStampLength = 17
+
+// maxKeyLabel is the longest key label Portvakt makes.
+const maxKeyLabel = 32
+
+func validateRotation(v *validator, at, path string, e Environment) {
+	r := e.Rotation
+	if r == nil {
+		return
+	}
+	v.require(e.KeyIDHeader != "" && !e.KeyIDWithX5C, path, at+": rotation replaces a registered key sent by kid alone; set the environment's kid (and not kid_with_x5c), or remove rotation")
+	v.require(e.SelfService.URL != "none", path, at+": rotation needs the self-service API; remove self_service.url: none")
+	v.require(e.KeyLabel != "", path, at+": rotation names keys by label: give the environment's key_label")
+	v.require(r.Bits == 2048 || r.Bits == 3072, path+".bits", fmt.Sprintf("%s.bits %d: give 2048 or 3072", at, r.Bits))
+	v.require(len(r.KeyLabelPrefix)+rotationStampLength <= maxKeyLabel, path+".key_label_prefix",
+		fmt.Sprintf("%s.key_label_prefix %q: at most %d characters, so that the labels made (the prefix and -20270301T060000Z) fit in %d", at, r.KeyLabelPrefix, maxKeyLabel-rotationStampLength, maxKeyLabel))
+	v.require(!strings.ContainsAny(r.ProbeScope, " \t"), path+".probe_scope", at+".probe_scope: one scope, without spaces")
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"lead_time", r.LeadTime}, {"probe_interval", r.ProbeInterval}, {"delete_after", r.DeleteAfter}, {"max_token_lifetime", r.MaxTokenLifetime}} {
+		v.require(f.d > 0, path+"."+f.name, fmt.Sprintf("%s.%s must be positive; leave it out for the default", at, f.name))
+	}
+	v.require(r.LeadTime < 365*24*time.Hour, path+".lead_time", at+".lead_time: a registered key lives a year; give a lead time shorter than that, such as 30d")
 }

@@ -56,6 +56,9 @@ type Daemon struct {
 	sealDone chan struct{}
 	scrape   *metrics.Listener
 	tracing  tracingState
+	// rotationStarts are the rotations openEnvironments found, made by
+	// openRotations once the service exists.
+	rotationStarts []*rotationStart
 }
 
 // server is one gRPC server on one listener.
@@ -207,6 +210,9 @@ func (d *Daemon) start(v verified, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := d.openRotations(d.rotationStarts); err != nil {
+		return err
+	}
 	d.registerStateMetrics()
 	if cfg.Metrics.Address != "" {
 		if d.scrape, err = d.metrics.Listen(cfg.Metrics.Address); err != nil {
@@ -276,6 +282,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	d.startSealing(ctx)
 	go d.watchCertificates(ctx)
 	go d.watchSuccessions(ctx)
+	waitRotations := d.runRotations(ctx)
 	go d.reloadOnSIGHUP(ctx, hup)
 	d.serving.Store(true)
 	d.updateHealth()
@@ -292,6 +299,8 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	case err = <-errc:
 	}
 	d.shutdown()
+	cancel()
+	waitRotations() // before close: a step may be using the HSM
 	stopWatchdog()
 	return err
 }

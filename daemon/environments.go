@@ -55,6 +55,14 @@ func (d *Daemon) openEnvironment(i int, signers map[string]*signer.Signer) (*tok
 	if err != nil {
 		return nil, fmt.Errorf("environment %s: %w", e.Name, err)
 	}
+	rot, err := d.rotationAtStart(i, tok)
+	if err != nil {
+		return nil, err
+	}
+	if rot != nil && (rot.current.Label != e.KeyLabel || rot.current.KID != e.KeyIDHeader) {
+		// A rotation replaced the configured key: the key it names signs.
+		return d.openRotatedEnvironment(i, tok, mpEnv, rot)
+	}
 	// A key registered by kid alone is opened without a certificate.
 	noCert := e.RegisteredKeyOnly()
 	s, err := openKey(tok, signers, signer.KeyConfig{KeyLabel: e.KeyLabel, KeyID: e.KeyIDBytes(), CertificateFile: e.CertificateFile, NoCertificate: noCert})
@@ -89,6 +97,9 @@ func (d *Daemon) openEnvironment(i int, signers map[string]*signer.Signer) (*tok
 		Clock: clock, SelfServiceURL: mpEnv.SelfServiceURL, SelfServiceKey: selfService,
 	}
 	env.SetSigning(&tokenservice.SigningKey{Builder: builder, Signer: s})
+	if rot != nil {
+		d.rotationStarts = append(d.rotationStarts, rot)
+	}
 	if e.Successor != nil {
 		next, err := d.openSuccessor(i, tok, signers, clock, s.Certificate())
 		if err != nil {
@@ -99,6 +110,33 @@ func (d *Daemon) openEnvironment(i int, signers map[string]*signer.Signer) (*tok
 			d.log.Info("the successor certificate signs: its time has come", "environment", e.Name, "since", next.At.UTC().Format(time.RFC3339))
 		}
 	}
+	return env, nil
+}
+
+// openRotatedEnvironment opens environment i with the key its rotation
+// state names in place of the configured one.
+func (d *Daemon) openRotatedEnvironment(i int, tok *signer.Token, mpEnv maskinporten.Environment, rot *rotationStart) (*tokenservice.Environment, error) {
+	e := d.cfg.Environments[i]
+	clock := d.newClock(e.Name)
+	sk, err := rotatedKey(tok, rot.opened, e, clock, rot.current)
+	if err != nil {
+		return nil, fmt.Errorf("%s.rotation: the key its state names: %w", d.cfg.EnvironmentField(i), err)
+	}
+	if err := sk.Signer.CheckSigns(); err != nil {
+		return nil, fmt.Errorf("environment %s: %w", e.Name, err)
+	}
+	selfService, err := d.openSelfServiceKey(i, tok, map[string]*signer.Signer{}, clock)
+	if err != nil {
+		return nil, err
+	}
+	d.log.Info("environment signs with the key its rotation put in place of the configured one",
+		"environment", e.Name, "key_label", rot.current.Label, "kid", rot.current.KID, "configured_key_label", e.KeyLabel, "configured_kid", e.KeyIDHeader)
+	env := &tokenservice.Environment{
+		Config: mpEnv, ClientID: e.ClientID, Discovery: e.Discovery,
+		Clock: clock, SelfServiceURL: mpEnv.SelfServiceURL, SelfServiceKey: selfService,
+	}
+	env.SetSigning(sk)
+	d.rotationStarts = append(d.rotationStarts, rot)
 	return env, nil
 }
 

@@ -145,6 +145,7 @@ func (r *recorder) KeyUse(ctx context.Context, k tokenservice.KeyUse) error {
 	rec.Client = requestid.ClientFrom(ctx)
 	rec.GrantJTI = k.Grant.JTI
 	rec.KeyLabel = k.Signer.KeyLabel()
+	rec.KID = k.KID
 	rec.CertSHA256 = fingerprint(k.Signer)
 	return r.traced(ctx, &rec, true)
 }

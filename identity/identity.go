@@ -56,6 +56,8 @@ func FromContext(ctx context.Context) (Caller, error) {
 		return Caller{Transport: TransportUnix, Identities: ids, PID: info.PID}, nil
 	case TLSAuthInfo:
 		return info.caller, info.err
+	case internalAuthInfo:
+		return Caller{Transport: TransportInternal, Identities: []string{info.id}}, nil
 	case credentials.TLSInfo: // credentials not wrapped by TLSCredentials
 		return tlsCaller(info)
 	default:

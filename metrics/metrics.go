@@ -33,18 +33,24 @@ type Metrics struct {
 	CertExpiringSoon   *prometheus.GaugeVec     // environment
 	SuccessorNotAfter  *prometheus.GaugeVec     // environment
 	SuccessorTakeover  *prometheus.GaugeVec     // environment
-	PolicyReloads      *prometheus.CounterVec   // result
-	PolicyWatching     prometheus.Gauge         //
-	TLSReloads         *prometheus.CounterVec   // result
-	TLSWatching        prometheus.Gauge         //
-	TLSCertNotAfter    prometheus.Gauge         //
-	AuditWriteSeconds  prometheus.Histogram     //
-	AuditWriteFailures prometheus.Counter       //
-	AuditBroken        prometheus.Gauge         //
-	AuditGaps          *prometheus.CounterVec   // cause
-	GRPCConnections    *prometheus.GaugeVec     // listener
-	GRPCMaxConnections *prometheus.GaugeVec     // listener
-	GRPCEvicted        *prometheus.CounterVec   // listener
+	// Registered-key rotation (environments[].rotation).
+	RegisteredKeyCreated *prometheus.GaugeVec   // environment
+	RegisteredKeyExpiry  *prometheus.GaugeVec   // environment
+	RotationNext         *prometheus.GaugeVec   // environment
+	RotationFailures     *prometheus.CounterVec // environment
+	RotationInProgress   *prometheus.GaugeVec   // environment
+	PolicyReloads        *prometheus.CounterVec // result
+	PolicyWatching       prometheus.Gauge       //
+	TLSReloads           *prometheus.CounterVec // result
+	TLSWatching          prometheus.Gauge       //
+	TLSCertNotAfter      prometheus.Gauge       //
+	AuditWriteSeconds    prometheus.Histogram   //
+	AuditWriteFailures   prometheus.Counter     //
+	AuditBroken          prometheus.Gauge       //
+	AuditGaps            *prometheus.CounterVec // cause
+	GRPCConnections      *prometheus.GaugeVec   // listener
+	GRPCMaxConnections   *prometheus.GaugeVec   // listener
+	GRPCEvicted          *prometheus.CounterVec // listener
 
 	// GRPCServer is every gRPC server's calls by method and code, and
 	// their latency by method (grpc_server_handling_seconds): its
@@ -102,6 +108,16 @@ func New() *Metrics {
 			"When the renewed certificate waiting to take over the environment's signing expires (Unix time); absent when none waits.", "environment"),
 		SuccessorTakeover: f.gaugeVec("certificate_successor_takeover_timestamp_seconds",
 			"When the renewed certificate takes over the environment's signing (Unix time); absent when none waits.", "environment"),
+		RegisteredKeyCreated: f.gaugeVec("registered_key_created_timestamp_seconds",
+			"When the registered key the environment signs with was made in the HSM (Unix time), so its age is time() minus this; absent for a key made before rotation.", "environment"),
+		RegisteredKeyExpiry: f.gaugeVec("registered_key_expiry_timestamp_seconds",
+			"When the registration of the key the environment signs with ends at Maskinporten (Unix time; MP-121 after); absent when not known.", "environment"),
+		RotationNext: f.gaugeVec("key_rotation_next_timestamp_seconds",
+			"When the environment's next automatic key rotation begins (Unix time); absent without rotation.auto or a known expiry.", "environment"),
+		RotationFailures: f.counterVec("key_rotation_failures_total",
+			"Failed steps of the environment's key rotation (each is tried again after a back-off; nothing in use is touched).", "environment"),
+		RotationInProgress: f.gaugeVec("key_rotation_in_progress",
+			"1 while a key rotation of the environment is under way (a new key on its way in, or an old one on its way out), else 0.", "environment"),
 		PolicyReloads: f.counterVec("policy_reloads_total", "Policy reloads by result (ok or failed).", "result"),
 		PolicyWatching: f.gauge("policy_watching",
 			"1 while changes to the policy file are reloaded by themselves; 0 when the watch failed (SIGHUP still reloads)."),

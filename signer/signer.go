@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/portvakt/portvakt/internal/backoff"
@@ -27,11 +28,13 @@ import (
 // Signer signs with one private key held in a PKCS#11 token. It
 // implements crypto.Signer.
 type Signer struct {
-	token  *Token
-	index  int // of the key in the token's connection
-	key    KeyConfig
-	public *rsa.PublicKey
-	chain  []*x509.Certificate
+	token *Token
+	index int // of the key in the token's connection
+	// deleted is set by Token.DeleteKey: the key is gone from the HSM.
+	deleted atomic.Bool
+	key     KeyConfig
+	public  *rsa.PublicKey
+	chain   []*x509.Certificate
 	// owner: the Signer was made by Open and closes its Token.
 	owner bool
 }
@@ -123,6 +126,9 @@ func (s *Signer) sign(digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 		return nil, err
 	}
 	t := s.token
+	if s.deleted.Load() {
+		return nil, fmt.Errorf("key %s: %w", s.key.String(), ErrKeyDeleted)
+	}
 	if err := t.stalledError(); err != nil {
 		return nil, err
 	}

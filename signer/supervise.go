@@ -108,6 +108,9 @@ func (t *Token) ask() probeAnswer {
 		return probeAnswer{}
 	}
 	for _, key := range c.keys {
+		if key == nil { // deleted
+			continue
+		}
 		if _, err := c.ctx.GetAttribute(key, crypto11.CkaSign); err != nil && p11.Classify(err) == p11.Gone {
 			return probeAnswer{c, err}
 		}

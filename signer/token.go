@@ -103,6 +103,10 @@ func (t *Token) dial(keys []*Signer) (*connection, error) {
 	}
 	c := &connection{ctx: ctx}
 	for _, s := range keys {
+		if s.deleted.Load() {
+			c.keys = append(c.keys, nil) // its place kept: keys are found by index
+			continue
+		}
 		key, err := findKey(ctx, &s.key, t.cfg.TokenLabel)
 		if err == nil {
 			err = s.checkSameKey(rsaPublic(key))

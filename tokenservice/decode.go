@@ -73,6 +73,7 @@ func (s *Service) Register(r grpc.ServiceRegistrar) {
 	register(r, portvaktv1.KeyService_ServiceDesc, k, map[string]grpc.MethodHandler{
 		"ListKeys":    unary(k, portvaktv1.KeyService_ListKeys_FullMethodName, k.ListKeys),
 		"RegisterKey": unary(k, portvaktv1.KeyService_RegisterKey_FullMethodName, k.RegisterKey),
+		"RotateKey":   unary(k, portvaktv1.KeyService_RotateKey_FullMethodName, k.RotateKey),
 	})
 }
 

@@ -170,7 +170,12 @@ func (s *Service) fetch(ctx context.Context, key tokencache.Key) (maskinporten.T
 // grant, since Maskinporten refuses a jti it has seen.
 func (s *Service) fetchOnce(ctx context.Context, key tokencache.Key) (maskinporten.Token, error) {
 	env := s.envs[key.Environment]
+	return s.fetchWith(ctx, env, key, func() (SigningKey, error) { return env.keyFor(keyIsSelfService(key)) })
+}
 
+// fetchWith is fetchOnce with the key that pick chooses: the
+// environment's, or a rotation's new key for its probe.
+func (s *Service) fetchWith(ctx context.Context, env *Environment, key tokencache.Key, pick func() (SigningKey, error)) (maskinporten.Token, error) {
 	// 1. Where to post: the configured token endpoint, or the one the
 	// issuer's metadata names.
 	endpoint, err := s.tokenEndpoint(ctx, env)
@@ -178,12 +183,42 @@ func (s *Service) fetchOnce(ctx context.Context, key tokencache.Key) (maskinport
 		return maskinporten.Token{}, err
 	}
 
-	// 2. The grant, signed in the HSM (maskinporten/grant.go, then
-	// signer/signer.go), by the environment's key, or for the self-service
-	// API's scopes by the enterprise certificate's.
-	signing, err := env.keyFor(keyIsSelfService(key))
+	// 2 and 3. The grant, signed in the HSM, and the key use on record
+	// before the grant leaves.
+	grant, use, err := s.signGrant(ctx, env, key, pick)
 	if err != nil {
 		return maskinporten.Token{}, err
+	}
+	defer use.inFlight.Add(-1)
+
+	// 4. The grant posted to the token endpoint, once.
+	postCtx, span := s.tracer.Start(ctx, spanPost)
+	tok, attempt, err := s.client.Post(postCtx, endpoint, grant)
+	endPost(span, env, endpoint, grant, attempt, err)
+	if s.observer != nil && attempt.Posted() {
+		s.observer(env.Config.Name, attempt)
+	}
+	if env.Clock != nil { // every answer, refusals included, dates Maskinporten's clock
+		env.Clock.Observe(attempt.Date, attempt.Sent, attempt.Received)
+	}
+	if err == nil {
+		use.got(tok.ExpiresAt)
+	}
+	return tok, err
+}
+
+// signGrant makes and signs the grant for key with the key pick chooses
+// (maskinporten/grant.go, then signer/signer.go), and puts the key use on
+// record, on disk: a signature nobody can account for is never sent. The
+// grant counts as in flight for its kid until the caller's done with it.
+// The environment's signing gate is held shared throughout (see
+// Environment.signingGate).
+func (s *Service) signGrant(ctx context.Context, env *Environment, key tokencache.Key, pick func() (SigningKey, error)) (maskinporten.Grant, *keyUse, error) {
+	env.signingGate.RLock()
+	defer env.signingGate.RUnlock()
+	signing, err := pick()
+	if err != nil {
+		return maskinporten.Grant{}, nil, err
 	}
 	_, span := s.tracer.Start(ctx, spanSign)
 	grant, err := signing.Builder.Build(maskinporten.GrantRequest{
@@ -196,26 +231,15 @@ func (s *Service) fetchOnce(ctx context.Context, key tokencache.Key) (maskinport
 	})
 	endSign(span, env, signing.Signer, grant, err)
 	if err != nil {
-		return maskinporten.Token{}, err
+		return maskinporten.Grant{}, nil, err
 	}
-
-	// 3. The key use on record, on disk, before the grant leaves: a
-	// signature nobody can account for is never sent.
-	if err := s.recorder.KeyUse(ctx, KeyUse{Environment: env, Signer: signing.Signer, Key: key, Grant: grant}); err != nil {
-		return maskinporten.Token{}, fmt.Errorf("grant %s not sent: %w: %w", grant.JTI, ErrNotRecorded, err)
+	kid := signing.Builder.KeyID()
+	if err := s.recorder.KeyUse(ctx, KeyUse{Environment: env, Signer: signing.Signer, KID: kid, Key: key, Grant: grant}); err != nil {
+		return maskinporten.Grant{}, nil, fmt.Errorf("grant %s not sent: %w: %w", grant.JTI, ErrNotRecorded, err)
 	}
-
-	// 4. The grant posted to the token endpoint, once.
-	postCtx, span := s.tracer.Start(ctx, spanPost)
-	tok, attempt, err := s.client.Post(postCtx, endpoint, grant)
-	endPost(span, env, endpoint, grant, attempt, err)
-	if s.observer != nil && attempt.Posted() {
-		s.observer(env.Config.Name, attempt)
-	}
-	if env.Clock != nil { // every answer, refusals included, dates Maskinporten's clock
-		env.Clock.Observe(attempt.Date, attempt.Sent, attempt.Received)
-	}
-	return tok, err
+	use := env.uses.of(kid)
+	use.inFlight.Add(1)
+	return grant, use, nil
 }
 
 // systemUser is the key's Altinn system user for the grant, nil for none.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -16,6 +17,7 @@ import (
 	"github.com/portvakt/portvakt/identity"
 	"github.com/portvakt/portvakt/internal/requestid"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
+	"github.com/portvakt/portvakt/rotation"
 	"github.com/portvakt/portvakt/secret"
 	"github.com/portvakt/portvakt/selfservice"
 	"github.com/portvakt/portvakt/signer"
@@ -45,7 +47,60 @@ func (k *KeyService) ListKeys(ctx context.Context, req *portvaktv1.ListKeysReque
 	if err != nil {
 		return nil, toStatus(ctx, err)
 	}
-	return describeKeys(env, set)
+	resp, err := describeKeys(env, set)
+	if err == nil && env.Rotation != nil {
+		resp.Rotation = describeRotation(env.Rotation.Status())
+	}
+	return resp, err
+}
+
+// RotateKey asks the environment's rotation to begin now.
+func (k *KeyService) RotateKey(ctx context.Context, req *portvaktv1.RotateKeyRequest) (*portvaktv1.RotateKeyResponse, error) {
+	env, err := k.environment(req.GetEnvironment())
+	if err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	if env.Rotation == nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "environment %s has no key rotation: configure environments[].rotation", env.Config.Name)
+	}
+	// The caller's token for the scopes a rotation uses: the policy's
+	// decision that the caller may change the environment's keys, on record.
+	if _, err := k.api(ctx, env, selfservice.ScopeRead, selfservice.ScopeModify); err != nil {
+		return nil, err
+	}
+	_, err = env.Rotation.Request()
+	switch {
+	case errors.Is(err, rotation.ErrBusy):
+		return nil, status.Error(codes.Aborted, err.Error()+"; wait for it to finish (`portvakt keys list` shows it)")
+	case err != nil:
+		return nil, toStatus(ctx, err)
+	}
+	return &portvaktv1.RotateKeyResponse{Rotation: describeRotation(env.Rotation.Status())}, nil
+}
+
+// describeRotation is a rotation's status as KeyService answers it.
+func describeRotation(st rotation.Status) *portvaktv1.KeyRotation {
+	r := &portvaktv1.KeyRotation{
+		CurrentKid: st.State.Current.KID, CurrentKeyLabel: st.State.Current.Label,
+		CurrentExpires: timestamp(st.CurrentExpires), NextRotation: timestamp(st.NextRotation),
+		Requested: !st.State.Requested.IsZero(), Failures: st.Failures, LastError: st.LastError,
+	}
+	if n := st.State.Next; n != nil {
+		r.NextKid, r.NextKeyLabel, r.NextRegistered = n.KID, n.Label, !n.Registered.IsZero()
+	}
+	if p := st.State.Previous; p != nil {
+		r.PreviousKid, r.PreviousKeyLabel = p.KID, p.Label
+		r.PreviousRetireAfter, r.PreviousUnregistered = timestamp(p.RetireAfter), !p.Unregistered.IsZero()
+	}
+	return r
+}
+
+// timestamp is t for a reply; nil (absent) when t is zero.
+func timestamp(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
 }
 
 // Bits of a key RegisterKey makes when the request names none.

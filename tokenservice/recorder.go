@@ -84,6 +84,9 @@ type KeyUse struct {
 	Environment *Environment
 	// Signer is the key that signed the grant.
 	Signer *signer.Signer
+	// KID is the grant's kid header: the registered key it names; ""
+	// for a grant that names its key by x5c alone.
+	KID string
 	Key    tokencache.Key
 	Grant  maskinporten.Grant
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/portvakt/portvakt/maskinporten"
 	"github.com/portvakt/portvakt/policy"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
+	"github.com/portvakt/portvakt/rotation"
 	"github.com/portvakt/portvakt/signer"
 	"github.com/portvakt/portvakt/tokencache"
 )
@@ -35,6 +37,14 @@ type Environment struct {
 	// successor is the key and certificate that take over, and when;
 	// nil when none is waiting.
 	successor atomic.Pointer[Succession]
+	// signingGate is held shared from the choice of a grant's key until
+	// its signature is on record, and exclusively by a rotation's switch
+	// (SwitchSigning): every grant the old key signs is on the audit log
+	// before the switch's record, and every grant of the new key after.
+	// Shared holders do not wait for each other: signatures stay parallel.
+	signingGate sync.RWMutex
+	// uses tracks, per kid, the grants in flight and the last token got.
+	uses keyUses
 	Discovery bool
 	// Clock, when set, learns Maskinporten's clock from every answer to
 	// the environment's grants, and a grant refused for its time (MP-130)
@@ -48,6 +58,9 @@ type Environment struct {
 	// (scopes idporten:dcr.…), which takes only tokens got with the
 	// enterprise certificate (x5c); nil means Builder's, if it sends x5c.
 	SelfServiceKey *SigningKey
+	// Rotation is the environment's registered-key rotation; nil when
+	// none is configured. Set before the service serves.
+	Rotation *rotation.Rotator
 }
 
 // SigningKey is a key in the HSM and the grant builder that signs with it.
@@ -238,6 +251,9 @@ func (s *Service) Close(ctx context.Context) error {
 	s.discovery.CloseIdleConnections()
 	return err
 }
+
+// Environment is the environment named name, or nil.
+func (s *Service) Environment(name string) *Environment { return s.envs[name] }
 
 // Environments are the environments served, by name.
 func (s *Service) Environments() []*Environment {

@@ -23,24 +23,24 @@ import (
 
 func TestMain(m *testing.M) { softhsmtest.Main(m) }
 
-// keyUses is a Recorder that keeps which key signed each grant.
-type keyUses struct {
+// signedBy is a Recorder that keeps which key signed each grant.
+type signedBy struct {
 	mu   sync.Mutex
 	uses []KeyUse
 }
 
-func (k *keyUses) RateLimited(context.Context, RateLimited) error { return nil }
-func (k *keyUses) Decision(context.Context, Decision) error       { return nil }
-func (k *keyUses) Outcome(context.Context, Outcome) error         { return nil }
-func (k *keyUses) KeyChange(context.Context, KeyChange) error     { return nil }
-func (k *keyUses) KeyUse(_ context.Context, u KeyUse) error {
+func (k *signedBy) RateLimited(context.Context, RateLimited) error { return nil }
+func (k *signedBy) Decision(context.Context, Decision) error       { return nil }
+func (k *signedBy) Outcome(context.Context, Outcome) error         { return nil }
+func (k *signedBy) KeyChange(context.Context, KeyChange) error     { return nil }
+func (k *signedBy) KeyUse(_ context.Context, u KeyUse) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.uses = append(k.uses, u)
 	return nil
 }
 
-func (k *keyUses) signers() []*signer.Signer {
+func (k *signedBy) signers() []*signer.Signer {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	out := make([]*signer.Signer, len(k.uses))
@@ -74,7 +74,7 @@ func TestSetSigningSwitchesWithoutRestart(t *testing.T) {
 	}
 	env := &Environment{Config: maskinporten.Environment{Name: "sim", Issuer: w.Issuer, TokenEndpoint: w.Endpoint}, ClientID: mptest.ClientID}
 	env.SetSigning(&SigningKey{Builder: builder(w.Signer.Signer), Signer: w.Signer.Signer})
-	rec := &keyUses{}
+	rec := &signedBy{}
 	s, err := New(Options{Environments: []*Environment{env}, Policies: fixedPolicy{pol}, Client: maskinporten.NewClient(maskinporten.ClientOptions{}), Recorder: rec})
 	if err != nil {
 		t.Fatal(err)

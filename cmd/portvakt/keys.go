@@ -22,7 +22,7 @@ func newKeysCommand() *cobra.Command {
 		Short: "An environment's keys registered at Digdir, through the daemon",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newKeysListCommand(), newKeysRegisterCommand())
+	cmd.AddCommand(newKeysListCommand(), newKeysRegisterCommand(), newKeysRotateCommand())
 	return cmd
 }
 
@@ -171,6 +171,7 @@ func printKeys(out io.Writer, resp *portvaktv1.ListKeysResponse, now time.Time) 
 	if !resp.GetSigningKeyRegistered() {
 		fmt.Fprintf(out, "the key the daemon signs with (kid %s) is not registered: grants that name it are refused\n", resp.GetSigningKid())
 	}
+	printRotation(out, resp.GetRotation())
 }
 
 type registeredKeyJSON struct {

@@ -12,6 +12,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"io"
+	"maps"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -98,6 +99,13 @@ type Options struct {
 	// ESealKID registers the eSeal's key on ClientID under this kid, for
 	// grants with kid (and x5c beside it); empty means none.
 	ESealKID string
+	// RegisteredKeys, when set, is called with the world's token before
+	// the simulator starts; the keys it returns are registered on
+	// ClientID by kid, as ESealKID's is, and accepted at once.
+	RegisteredKeys func(t testing.TB, tok softhsmtest.Token) map[string]crypto.PublicKey
+	// KeyActivationDelay is mpsim.Config.KeyActivationDelay: how long a
+	// key registered through the self-service API waits to be accepted.
+	KeyActivationDelay time.Duration
 }
 
 // DefaultSystemUser is the system user a world has unless
@@ -142,15 +150,19 @@ func New(t testing.TB, opts Options) *World {
 			systemUsers[i] = u
 		}
 	}
-	var keys map[string]crypto.PublicKey
+	keys := map[string]crypto.PublicKey{}
 	if opts.ESealKID != "" {
-		keys = map[string]crypto.PublicKey{opts.ESealKID: chain[0].PublicKey}
+		keys[opts.ESealKID] = chain[0].PublicKey
+	}
+	if opts.RegisteredKeys != nil {
+		maps.Copy(keys, opts.RegisteredKeys(t, tok))
 	}
 	sim, err := mpsim.New(mpsim.Config{
-		Issuer:        issuer,
-		TokenLifetime: opts.TokenLifetime,
-		ClockOffset:   opts.ClockOffset,
-		TrustRoots:    []*x509.Certificate{ca.Root},
+		Issuer:             issuer,
+		TokenLifetime:      opts.TokenLifetime,
+		ClockOffset:        opts.ClockOffset,
+		KeyActivationDelay: opts.KeyActivationDelay,
+		TrustRoots:         []*x509.Certificate{ca.Root},
 		Clients: []mpsim.Client{
 			// The self-service scopes too, for the API that holds ClientID's
 			// registered keys.

@@ -22,6 +22,269 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// RotateKeyRequest names the environment.
+//
+// Example (grpcurl): {"environment": "test"}.
+type RotateKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The environment's name.
+	Environment   string `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKeyRequest) Reset() {
+	*x = RotateKeyRequest{}
+	mi := &file_portvakt_v1_keys_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeyRequest) ProtoMessage() {}
+
+func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_portvakt_v1_keys_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateKeyRequest) Descriptor() ([]byte, []int) {
+	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RotateKeyRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+// RotateKeyResponse is the rotation as it stands after the request.
+type RotateKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rotation as it stands after the request.
+	Rotation      *KeyRotation `protobuf:"bytes,1,opt,name=rotation,proto3" json:"rotation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKeyResponse) Reset() {
+	*x = RotateKeyResponse{}
+	mi := &file_portvakt_v1_keys_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeyResponse) ProtoMessage() {}
+
+func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_portvakt_v1_keys_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateKeyResponse) Descriptor() ([]byte, []int) {
+	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RotateKeyResponse) GetRotation() *KeyRotation {
+	if x != nil {
+		return x.Rotation
+	}
+	return nil
+}
+
+// KeyRotation is where an environment's registered-key rotation stands.
+type KeyRotation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The kid of the key new grants are signed with.
+	CurrentKid string `protobuf:"bytes,1,opt,name=current_kid,json=currentKid,proto3" json:"current_kid,omitempty"`
+	// The HSM label (CKA_LABEL) of the key new grants are signed with.
+	CurrentKeyLabel string `protobuf:"bytes,2,opt,name=current_key_label,json=currentKeyLabel,proto3" json:"current_key_label,omitempty"`
+	// When the current key's registration ends; empty when not known.
+	CurrentExpires *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=current_expires,json=currentExpires,proto3" json:"current_expires,omitempty"`
+	// The kid of the key on its way in; empty when none is.
+	NextKid string `protobuf:"bytes,4,opt,name=next_kid,json=nextKid,proto3" json:"next_kid,omitempty"`
+	// The HSM label of the key on its way in.
+	NextKeyLabel string `protobuf:"bytes,5,opt,name=next_key_label,json=nextKeyLabel,proto3" json:"next_key_label,omitempty"`
+	// Whether the key on its way in is in the JWKS; Maskinporten's
+	// acceptance of it follows, and it signs from then on.
+	NextRegistered bool `protobuf:"varint,6,opt,name=next_registered,json=nextRegistered,proto3" json:"next_registered,omitempty"`
+	// The kid of the key on its way out; empty when none is.
+	PreviousKid string `protobuf:"bytes,7,opt,name=previous_kid,json=previousKid,proto3" json:"previous_kid,omitempty"`
+	// The HSM label of the key on its way out.
+	PreviousKeyLabel string `protobuf:"bytes,8,opt,name=previous_key_label,json=previousKeyLabel,proto3" json:"previous_key_label,omitempty"`
+	// When the key on its way out leaves the JWKS: once the last token it
+	// got has expired. Empty until the grants in flight at the switch are
+	// done.
+	PreviousRetireAfter *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=previous_retire_after,json=previousRetireAfter,proto3" json:"previous_retire_after,omitempty"`
+	// Whether the key on its way out has left the JWKS; it leaves the HSM
+	// rotation.delete_after later.
+	PreviousUnregistered bool `protobuf:"varint,10,opt,name=previous_unregistered,json=previousUnregistered,proto3" json:"previous_unregistered,omitempty"`
+	// Whether a rotation was asked for and waits to begin.
+	Requested bool `protobuf:"varint,11,opt,name=requested,proto3" json:"requested,omitempty"`
+	// When the next automatic rotation begins; empty without rotation.auto
+	// or a known expiry.
+	NextRotation *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=next_rotation,json=nextRotation,proto3" json:"next_rotation,omitempty"`
+	// Failed steps since the daemon started (each is tried again after a
+	// back-off; nothing in use is touched).
+	Failures uint64 `protobuf:"varint,13,opt,name=failures,proto3" json:"failures,omitempty"`
+	// The latest failure's message.
+	LastError     string `protobuf:"bytes,14,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyRotation) Reset() {
+	*x = KeyRotation{}
+	mi := &file_portvakt_v1_keys_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyRotation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyRotation) ProtoMessage() {}
+
+func (x *KeyRotation) ProtoReflect() protoreflect.Message {
+	mi := &file_portvakt_v1_keys_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyRotation.ProtoReflect.Descriptor instead.
+func (*KeyRotation) Descriptor() ([]byte, []int) {
+	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *KeyRotation) GetCurrentKid() string {
+	if x != nil {
+		return x.CurrentKid
+	}
+	return ""
+}
+
+func (x *KeyRotation) GetCurrentKeyLabel() string {
+	if x != nil {
+		return x.CurrentKeyLabel
+	}
+	return ""
+}
+
+func (x *KeyRotation) GetCurrentExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CurrentExpires
+	}
+	return nil
+}
+
+func (x *KeyRotation) GetNextKid() string {
+	if x != nil {
+		return x.NextKid
+	}
+	return ""
+}
+
+func (x *KeyRotation) GetNextKeyLabel() string {
+	if x != nil {
+		return x.NextKeyLabel
+	}
+	return ""
+}
+
+func (x *KeyRotation) GetNextRegistered() bool {
+	if x != nil {
+		return x.NextRegistered
+	}
+	return false
+}
+
+func (x *KeyRotation) GetPreviousKid() string {
+	if x != nil {
+		return x.PreviousKid
+	}
+	return ""
+}
+
+func (x *KeyRotation) GetPreviousKeyLabel() string {
+	if x != nil {
+		return x.PreviousKeyLabel
+	}
+	return ""
+}
+
+func (x *KeyRotation) GetPreviousRetireAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PreviousRetireAfter
+	}
+	return nil
+}
+
+func (x *KeyRotation) GetPreviousUnregistered() bool {
+	if x != nil {
+		return x.PreviousUnregistered
+	}
+	return false
+}
+
+func (x *KeyRotation) GetRequested() bool {
+	if x != nil {
+		return x.Requested
+	}
+	return false
+}
+
+func (x *KeyRotation) GetNextRotation() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextRotation
+	}
+	return nil
+}
+
+func (x *KeyRotation) GetFailures() uint64 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *KeyRotation) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
 // RegisterKeyRequest names the environment and the key.
 //
 // Example (grpcurl): {"environment": "test", "key_label": "registered-2027"}.
@@ -42,7 +305,7 @@ type RegisterKeyRequest struct {
 
 func (x *RegisterKeyRequest) Reset() {
 	*x = RegisterKeyRequest{}
-	mi := &file_portvakt_v1_keys_proto_msgTypes[0]
+	mi := &file_portvakt_v1_keys_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -54,7 +317,7 @@ func (x *RegisterKeyRequest) String() string {
 func (*RegisterKeyRequest) ProtoMessage() {}
 
 func (x *RegisterKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portvakt_v1_keys_proto_msgTypes[0]
+	mi := &file_portvakt_v1_keys_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -67,7 +330,7 @@ func (x *RegisterKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterKeyRequest.ProtoReflect.Descriptor instead.
 func (*RegisterKeyRequest) Descriptor() ([]byte, []int) {
-	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{0}
+	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RegisterKeyRequest) GetEnvironment() string {
@@ -115,7 +378,7 @@ type RegisterKeyResponse struct {
 
 func (x *RegisterKeyResponse) Reset() {
 	*x = RegisterKeyResponse{}
-	mi := &file_portvakt_v1_keys_proto_msgTypes[1]
+	mi := &file_portvakt_v1_keys_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -127,7 +390,7 @@ func (x *RegisterKeyResponse) String() string {
 func (*RegisterKeyResponse) ProtoMessage() {}
 
 func (x *RegisterKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portvakt_v1_keys_proto_msgTypes[1]
+	mi := &file_portvakt_v1_keys_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -140,7 +403,7 @@ func (x *RegisterKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterKeyResponse.ProtoReflect.Descriptor instead.
 func (*RegisterKeyResponse) Descriptor() ([]byte, []int) {
-	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{1}
+	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RegisterKeyResponse) GetKid() string {
@@ -184,7 +447,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_portvakt_v1_keys_proto_msgTypes[2]
+	mi := &file_portvakt_v1_keys_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -196,7 +459,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_portvakt_v1_keys_proto_msgTypes[2]
+	mi := &file_portvakt_v1_keys_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -209,7 +472,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{2}
+	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListKeysRequest) GetEnvironment() string {
@@ -235,14 +498,16 @@ type ListKeysResponse struct {
 	// Whether the set holds the key the daemon signs with.
 	SigningKeyRegistered bool `protobuf:"varint,5,opt,name=signing_key_registered,json=signingKeyRegistered,proto3" json:"signing_key_registered,omitempty"`
 	// When the set was last changed, as Digdir says; empty when it does not.
-	Updated       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated,proto3" json:"updated,omitempty"`
+	Updated *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated,proto3" json:"updated,omitempty"`
+	// The environment's key rotation; absent without one configured.
+	Rotation      *KeyRotation `protobuf:"bytes,7,opt,name=rotation,proto3" json:"rotation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_portvakt_v1_keys_proto_msgTypes[3]
+	mi := &file_portvakt_v1_keys_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -254,7 +519,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_portvakt_v1_keys_proto_msgTypes[3]
+	mi := &file_portvakt_v1_keys_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -267,7 +532,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{3}
+	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListKeysResponse) GetEnvironment() string {
@@ -312,6 +577,13 @@ func (x *ListKeysResponse) GetUpdated() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ListKeysResponse) GetRotation() *KeyRotation {
+	if x != nil {
+		return x.Rotation
+	}
+	return nil
+}
+
 // RegisteredKey is one public key of an integration's set.
 type RegisteredKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -333,7 +605,7 @@ type RegisteredKey struct {
 
 func (x *RegisteredKey) Reset() {
 	*x = RegisteredKey{}
-	mi := &file_portvakt_v1_keys_proto_msgTypes[4]
+	mi := &file_portvakt_v1_keys_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -345,7 +617,7 @@ func (x *RegisteredKey) String() string {
 func (*RegisteredKey) ProtoMessage() {}
 
 func (x *RegisteredKey) ProtoReflect() protoreflect.Message {
-	mi := &file_portvakt_v1_keys_proto_msgTypes[4]
+	mi := &file_portvakt_v1_keys_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -358,7 +630,7 @@ func (x *RegisteredKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisteredKey.ProtoReflect.Descriptor instead.
 func (*RegisteredKey) Descriptor() ([]byte, []int) {
-	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{4}
+	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RegisteredKey) GetKid() string {
@@ -400,7 +672,29 @@ var File_portvakt_v1_keys_proto protoreflect.FileDescriptor
 
 const file_portvakt_v1_keys_proto_rawDesc = "" +
 	"\n" +
-	"\x16portvakt/v1/keys.proto\x12\vportvakt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x90\x01\n" +
+	"\x16portvakt/v1/keys.proto\x12\vportvakt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"4\n" +
+	"\x10RotateKeyRequest\x12 \n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\"I\n" +
+	"\x11RotateKeyResponse\x124\n" +
+	"\brotation\x18\x01 \x01(\v2\x18.portvakt.v1.KeyRotationR\brotation\"\xf9\x04\n" +
+	"\vKeyRotation\x12\x1f\n" +
+	"\vcurrent_kid\x18\x01 \x01(\tR\n" +
+	"currentKid\x12*\n" +
+	"\x11current_key_label\x18\x02 \x01(\tR\x0fcurrentKeyLabel\x12C\n" +
+	"\x0fcurrent_expires\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0ecurrentExpires\x12\x19\n" +
+	"\bnext_kid\x18\x04 \x01(\tR\anextKid\x12$\n" +
+	"\x0enext_key_label\x18\x05 \x01(\tR\fnextKeyLabel\x12'\n" +
+	"\x0fnext_registered\x18\x06 \x01(\bR\x0enextRegistered\x12!\n" +
+	"\fprevious_kid\x18\a \x01(\tR\vpreviousKid\x12,\n" +
+	"\x12previous_key_label\x18\b \x01(\tR\x10previousKeyLabel\x12N\n" +
+	"\x15previous_retire_after\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x13previousRetireAfter\x123\n" +
+	"\x15previous_unregistered\x18\n" +
+	" \x01(\bR\x14previousUnregistered\x12\x1c\n" +
+	"\trequested\x18\v \x01(\bR\trequested\x12?\n" +
+	"\rnext_rotation\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\fnextRotation\x12\x1a\n" +
+	"\bfailures\x18\r \x01(\x04R\bfailures\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x0e \x01(\tR\tlastError\"\x90\x01\n" +
 	"\x12RegisterKeyRequest\x12 \n" +
 	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x1b\n" +
 	"\tkey_label\x18\x02 \x01(\tR\bkeyLabel\x12\x12\n" +
@@ -414,7 +708,7 @@ const file_portvakt_v1_keys_proto_rawDesc = "" +
 	"registered\x121\n" +
 	"\x04keys\x18\x04 \x01(\v2\x1d.portvakt.v1.ListKeysResponseR\x04keys\"3\n" +
 	"\x0fListKeysRequest\x12 \n" +
-	"\venvironment\x18\x01 \x01(\tR\venvironment\"\x8e\x02\n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\"\xc4\x02\n" +
 	"\x10ListKeysResponse\x12 \n" +
 	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12.\n" +
@@ -422,17 +716,19 @@ const file_portvakt_v1_keys_proto_rawDesc = "" +
 	"\vsigning_kid\x18\x04 \x01(\tR\n" +
 	"signingKid\x124\n" +
 	"\x16signing_key_registered\x18\x05 \x01(\bR\x14signingKeyRegistered\x124\n" +
-	"\aupdated\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\"\xc0\x01\n" +
+	"\aupdated\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\x124\n" +
+	"\brotation\x18\a \x01(\v2\x18.portvakt.v1.KeyRotationR\brotation\"\xc0\x01\n" +
 	"\rRegisteredKey\x12\x10\n" +
 	"\x03kid\x18\x01 \x01(\tR\x03kid\x124\n" +
 	"\aexpires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12\x15\n" +
 	"\x06in_use\x18\x03 \x01(\bR\x05inUse\x12\x12\n" +
 	"\x04bits\x18\x04 \x01(\x05R\x04bits\x12<\n" +
-	"\x1apinned_certificate_subject\x18\x05 \x01(\tR\x18pinnedCertificateSubject2\xa7\x01\n" +
+	"\x1apinned_certificate_subject\x18\x05 \x01(\tR\x18pinnedCertificateSubject2\xf3\x01\n" +
 	"\n" +
 	"KeyService\x12G\n" +
 	"\bListKeys\x12\x1c.portvakt.v1.ListKeysRequest\x1a\x1d.portvakt.v1.ListKeysResponse\x12P\n" +
-	"\vRegisterKey\x12\x1f.portvakt.v1.RegisterKeyRequest\x1a .portvakt.v1.RegisterKeyResponseB;Z9github.com/portvakt/portvakt/proto/portvakt/v1;portvaktv1b\x06proto3"
+	"\vRegisterKey\x12\x1f.portvakt.v1.RegisterKeyRequest\x1a .portvakt.v1.RegisterKeyResponse\x12J\n" +
+	"\tRotateKey\x12\x1d.portvakt.v1.RotateKeyRequest\x1a\x1e.portvakt.v1.RotateKeyResponseB;Z9github.com/portvakt/portvakt/proto/portvakt/v1;portvaktv1b\x06proto3"
 
 var (
 	file_portvakt_v1_keys_proto_rawDescOnce sync.Once
@@ -446,29 +742,39 @@ func file_portvakt_v1_keys_proto_rawDescGZIP() []byte {
 	return file_portvakt_v1_keys_proto_rawDescData
 }
 
-var file_portvakt_v1_keys_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_portvakt_v1_keys_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_portvakt_v1_keys_proto_goTypes = []any{
-	(*RegisterKeyRequest)(nil),    // 0: portvakt.v1.RegisterKeyRequest
-	(*RegisterKeyResponse)(nil),   // 1: portvakt.v1.RegisterKeyResponse
-	(*ListKeysRequest)(nil),       // 2: portvakt.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),      // 3: portvakt.v1.ListKeysResponse
-	(*RegisteredKey)(nil),         // 4: portvakt.v1.RegisteredKey
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*RotateKeyRequest)(nil),      // 0: portvakt.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),     // 1: portvakt.v1.RotateKeyResponse
+	(*KeyRotation)(nil),           // 2: portvakt.v1.KeyRotation
+	(*RegisterKeyRequest)(nil),    // 3: portvakt.v1.RegisterKeyRequest
+	(*RegisterKeyResponse)(nil),   // 4: portvakt.v1.RegisterKeyResponse
+	(*ListKeysRequest)(nil),       // 5: portvakt.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),      // 6: portvakt.v1.ListKeysResponse
+	(*RegisteredKey)(nil),         // 7: portvakt.v1.RegisteredKey
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 }
 var file_portvakt_v1_keys_proto_depIdxs = []int32{
-	3, // 0: portvakt.v1.RegisterKeyResponse.keys:type_name -> portvakt.v1.ListKeysResponse
-	4, // 1: portvakt.v1.ListKeysResponse.keys:type_name -> portvakt.v1.RegisteredKey
-	5, // 2: portvakt.v1.ListKeysResponse.updated:type_name -> google.protobuf.Timestamp
-	5, // 3: portvakt.v1.RegisteredKey.expires:type_name -> google.protobuf.Timestamp
-	2, // 4: portvakt.v1.KeyService.ListKeys:input_type -> portvakt.v1.ListKeysRequest
-	0, // 5: portvakt.v1.KeyService.RegisterKey:input_type -> portvakt.v1.RegisterKeyRequest
-	3, // 6: portvakt.v1.KeyService.ListKeys:output_type -> portvakt.v1.ListKeysResponse
-	1, // 7: portvakt.v1.KeyService.RegisterKey:output_type -> portvakt.v1.RegisterKeyResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	2,  // 0: portvakt.v1.RotateKeyResponse.rotation:type_name -> portvakt.v1.KeyRotation
+	8,  // 1: portvakt.v1.KeyRotation.current_expires:type_name -> google.protobuf.Timestamp
+	8,  // 2: portvakt.v1.KeyRotation.previous_retire_after:type_name -> google.protobuf.Timestamp
+	8,  // 3: portvakt.v1.KeyRotation.next_rotation:type_name -> google.protobuf.Timestamp
+	6,  // 4: portvakt.v1.RegisterKeyResponse.keys:type_name -> portvakt.v1.ListKeysResponse
+	7,  // 5: portvakt.v1.ListKeysResponse.keys:type_name -> portvakt.v1.RegisteredKey
+	8,  // 6: portvakt.v1.ListKeysResponse.updated:type_name -> google.protobuf.Timestamp
+	2,  // 7: portvakt.v1.ListKeysResponse.rotation:type_name -> portvakt.v1.KeyRotation
+	8,  // 8: portvakt.v1.RegisteredKey.expires:type_name -> google.protobuf.Timestamp
+	5,  // 9: portvakt.v1.KeyService.ListKeys:input_type -> portvakt.v1.ListKeysRequest
+	3,  // 10: portvakt.v1.KeyService.RegisterKey:input_type -> portvakt.v1.RegisterKeyRequest
+	0,  // 11: portvakt.v1.KeyService.RotateKey:input_type -> portvakt.v1.RotateKeyRequest
+	6,  // 12: portvakt.v1.KeyService.ListKeys:output_type -> portvakt.v1.ListKeysResponse
+	4,  // 13: portvakt.v1.KeyService.RegisterKey:output_type -> portvakt.v1.RegisterKeyResponse
+	1,  // 14: portvakt.v1.KeyService.RotateKey:output_type -> portvakt.v1.RotateKeyResponse
+	12, // [12:15] is the sub-list for method output_type
+	9,  // [9:12] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_portvakt_v1_keys_proto_init() }
@@ -482,7 +788,7 @@ func file_portvakt_v1_keys_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portvakt_v1_keys_proto_rawDesc), len(file_portvakt_v1_keys_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	KeyService_ListKeys_FullMethodName    = "/portvakt.v1.KeyService/ListKeys"
 	KeyService_RegisterKey_FullMethodName = "/portvakt.v1.KeyService/RegisterKey"
+	KeyService_RotateKey_FullMethodName   = "/portvakt.v1.KeyService/RotateKey"
 )
 
 // KeyServiceClient is the client API for KeyService service.
@@ -62,6 +63,22 @@ type KeyServiceClient interface {
 	// keys already (remove one no longer in use first) and a kid Digdir
 	// refuses.
 	RegisterKey(ctx context.Context, in *RegisterKeyRequest, opts ...grpc.CallOption) (*RegisterKeyResponse, error)
+	// RotateKey begins a rotation of the environment's registered key now
+	// (environments[].rotation must be configured): a new key made in the
+	// HSM, registered beside the current one, probed until Maskinporten
+	// accepts it, then signing new grants; the old key leaves the
+	// registered keys once the last token it got has expired, and the HSM
+	// after rotation.delete_after. It returns at once; ListKeys shows how
+	// far the rotation is. The request is kept on the HSM, so a restart
+	// does not lose it. The policy must grant the caller's client
+	// idporten:dcr.read and idporten:dcr.modify in the environment, as for
+	// RegisterKey; the rotation's own steps are the daemon's, on record as
+	// the caller internal:key-rotation.
+	//
+	// Errors: as ListKeys; FAILED_PRECONDITION also for an environment
+	// without rotation, and ABORTED while a new key is on its way in
+	// already.
+	RotateKey(ctx context.Context, in *RotateKeyRequest, opts ...grpc.CallOption) (*RotateKeyResponse, error)
 }
 
 type keyServiceClient struct {
@@ -86,6 +103,16 @@ func (c *keyServiceClient) RegisterKey(ctx context.Context, in *RegisterKeyReque
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RegisterKeyResponse)
 	err := c.cc.Invoke(ctx, KeyService_RegisterKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *keyServiceClient) RotateKey(ctx context.Context, in *RotateKeyRequest, opts ...grpc.CallOption) (*RotateKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateKeyResponse)
+	err := c.cc.Invoke(ctx, KeyService_RotateKey_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +158,22 @@ type KeyServiceServer interface {
 	// keys already (remove one no longer in use first) and a kid Digdir
 	// refuses.
 	RegisterKey(context.Context, *RegisterKeyRequest) (*RegisterKeyResponse, error)
+	// RotateKey begins a rotation of the environment's registered key now
+	// (environments[].rotation must be configured): a new key made in the
+	// HSM, registered beside the current one, probed until Maskinporten
+	// accepts it, then signing new grants; the old key leaves the
+	// registered keys once the last token it got has expired, and the HSM
+	// after rotation.delete_after. It returns at once; ListKeys shows how
+	// far the rotation is. The request is kept on the HSM, so a restart
+	// does not lose it. The policy must grant the caller's client
+	// idporten:dcr.read and idporten:dcr.modify in the environment, as for
+	// RegisterKey; the rotation's own steps are the daemon's, on record as
+	// the caller internal:key-rotation.
+	//
+	// Errors: as ListKeys; FAILED_PRECONDITION also for an environment
+	// without rotation, and ABORTED while a new key is on its way in
+	// already.
+	RotateKey(context.Context, *RotateKeyRequest) (*RotateKeyResponse, error)
 	mustEmbedUnimplementedKeyServiceServer()
 }
 
@@ -146,6 +189,9 @@ func (UnimplementedKeyServiceServer) ListKeys(context.Context, *ListKeysRequest)
 }
 func (UnimplementedKeyServiceServer) RegisterKey(context.Context, *RegisterKeyRequest) (*RegisterKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegisterKey not implemented")
+}
+func (UnimplementedKeyServiceServer) RotateKey(context.Context, *RotateKeyRequest) (*RotateKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateKey not implemented")
 }
 func (UnimplementedKeyServiceServer) mustEmbedUnimplementedKeyServiceServer() {}
 func (UnimplementedKeyServiceServer) testEmbeddedByValue()                    {}
@@ -204,6 +250,24 @@ func _KeyService_RegisterKey_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KeyService_RotateKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeyServiceServer).RotateKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KeyService_RotateKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeyServiceServer).RotateKey(ctx, req.(*RotateKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KeyService_ServiceDesc is the grpc.ServiceDesc for KeyService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -218,6 +282,10 @@ var KeyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RegisterKey",
 			Handler:    _KeyService_RegisterKey_Handler,
+		},
+		{
+			MethodName: "RotateKey",
+			Handler:    _KeyService_RotateKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,43 @@
+package signer
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrKeyDeleted is a Signer's answer once its key was deleted.
+var ErrKeyDeleted = errors.New("the key was deleted from the HSM")
+
+// DeleteKey removes the key pair labelled label from the token, both
+// halves: a rotated key's end. Signers of it answer ErrKeyDeleted from
+// then on, and a reconnection no longer looks for it. A label no key has
+// is no error: the key is gone already. The token must be reachable.
+func (t *Token) DeleteKey(label string) error {
+	if label == "" {
+		return errors.New("a key label is required")
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.conn == nil {
+		return t.unavailableLocked()
+	}
+	pairs, err := t.conn.ctx.FindKeyPairs(nil, []byte(label))
+	if err != nil {
+		return fmt.Errorf("looking for key %q on token %q: %w", label, t.cfg.TokenLabel, err)
+	}
+	for _, k := range pairs {
+		d, ok := k.(interface{ Delete() error })
+		if !ok {
+			return fmt.Errorf("key %q on token %q cannot be deleted through crypto11 (%T)", label, t.cfg.TokenLabel, k)
+		}
+		if err := d.Delete(); err != nil {
+			return fmt.Errorf("deleting key %q on token %q: %w", label, t.cfg.TokenLabel, err)
+		}
+	}
+	for _, s := range t.keys {
+		if s.key.KeyLabel == label {
+			s.deleted.Store(true)
+		}
+	}
+	return nil
+}
