@@ -86,9 +86,9 @@ type KeyUse struct {
 	Signer *signer.Signer
 	// KID is the grant's kid header: the registered key it names; ""
 	// for a grant that names its key by x5c alone.
-	KID string
-	Key    tokencache.Key
-	Grant  maskinporten.Grant
+	KID   string
+	Key   tokencache.Key
+	Grant maskinporten.Grant
 }
 
 // Outcome is how a GetToken ended.

@@ -44,7 +44,7 @@ type Environment struct {
 	// Shared holders do not wait for each other: signatures stay parallel.
 	signingGate sync.RWMutex
 	// uses tracks, per kid, the grants in flight and the last token got.
-	uses keyUses
+	uses      keyUses
 	Discovery bool
 	// Clock, when set, learns Maskinporten's clock from every answer to
 	// the environment's grants, and a grant refused for its time (MP-130)
