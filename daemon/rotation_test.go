@@ -12,13 +12,17 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/portvakt/portvakt/audit"
 	"github.com/portvakt/portvakt/hsm"
 	"github.com/portvakt/portvakt/internal/mptest"
 	"github.com/portvakt/portvakt/mpsim"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
+	"github.com/portvakt/portvakt/secret"
 	"github.com/portvakt/portvakt/selfservice"
 	"github.com/portvakt/portvakt/softhsm/softhsmtest"
 )
@@ -35,20 +39,38 @@ type rotationWorld struct {
 const firstRegistered = "registered-0"
 
 func newRotationWorld(t *testing.T, activation, lifetime time.Duration) *rotationWorld {
+	return newRotationWorldWith(t, mptest.Options{KeyActivationDelay: activation, TokenLifetime: lifetime}, 0)
+}
+
+// newRotationWorldWith is newRotationWorld with the options given and
+// others more keys registered beside the first (labelled other-N, not
+// used by the daemon).
+func newRotationWorldWith(t *testing.T, opts mptest.Options, others int) *rotationWorld {
 	rw := &rotationWorld{}
-	rw.World = mptest.New(t, mptest.Options{
-		NoSigner: true, KeyActivationDelay: activation, TokenLifetime: lifetime,
-		RegisteredKeys: func(t testing.TB, tok softhsmtest.Token) map[string]crypto.PublicKey {
-			key, err := hsm.GenerateKey(tok.Token, hsm.KeySpec{Label: firstRegistered, Bits: 2048})
+	opts.NoSigner = true
+	opts.RegisteredKeys = func(t testing.TB, tok softhsmtest.Token) map[string]crypto.PublicKey {
+		keys := map[string]crypto.PublicKey{}
+		for i := range others + 1 {
+			label := fmt.Sprintf("other-%d", i)
+			if i == 0 {
+				label = firstRegistered
+			}
+			key, err := hsm.GenerateKey(tok.Token, hsm.KeySpec{Label: label, Bits: 2048})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rw.firstKID, err = selfservice.Thumbprint(key.Public); err != nil {
+			kid, err := selfservice.Thumbprint(key.Public)
+			if err != nil {
 				t.Fatal(err)
 			}
-			return map[string]crypto.PublicKey{rw.firstKID: key.Public}
-		},
-	})
+			if i == 0 {
+				rw.firstKID = kid
+			}
+			keys[kid] = key.Public
+		}
+		return keys
+	}
+	rw.World = mptest.New(t, opts)
 	return rw
 }
 
@@ -273,4 +295,170 @@ func rsaOf(t *testing.T, inv hsm.Inventory, label string) (*rsa.PublicKey, bool)
 		}
 	}
 	return nil, false
+}
+
+// TestRotationSelfServiceDown is issue 15's second "done when": Digdir's
+// self-service API is down when a rotation is asked for. The key in use
+// stays in use and no call fails; each failed attempt is on record and
+// counted, and the next follows a back-off; once the API is back the
+// rotation resumes and completes.
+func TestRotationSelfServiceDown(t *testing.T) {
+	rw := newRotationWorld(t, time.Second, 3*time.Second)
+	e := rw.serveRotating(t, "probe_interval: 200ms, delete_after: 1s")
+	keys := portvaktv1.NewKeyServiceClient(connOf(t, e))
+	load := startSteadyLoad(t, e)
+	waitFor(t, "calls before the outage", func() bool { return load.calls.Load() > 50 })
+
+	rw.Sim.SetFaults(mpsim.Faults{SelfServiceDown: true})
+	if _, err := keys.RotateKey(t.Context(), &portvaktv1.RotateKeyRequest{Environment: "sim"}); err != nil {
+		t.Fatalf("RotateKey: %v", err)
+	}
+	families := func() map[string]*dto.MetricFamily {
+		return scrape(t, "http://"+e.daemon.Addresses()["metrics"]+"/metrics")
+	}
+	waitLong(t, "two failed attempts", time.Minute, func() bool {
+		got, _ := value(families(), "portvakt_key_rotation_failures_total", map[string]string{"environment": "sim"})
+		return got >= 2
+	})
+	// ListKeys reads the JWKS too, so it is down as well: the status is
+	// read from the audit and the metrics meanwhile.
+	if got, _ := value(families(), "portvakt_key_rotation_in_progress", map[string]string{"environment": "sim"}); got != 1 {
+		t.Errorf("portvakt_key_rotation_in_progress = %v during the outage, want 1", got)
+	}
+	before := load.calls.Load()
+	waitFor(t, "calls during the outage", func() bool { return load.calls.Load() > before+50 })
+	rw.Sim.SetFaults(mpsim.Faults{})
+
+	var last *portvaktv1.KeyRotation
+	waitLong(t, "the rotation to complete after the outage", 2*time.Minute, func() bool {
+		last = rotationOf(t, keys)
+		return last.GetCurrentKid() != rw.firstKID && last.GetNextKid() == "" && last.GetPreviousKid() == ""
+	})
+	if last.GetFailures() < 2 || !strings.Contains(last.GetLastError(), "registering") {
+		t.Errorf("the rotation reports %d failures, the latest %q; want the outage's, while registering", last.GetFailures(), last.GetLastError())
+	}
+	load.check(t)
+	e.stop()
+
+	var order []string
+	unavailable := 0
+	switched := uint64(0)
+	for _, r := range auditOf(t, e) {
+		switch {
+		case r.Kind == audit.KindKey && r.Outcome == "self_service_unavailable":
+			unavailable++
+			if !strings.HasPrefix(r.Error, "registering: ") {
+				t.Errorf("a failure record's error %q; want it to begin with the step (registering: )", r.Error)
+			}
+		case r.Kind == audit.KindKey:
+			order = append(order, r.Outcome)
+			if r.Outcome == "switched" {
+				switched = r.Seq
+			}
+		case r.Kind == audit.KindSignature && switched == 0 && len(r.Scopes) == 1 && r.Scopes[0] == mptest.ScopeOwn && r.KID != rw.firstKID:
+			t.Errorf("signature record %d names kid %s before the switch; the key in use must stay until then", r.Seq, r.KID)
+		}
+	}
+	if unavailable < 2 {
+		t.Errorf("%d failure records (self_service_unavailable); want one per failed attempt, at least 2", unavailable)
+	}
+	if !slices.Equal(order, rotationSteps) {
+		t.Errorf("the rotation's key records: %v; want %v", order, rotationSteps)
+	}
+}
+
+// TestRotationFullJWKS: with Digdir's 5 keys registered already, a
+// rotation makes its key but does not register it: the failure says to
+// remove a key, the JWKS never holds more than 5, the key in use signs
+// on. Once a key is removed, the rotation completes.
+func TestRotationFullJWKS(t *testing.T) {
+	rw := newRotationWorldWith(t, mptest.Options{TokenLifetime: 3 * time.Second}, 4)
+	e := rw.serveRotating(t, "probe_interval: 200ms, delete_after: 1s")
+	keys := portvaktv1.NewKeyServiceClient(connOf(t, e))
+	if _, err := keys.RotateKey(t.Context(), &portvaktv1.RotateKeyRequest{Environment: "sim"}); err != nil {
+		t.Fatalf("RotateKey: %v", err)
+	}
+	var r *portvaktv1.KeyRotation
+	waitLong(t, "the rotation to find the JWKS full", time.Minute, func() bool {
+		r = rotationOf(t, keys)
+		return r.GetFailures() > 0
+	})
+	if !strings.Contains(r.GetLastError(), "holds 5 keys already") || !strings.Contains(r.GetLastError(), "remove one") {
+		t.Errorf("the failure: %q; want it to say the JWKS holds 5 keys and to remove one", r.GetLastError())
+	}
+	if r.GetCurrentKid() != rw.firstKID || r.GetNextKid() == "" || r.GetNextRegistered() {
+		t.Errorf("after the failure: %v; want the first key signing, the new one made and not registered", r)
+	}
+	listed, err := keys.ListKeys(t.Context(), &portvaktv1.ListKeysRequest{Environment: "sim"})
+	if err != nil || len(listed.GetKeys()) != 5 {
+		t.Fatalf("the JWKS: %v, %v; want its 5 keys", listed.GetKeys(), err)
+	}
+	if _, _, err := call(t, e, &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim", Resource: "https://api.example/full"}); err != nil {
+		t.Errorf("a token while the rotation waits for room: %v", err)
+	}
+
+	// The operator removes a key no longer in use.
+	admin, _, err := call(t, e, &portvaktv1.GetTokenRequest{Scopes: []string{mpsim.ScopeDCRModify}, Environment: "sim"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := selfservice.New(rw.Issuer+mpsim.SelfServicePath, func(context.Context) (secret.Value, error) { return secret.New(admin.GetAccessToken()) }, selfservice.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := api.Keys(t.Context(), mptest.ClientID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keep []selfservice.JWK
+	dropped := false
+	for _, k := range set.Keys { // all but one of the keys not in use
+		if !dropped && k.Kid != rw.firstKID {
+			dropped = true
+			continue
+		}
+		keep = append(keep, k)
+	}
+	if _, err := api.Replace(t.Context(), mptest.ClientID, keep); err != nil {
+		t.Fatalf("removing a key: %v", err)
+	}
+	waitLong(t, "the rotation to complete once there is room", 2*time.Minute, func() bool {
+		r = rotationOf(t, keys)
+		return r.GetCurrentKid() != rw.firstKID && r.GetNextKid() == "" && r.GetPreviousKid() == ""
+	})
+	if listed, err = keys.ListKeys(t.Context(), &portvaktv1.ListKeysRequest{Environment: "sim"}); err != nil || len(listed.GetKeys()) != 4 {
+		t.Errorf("the JWKS after the rotation: %v, %v; want 4 keys (3 kept, the new one; the first removed)", listed.GetKeys(), err)
+	}
+}
+
+// TestRegisterKeyKIDCollision: a key whose kid another integration has
+// registered is refused by Digdir, and the daemon says so clearly
+// (FAILED_PRECONDITION, the kid, what to do); the set is unchanged.
+func TestRegisterKeyKIDCollision(t *testing.T) {
+	var sharedKID string
+	w := mptest.New(t, mptest.Options{NoSigner: true, OtherClientKeys: func(t testing.TB, tok softhsmtest.Token) map[string]crypto.PublicKey {
+		key, err := hsm.GenerateKey(tok.Token, hsm.KeySpec{Label: "shared", Bits: 2048})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sharedKID, err = selfservice.Thumbprint(key.Public); err != nil {
+			t.Fatal(err)
+		}
+		return map[string]crypto.PublicKey{sharedKID: key.Public}
+	}})
+	e := prepare(t, w)
+	e.edit(t, func(cfg string) string {
+		return mustReplace(t, cfg, "key_label: eseal}", fmt.Sprintf("key_label: eseal, self_service: {url: %q}}", w.Issuer+mpsim.SelfServicePath))
+	})
+	e.writePolicy(t, defaultPolicy()+"      - environments: [sim]\n        scopes: ["+mpsim.ScopeDCRRead+", "+mpsim.ScopeDCRModify+"]\n")
+	e.serve(t)
+	keys := portvaktv1.NewKeyServiceClient(connOf(t, e))
+	_, err := keys.RegisterKey(t.Context(), &portvaktv1.RegisterKeyRequest{Environment: "sim", KeyLabel: "shared"})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), sharedKID) || !strings.Contains(err.Error(), "in use by another integration") {
+		t.Fatalf("registering a key whose kid another integration holds: %v; want FAILED_PRECONDITION naming the kid as in use by another integration", err)
+	}
+	listed, err := keys.ListKeys(t.Context(), &portvaktv1.ListKeysRequest{Environment: "sim"})
+	if err != nil || len(listed.GetKeys()) != 0 {
+		t.Errorf("the set after the refusal: %v, %v; want it unchanged (empty)", listed.GetKeys(), err)
+	}
 }

@@ -48,11 +48,14 @@ func (r *Rotator) Step(ctx context.Context) (time.Duration, error) {
 		}
 		return 0, r.delete(ctx, st)
 	}
+	if !st.Requested.IsZero() {
+		return 0, r.begin(ctx, st, now)
+	}
 	due, err := r.due(ctx, st)
 	if err != nil {
 		return 0, err
 	}
-	if !st.Requested.IsZero() || r.cfg.Auto && !due.IsZero() && !now.Before(due) {
+	if r.cfg.Auto && !due.IsZero() && !now.Before(due) {
 		return 0, r.begin(ctx, st, now)
 	}
 	if r.cfg.Auto && !due.IsZero() {
@@ -157,11 +160,11 @@ func (r *Rotator) register(ctx context.Context, st State) error {
 	next := *st.Next
 	set, err := r.registry.Keys(ctx)
 	if err != nil {
-		return fmt.Errorf("reading the registered keys: %w", err)
+		return r.failed(ctx, StepRegistering, next, fmt.Errorf("reading the registered keys: %w", err))
 	}
 	if _, ok := set.Kid(next.KID); !ok {
 		if len(set.Keys) >= selfservice.MaxKeys {
-			return fmt.Errorf("the integration holds %d keys already, Digdir's most: remove one no longer in use (`portvakt keys list`) so that %s can be registered", len(set.Keys), next.Label)
+			return r.failed(ctx, StepRegistering, next, fmt.Errorf("%w: the integration holds %d keys already, Digdir's most: remove one no longer in use (`portvakt keys list`) so that %s can be registered", ErrSetFull, len(set.Keys), next.Label))
 		}
 		pub, err := r.hsm.PublicKey(next.Label)
 		if err != nil {
@@ -175,7 +178,7 @@ func (r *Rotator) register(ctx context.Context, st State) error {
 			return err
 		}
 		if _, err := r.registry.Replace(ctx, append(slices.Clip(set.Keys), jwk)); err != nil {
-			return errors.Join(fmt.Errorf("registering key %s: %w", next.Label, err), r.record.Step(ctx, StepRegistering, next, err))
+			return r.failed(ctx, StepRegistering, next, fmt.Errorf("registering key %s: %w", next.Label, err))
 		}
 	}
 	next.Registered = r.now().UTC()
@@ -195,7 +198,7 @@ func (r *Rotator) probe(ctx context.Context, st State) (time.Duration, error) {
 		return r.cfg.ProbeInterval, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("probing key %s: %w", next.Label, err)
+		return 0, r.failed(ctx, StepAccepted, next, fmt.Errorf("probing key %s: %w", next.Label, err))
 	}
 	next.Accepted = r.now().UTC()
 	if err := r.record.Step(ctx, StepAccepted, next, nil); err != nil {
@@ -243,7 +246,7 @@ func (r *Rotator) unregister(ctx context.Context, st State) error {
 	prev := *st.Previous
 	set, err := r.registry.Keys(ctx)
 	if err != nil {
-		return fmt.Errorf("reading the registered keys: %w", err)
+		return r.failed(ctx, StepUnregistering, prev, fmt.Errorf("reading the registered keys: %w", err))
 	}
 	if _, ok := set.Kid(prev.KID); ok {
 		keep := slices.DeleteFunc(slices.Clone(set.Keys), func(k selfservice.JWK) bool { return k.Kid == prev.KID })
@@ -254,7 +257,7 @@ func (r *Rotator) unregister(ctx context.Context, st State) error {
 			return err
 		}
 		if _, err := r.registry.Replace(ctx, keep); err != nil {
-			return errors.Join(fmt.Errorf("removing key %s from the registered keys: %w", prev.Label, err), r.record.Step(ctx, StepUnregistering, prev, err))
+			return r.failed(ctx, StepUnregistering, prev, fmt.Errorf("removing key %s from the registered keys: %w", prev.Label, err))
 		}
 	}
 	prev.Unregistered = r.now().UTC()
@@ -272,7 +275,7 @@ func (r *Rotator) delete(ctx context.Context, st State) error {
 		return err
 	}
 	if err := r.hsm.DeleteKey(prev.Label); err != nil {
-		return errors.Join(fmt.Errorf("deleting key %s from the HSM: %w", prev.Label, err), r.record.Step(ctx, StepDeleting, prev, err))
+		return r.failed(ctx, StepDeleting, prev, fmt.Errorf("deleting key %s from the HSM: %w", prev.Label, err))
 	}
 	if err := r.record.Step(ctx, StepDeleted, prev, nil); err != nil {
 		return err
@@ -280,4 +283,15 @@ func (r *Rotator) delete(ctx context.Context, st State) error {
 	st.Previous = nil
 	st.Driver = ""
 	return r.save(st)
+}
+
+// ErrSetFull means the JWKS holds Digdir's most keys: a new one cannot be
+// added until one is removed.
+var ErrSetFull = errors.New("the registered keys are full")
+
+// failed puts a failed step of k on record and returns err, the failure,
+// its message beginning with the step.
+func (r *Rotator) failed(ctx context.Context, step string, k Key, err error) error {
+	err = fmt.Errorf("%s: %w", step, err)
+	return errors.Join(err, r.record.Step(ctx, step, k, err))
 }

@@ -103,6 +103,8 @@ type Options struct {
 	// the simulator starts; the keys it returns are registered on
 	// ClientID by kid, as ESealKID's is, and accepted at once.
 	RegisteredKeys func(t testing.TB, tok softhsmtest.Token) map[string]crypto.PublicKey
+	// OtherClientKeys is RegisteredKeys for OtherClient.
+	OtherClientKeys func(t testing.TB, tok softhsmtest.Token) map[string]crypto.PublicKey
 	// KeyActivationDelay is mpsim.Config.KeyActivationDelay: how long a
 	// key registered through the self-service API waits to be accepted.
 	KeyActivationDelay time.Duration
@@ -157,6 +159,10 @@ func New(t testing.TB, opts Options) *World {
 	if opts.RegisteredKeys != nil {
 		maps.Copy(keys, opts.RegisteredKeys(t, tok))
 	}
+	var otherKeys map[string]crypto.PublicKey
+	if opts.OtherClientKeys != nil {
+		otherKeys = opts.OtherClientKeys(t, tok)
+	}
 	sim, err := mpsim.New(mpsim.Config{
 		Issuer:             issuer,
 		TokenLifetime:      opts.TokenLifetime,
@@ -167,7 +173,7 @@ func New(t testing.TB, opts Options) *World {
 			// The self-service scopes too, for the API that holds ClientID's
 			// registered keys.
 			{ID: ClientID, OrgNumber: OwnOrg, Scopes: []string{ScopeOwn, ScopeDelegated, ScopeElsewhere, mpsim.ScopeDCRRead, mpsim.ScopeDCRModify}, Keys: keys},
-			{ID: OtherClient, OrgNumber: "971526920", Scopes: []string{ScopeElsewhere}},
+			{ID: OtherClient, OrgNumber: "971526920", Scopes: []string{ScopeElsewhere}, Keys: otherKeys},
 		},
 		Delegations: []mpsim.Delegation{
 			{ConsumerOrg: ConsumerOrg, SupplierClientID: ClientID, Scopes: []string{ScopeDelegated}},
