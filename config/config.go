@@ -240,8 +240,9 @@ type Rotation struct {
 	// DeleteAfter is how long an old key stays in the HSM after it left
 	// the registered keys. Default 7 days.
 	DeleteAfter time.Duration `yaml:"delete_after"`
-	// MaxTokenLifetime bounds how long a token lives, for an old key's
-	// last token when the daemon restarted since the switch. Default 1 h.
+	// MaxTokenLifetime bounds how long a token lives, for the old key's
+	// tokens got before the daemon started, which it does not know.
+	// Default 1 h.
 	MaxTokenLifetime time.Duration `yaml:"max_token_lifetime"`
 }
 

@@ -176,7 +176,7 @@ var rotationSteps = []string{"created", "registering", "registered", "accepted",
 // record, in order.
 func TestRotationUnderLoad(t *testing.T) {
 	rw := newRotationWorld(t, 5*time.Second, 3*time.Second)
-	e := rw.serveRotating(t, "key_label_prefix: rot, probe_interval: 500ms, delete_after: 1s")
+	e := rw.serveRotating(t, "key_label_prefix: rot, probe_interval: 500ms, delete_after: 1s, max_token_lifetime: 4s")
 	keys := portvaktv1.NewKeyServiceClient(connOf(t, e))
 	if r := rotationOf(t, keys); r.GetCurrentKid() != rw.firstKID || r.GetNextKid() != "" {
 		t.Fatalf("before the rotation: %v; want kid %s signing and none on its way", r, rw.firstKID)
@@ -304,7 +304,7 @@ func rsaOf(t *testing.T, inv hsm.Inventory, label string) (*rsa.PublicKey, bool)
 // rotation resumes and completes.
 func TestRotationSelfServiceDown(t *testing.T) {
 	rw := newRotationWorld(t, time.Second, 3*time.Second)
-	e := rw.serveRotating(t, "probe_interval: 200ms, delete_after: 1s")
+	e := rw.serveRotating(t, "probe_interval: 200ms, delete_after: 1s, max_token_lifetime: 4s")
 	keys := portvaktv1.NewKeyServiceClient(connOf(t, e))
 	load := startSteadyLoad(t, e)
 	waitFor(t, "calls before the outage", func() bool { return load.calls.Load() > 50 })
@@ -352,6 +352,9 @@ func TestRotationSelfServiceDown(t *testing.T) {
 			}
 		case r.Kind == audit.KindKey:
 			order = append(order, r.Outcome)
+			if r.Error != "" {
+				t.Logf("record %d: %s: %s", r.Seq, r.Outcome, r.Error)
+			}
 			if r.Outcome == "switched" {
 				switched = r.Seq
 			}
@@ -373,7 +376,7 @@ func TestRotationSelfServiceDown(t *testing.T) {
 // on. Once a key is removed, the rotation completes.
 func TestRotationFullJWKS(t *testing.T) {
 	rw := newRotationWorldWith(t, mptest.Options{TokenLifetime: 3 * time.Second}, 4)
-	e := rw.serveRotating(t, "probe_interval: 200ms, delete_after: 1s")
+	e := rw.serveRotating(t, "probe_interval: 200ms, delete_after: 1s, max_token_lifetime: 4s")
 	keys := portvaktv1.NewKeyServiceClient(connOf(t, e))
 	if _, err := keys.RotateKey(t.Context(), &portvaktv1.RotateKeyRequest{Environment: "sim"}); err != nil {
 		t.Fatalf("RotateKey: %v", err)
@@ -460,5 +463,83 @@ func TestRegisterKeyKIDCollision(t *testing.T) {
 	listed, err := keys.ListKeys(t.Context(), &portvaktv1.ListKeysRequest{Environment: "sim"})
 	if err != nil || len(listed.GetKeys()) != 0 {
 		t.Errorf("the set after the refusal: %v, %v; want it unchanged (empty)", listed.GetKeys(), err)
+	}
+}
+
+// TestAutomaticRotationAndRestart: with rotation.auto, a key whose
+// registration ends within lead_time is rotated without anyone asking,
+// and the metrics show the key's expiry and the next rotation. The
+// daemon restarted after the configured key was rotated out (and deleted
+// from the HSM) signs with the key its rotation state names.
+func TestAutomaticRotationAndRestart(t *testing.T) {
+	// Keys registered through the API live 60 s; a rotation begins 45 s
+	// before that, so 15 s after a key's registration: after the rotation
+	// that registered it has finished (its old key out of the JWKS 2 s
+	// and the margin after the switch, out of the HSM 1 s later).
+	rw := newRotationWorldWith(t, mptest.Options{TokenLifetime: 2 * time.Second, RegisteredKeyLifetime: 60 * time.Second}, 0)
+	e := rw.serveRotating(t, "auto: true, lead_time: 45s, probe_interval: 200ms, delete_after: 1s, max_token_lifetime: 3s")
+	keys := portvaktv1.NewKeyServiceClient(connOf(t, e))
+	// The first key is a fixture without an expiry: nothing is due, and
+	// no rotation is planned.
+	if r := rotationOf(t, keys); r.GetNextRotation() != nil || r.GetCurrentExpires() != nil {
+		t.Errorf("before any rotation: %v; want no expiry known and none planned", r)
+	}
+	if _, err := keys.RotateKey(t.Context(), &portvaktv1.RotateKeyRequest{Environment: "sim"}); err != nil {
+		t.Fatalf("RotateKey: %v", err)
+	}
+	var first string
+	waitLong(t, "the first rotation", 2*time.Minute, func() bool {
+		r := rotationOf(t, keys)
+		first = r.GetCurrentKid()
+		return first != rw.firstKID && r.GetPreviousKid() == "" && r.GetNextKid() == ""
+	})
+	// The key now signing expires in 60 s: the next rotation is planned,
+	// and begins by itself.
+	families := scrape(t, "http://"+e.daemon.Addresses()["metrics"]+"/metrics")
+	labels := map[string]string{"environment": "sim"}
+	expiry, okExpiry := value(families, "portvakt_registered_key_expiry_timestamp_seconds", labels)
+	next, okNext := value(families, "portvakt_key_rotation_next_timestamp_seconds", labels)
+	created, okCreated := value(families, "portvakt_registered_key_created_timestamp_seconds", labels)
+	if !okExpiry || !okNext || !okCreated || expiry-next != 45 || created > expiry {
+		t.Errorf("metrics after the first rotation: expiry %v (%v), next rotation %v (%v), created %v (%v); want all three, the next rotation 45 s before the expiry",
+			expiry, okExpiry, next, okNext, created, okCreated)
+	}
+	var second string
+	waitLong(t, "the automatic rotation", 2*time.Minute, func() bool {
+		r := rotationOf(t, keys)
+		second = r.GetCurrentKid()
+		return second != first && r.GetPreviousKid() == "" && r.GetNextKid() == ""
+	})
+	e.stop()
+	var requested int
+	for _, r := range auditOf(t, e) {
+		if r.Kind == audit.KindDecision && r.Method == portvaktv1.KeyService_RotateKey_FullMethodName {
+			requested++
+		}
+	}
+	if requested != 1 {
+		t.Errorf("%d RotateKey calls on record; want the one the test made (the second rotation is automatic)", requested)
+	}
+
+	// The configured key (registered-0) is gone from the HSM; the daemon
+	// starts on the key its rotation state names.
+	e.serve(t)
+	keys = portvaktv1.NewKeyServiceClient(connOf(t, e))
+	r := rotationOf(t, keys)
+	if r.GetCurrentKid() == rw.firstKID {
+		t.Fatalf("after the restart the rotation names the configured key %s again", rw.firstKID)
+	}
+	if _, _, err := call(t, e, &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim", Resource: "https://api.example/restarted"}); err != nil {
+		t.Fatalf("a token after the restart: %v", err)
+	}
+	e.stop()
+	var lastKID string
+	for _, rec := range auditOf(t, e) {
+		if rec.Kind == audit.KindSignature && rec.Resource == "https://api.example/restarted" {
+			lastKID = rec.KID
+		}
+	}
+	if lastKID == "" || lastKID == rw.firstKID {
+		t.Errorf("the grant after the restart names kid %q; want the rotated key's", lastKID)
 	}
 }

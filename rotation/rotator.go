@@ -108,8 +108,9 @@ type Config struct {
 	// DeleteAfter is how long the old key stays in the HSM after it left
 	// the JWKS.
 	DeleteAfter time.Duration
-	// MaxTokenLifetime bounds a token's life, for the old key's last
-	// token when this run did not see it (a restart since the switch).
+	// MaxTokenLifetime bounds a token's life: a token the old key got
+	// before this run started, which the run did not see, may live this
+	// long from the start (or from the switch, if that was earlier).
 	MaxTokenLifetime time.Duration
 	// CheckInterval is how often an idle rotation looks again.
 	CheckInterval time.Duration
@@ -132,6 +133,7 @@ type Rotator struct {
 	record   Recorder
 	log      *slog.Logger
 	now      func() time.Time
+	started  time.Time // this run's start: tokens got before it are unseen
 	wake     chan struct{}
 
 	mu       sync.Mutex
@@ -157,7 +159,7 @@ type Status struct {
 // New is a rotator starting from the state on the HSM, or, when there is
 // none, from current: the configured key.
 func New(cfg Config, hsm HSM, registry Registry, signing Signing, rec Recorder, current Key, log *slog.Logger) (*Rotator, error) {
-	r := &Rotator{cfg: cfg, hsm: hsm, registry: registry, signing: signing, record: rec, log: log, now: time.Now, wake: make(chan struct{}, 1)}
+	r := &Rotator{cfg: cfg, hsm: hsm, registry: registry, signing: signing, record: rec, log: log, now: time.Now, started: time.Now(), wake: make(chan struct{}, 1)}
 	st, ok, err := hsm.LoadState()
 	if err != nil {
 		return nil, fmt.Errorf("environment %s: rotation: %w", cfg.Environment, err)

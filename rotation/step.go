@@ -231,11 +231,14 @@ func (r *Rotator) drain(ctx context.Context, st State) error {
 	if err != nil {
 		return fmt.Errorf("waiting for the old key's grants in flight: %w", err)
 	}
-	if last.IsZero() {
-		// None seen by this run (a restart since the switch): the
-		// longest a token may live.
-		last = prev.Switched.Add(r.cfg.MaxTokenLifetime)
+	// Tokens this run did not see were got before it started (or, when
+	// it started after the switch, before the switch): they may live
+	// the longest a token does from then.
+	unseen := r.started
+	if prev.Switched.Before(unseen) {
+		unseen = prev.Switched
 	}
+	last = later(last, unseen.Add(r.cfg.MaxTokenLifetime))
 	prev.RetireAfter = last.Add(retireMargin).UTC()
 	st.Previous = &prev
 	return r.save(st)
@@ -294,4 +297,11 @@ var ErrSetFull = errors.New("the registered keys are full")
 func (r *Rotator) failed(ctx context.Context, step string, k Key, err error) error {
 	err = fmt.Errorf("%s: %w", step, err)
 	return errors.Join(err, r.record.Step(ctx, step, k, err))
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -108,6 +108,11 @@ func RotationContext(ctx context.Context) context.Context {
 	return ctx
 }
 
+// ownTokenValidity is what is left of an OwnToken's validity at least:
+// enough for the API call it is for, so that the API does not refuse a
+// token that expired on the way.
+const ownTokenValidity = time.Second
+
 // OwnToken is a token for scopes in env for the daemon's own use (a
 // rotation's calls to the self-service API): cached, signed and recorded
 // as a caller's, with the daemon as the caller. ctx is a RotationContext.
@@ -126,7 +131,7 @@ func (s *Service) OwnToken(ctx context.Context, env string, scopes ...string) (s
 	if err := s.recorder.Decision(ctx, Decision{Caller: caller, Request: key, Decision: decision}); err != nil {
 		return secret.Value{}, fmt.Errorf("%w: %w", ErrNotRecorded, err)
 	}
-	tok, err := s.cache.Get(ctx, key, r.minValidity)
+	tok, err := s.cache.Get(ctx, key, ownTokenValidity)
 	outcome := Outcome{Caller: caller, Request: key, Decision: decision, Token: tokenOrNil(tok, err), Err: err}
 	if recErr := s.recorder.Outcome(ctx, outcome); recErr != nil && err == nil {
 		return secret.Value{}, fmt.Errorf("%w: %w", ErrNotRecorded, recErr)

@@ -108,6 +108,9 @@ type Options struct {
 	// KeyActivationDelay is mpsim.Config.KeyActivationDelay: how long a
 	// key registered through the self-service API waits to be accepted.
 	KeyActivationDelay time.Duration
+	// RegisteredKeyLifetime is mpsim.Config.RegisteredKeyLifetime: how
+	// long a key registered through the self-service API is accepted.
+	RegisteredKeyLifetime time.Duration
 }
 
 // DefaultSystemUser is the system user a world has unless
@@ -164,11 +167,12 @@ func New(t testing.TB, opts Options) *World {
 		otherKeys = opts.OtherClientKeys(t, tok)
 	}
 	sim, err := mpsim.New(mpsim.Config{
-		Issuer:             issuer,
-		TokenLifetime:      opts.TokenLifetime,
-		ClockOffset:        opts.ClockOffset,
-		KeyActivationDelay: opts.KeyActivationDelay,
-		TrustRoots:         []*x509.Certificate{ca.Root},
+		Issuer:                issuer,
+		TokenLifetime:         opts.TokenLifetime,
+		ClockOffset:           opts.ClockOffset,
+		KeyActivationDelay:    opts.KeyActivationDelay,
+		RegisteredKeyLifetime: opts.RegisteredKeyLifetime,
+		TrustRoots:            []*x509.Certificate{ca.Root},
 		Clients: []mpsim.Client{
 			// The self-service scopes too, for the API that holds ClientID's
 			// registered keys.
