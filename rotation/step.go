@@ -146,6 +146,13 @@ func (r *Rotator) begin(ctx context.Context, st State, now time.Time) error {
 		return err
 	}
 	next := &Key{Label: label, KID: kid, Created: now}
+	// Replicas with auto on may find a rotation due together: the one
+	// whose state reaches the HSM first drives it. Look again, just
+	// before storing ours (the window left is the write's own).
+	if again, ok, err := r.hsm.LoadState(); err == nil && ok && again.Next != nil {
+		r.log.Info("key rotation: another replica began this rotation; following it", "environment", r.cfg.Environment, "driver", again.Driver)
+		return r.hsm.DeleteKey(label)
+	}
 	if err := r.record.Step(ctx, StepCreated, *next, nil); err != nil {
 		// Unaccounted for, the key must not stay.
 		return errors.Join(err, r.hsm.DeleteKey(label))

@@ -79,7 +79,8 @@ func TestMonitoring(t *testing.T) {
 				}
 			}
 			for _, a := range []string{"PortvaktHSMDown", "PortvaktCertificateExpiring", "PortvaktAuditBroken", "PortvaktMaskinportenErrors",
-				"PortvaktMaskinportenBreakerOpen", "PortvaktTLSReloadFailed", "PortvaktTLSCertificateExpiring", "PortvaktTLSNotWatched", "PortvaktGetTokenSlow"} {
+				"PortvaktMaskinportenBreakerOpen", "PortvaktTLSReloadFailed", "PortvaktTLSCertificateExpiring", "PortvaktTLSNotWatched", "PortvaktGetTokenSlow",
+				"PortvaktKeyRotationFailing", "PortvaktRegisteredKeyExpiring"} {
 				if !alerts[a] {
 					t.Errorf("no alert %s", a)
 				}
