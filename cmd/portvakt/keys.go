@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/portvakt/portvakt/client"
 	"github.com/portvakt/portvakt/hsm"
@@ -198,5 +200,19 @@ func keysJSON(resp *portvaktv1.ListKeysResponse) any {
 		SigningKid           string              `json:"signing_kid"`
 		SigningKeyRegistered bool                `json:"signing_key_registered"`
 		Keys                 []registeredKeyJSON `json:"keys"`
-	}{resp.GetEnvironment(), resp.GetClientId(), resp.GetSigningKid(), resp.GetSigningKeyRegistered(), keys}
+		Rotation             json.RawMessage     `json:"rotation,omitempty"`
+	}{resp.GetEnvironment(), resp.GetClientId(), resp.GetSigningKid(), resp.GetSigningKeyRegistered(), keys, rotationJSON(resp.GetRotation())}
+}
+
+// rotationJSON is a rotation as --json prints it: its proto fields, by
+// their names; nil for none.
+func rotationJSON(r *portvaktv1.KeyRotation) json.RawMessage {
+	if r == nil {
+		return nil
+	}
+	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r)
+	if err != nil {
+		return nil
+	}
+	return b
 }

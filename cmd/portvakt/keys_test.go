@@ -4,8 +4,12 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/portvakt/portvakt/internal/mptest"
+	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
 )
 
 // TestKeysList: `portvakt keys list` shows the environment's registered
@@ -61,5 +65,51 @@ func TestKeysRegister(t *testing.T) {
 	}
 	if _, stderr, status := runCLI(t, "keys", "register", "--socket", socket, "--env", "sim", "--label", "x", "--bits", "1024"); status != exitUsage || !strings.Contains(stderr, "--bits") {
 		t.Errorf("--bits 1024: status %d, stderr %q", status, stderr)
+	}
+}
+
+// TestKeysRotate: an environment without rotation is refused with what to
+// configure; the flags are checked before the daemon is asked.
+func TestKeysRotate(t *testing.T) {
+	socket := startDaemon(t)
+	_, stderr, status := runCLI(t, "keys", "rotate", "--socket", socket, "--env", "sim")
+	if status == exitOK || !strings.Contains(stderr, "has no key rotation: configure environments[].rotation") {
+		t.Errorf("keys rotate without rotation: status %d, stderr %q", status, stderr)
+	}
+	if _, stderr, status := runCLI(t, "keys", "rotate", "--socket", socket); status != exitUsage || !strings.Contains(stderr, "--env is required") {
+		t.Errorf("keys rotate without --env: status %d, stderr %q", status, stderr)
+	}
+}
+
+// TestPrintRotation: each state of a rotation in a line an operator reads.
+func TestPrintRotation(t *testing.T) {
+	at := timestamppb.New(time.Date(2027, 3, 1, 6, 0, 0, 0, time.UTC))
+	tests := []struct {
+		name string
+		r    *portvaktv1.KeyRotation
+		want []string
+	}{
+		{"idle, expiry unknown", &portvaktv1.KeyRotation{CurrentKid: "k1", CurrentKeyLabel: "registered-0"},
+			[]string{"signing with kid k1 (key registered-0), registration ends when not known"}},
+		{"asked for", &portvaktv1.KeyRotation{CurrentKid: "k1", Requested: true}, []string{"asked for: it begins at the next step"}},
+		{"registering", &portvaktv1.KeyRotation{CurrentKid: "k1", NextKid: "k2", NextKeyLabel: "rot-1"}, []string{"on its way in: kid k2 (key rot-1), being registered"}},
+		{"probing", &portvaktv1.KeyRotation{CurrentKid: "k1", NextKid: "k2", NextKeyLabel: "rot-1", NextRegistered: true},
+			[]string{"registered; waiting for Maskinporten to accept it"}},
+		{"draining", &portvaktv1.KeyRotation{CurrentKid: "k2", PreviousKid: "k1", PreviousKeyLabel: "registered-0"},
+			[]string{"on its way out: kid k1 (key registered-0), leaves the registered keys at a time set once its grants in flight are done"}},
+		{"retiring", &portvaktv1.KeyRotation{CurrentKid: "k2", PreviousKid: "k1", PreviousRetireAfter: at}, []string{"leaves the registered keys at 2027-03-01"}},
+		{"out of the JWKS", &portvaktv1.KeyRotation{CurrentKid: "k2", PreviousKid: "k1", PreviousUnregistered: true}, []string{"has left the registered keys; leaves the HSM later"}},
+		{"failing, planned", &portvaktv1.KeyRotation{CurrentKid: "k1", NextRotation: at, Failures: 3, LastError: "registering: down"},
+			[]string{"next automatic rotation: 2027-03-01", "3 failed steps since the daemon started (each is tried again); the latest: registering: down"}},
+	}
+	t.Setenv("TZ", "UTC")
+	for _, tt := range tests {
+		var b strings.Builder
+		printRotation(&b, tt.r)
+		for _, want := range tt.want {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("%s: printed\n%s\nwant it to hold %q", tt.name, b.String(), want)
+			}
+		}
 	}
 }

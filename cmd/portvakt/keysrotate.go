@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/portvakt/portvakt/client"
@@ -53,12 +52,7 @@ idporten:dcr.modify in the environment.`,
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(resp.GetRotation())
-				if err != nil {
-					return err
-				}
-				_, err = fmt.Fprintln(out, string(b))
-				return err
+				return writeJSON(out, rotationJSON(resp.GetRotation()))
 			}
 			fmt.Fprintf(out, "rotation of environment %s begun; `portvakt keys list --env %s` shows its progress\n", env, env)
 			printRotation(out, resp.GetRotation())
