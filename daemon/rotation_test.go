@@ -210,6 +210,14 @@ func TestRotationUnderLoad(t *testing.T) {
 	if n := len(listed.GetKeys()); n != 1 || listed.GetKeys()[0].GetKid() != newKID || !listed.GetSigningKeyRegistered() {
 		t.Errorf("the JWKS after the rotation: %v; want the new key %s alone, in use", listed.GetKeys(), newKID)
 	}
+	for _, k := range listed.GetTokenKeys() {
+		switch {
+		case k.GetLabel() == firstRegistered:
+			t.Errorf("ListKeys shows the old key %s on the token after the rotation deleted it", firstRegistered)
+		case k.GetThumbprint() == newKID && (!k.GetInUse() || k.GetRegisteredKid() != newKID):
+			t.Errorf("ListKeys shows the new key on the token as %v; want it in use and registered", k)
+		}
+	}
 	e.stop()
 
 	records := auditOf(t, e)

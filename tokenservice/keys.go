@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -48,10 +49,42 @@ func (k *KeyService) ListKeys(ctx context.Context, req *portvaktv1.ListKeysReque
 		return nil, toStatus(ctx, err)
 	}
 	resp, err := describeKeys(env, set)
-	if err == nil && env.Rotation != nil {
+	if err != nil {
+		return nil, err
+	}
+	if env.Rotation != nil {
 		resp.Rotation = describeRotation(env.Rotation.Status())
 	}
-	return resp, err
+	if resp.TokenKeys, err = tokenKeys(env, set); err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	return resp, nil
+}
+
+// tokenKeys are the key pairs on the environment's token, each matched to
+// the set by its public key.
+func tokenKeys(env *Environment, set selfservice.Set) ([]*portvaktv1.TokenKey, error) {
+	own := env.Signing()
+	keys, err := own.Signer.Token().Keys()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*portvaktv1.TokenKey, 0, len(keys))
+	for _, k := range keys {
+		tk := &portvaktv1.TokenKey{Label: k.Label, Id: hex.EncodeToString(k.ID)}
+		if k.Public != nil {
+			tk.Bits = int32(k.Public.N.BitLen())
+			tk.Thumbprint, _ = selfservice.Thumbprint(k.Public)
+			tk.InUse = samePublic(own, k.Public)
+			for _, r := range set.Keys {
+				if pub, err := r.PublicKey(); err == nil && pub.Equal(k.Public) {
+					tk.RegisteredKid = r.Kid
+				}
+			}
+		}
+		out = append(out, tk)
+	}
+	return out, nil
 }
 
 // RotateKey asks the environment's rotation to begin now.

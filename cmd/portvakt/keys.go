@@ -173,6 +173,22 @@ func printKeys(out io.Writer, resp *portvaktv1.ListKeysResponse, now time.Time) 
 	if !resp.GetSigningKeyRegistered() {
 		fmt.Fprintf(out, "the key the daemon signs with (kid %s) is not registered: grants that name it are refused\n", resp.GetSigningKid())
 	}
+	if len(resp.GetTokenKeys()) > 0 {
+		fmt.Fprintf(out, "keys on the environment's HSM token: %d\n", len(resp.GetTokenKeys()))
+		tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "LABEL\tTHUMBPRINT\tBITS\tREGISTERED AS\tIN USE")
+		for _, k := range resp.GetTokenKeys() {
+			registered, inUse := k.GetRegisteredKid(), ""
+			if registered == "" {
+				registered = "-"
+			}
+			if k.GetInUse() {
+				inUse = "yes"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", k.GetLabel(), k.GetThumbprint(), k.GetBits(), registered, inUse)
+		}
+		tw.Flush()
+	}
 	printRotation(out, resp.GetRotation())
 }
 
@@ -200,8 +216,26 @@ func keysJSON(resp *portvaktv1.ListKeysResponse) any {
 		SigningKid           string              `json:"signing_kid"`
 		SigningKeyRegistered bool                `json:"signing_key_registered"`
 		Keys                 []registeredKeyJSON `json:"keys"`
+		TokenKeys            []tokenKeyJSON      `json:"token_keys,omitempty"`
 		Rotation             json.RawMessage     `json:"rotation,omitempty"`
-	}{resp.GetEnvironment(), resp.GetClientId(), resp.GetSigningKid(), resp.GetSigningKeyRegistered(), keys, rotationJSON(resp.GetRotation())}
+	}{resp.GetEnvironment(), resp.GetClientId(), resp.GetSigningKid(), resp.GetSigningKeyRegistered(), keys, tokenKeysJSON(resp), rotationJSON(resp.GetRotation())}
+}
+
+type tokenKeyJSON struct {
+	Label         string `json:"label"`
+	ID            string `json:"id,omitempty"`
+	Thumbprint    string `json:"thumbprint,omitempty"`
+	Bits          int32  `json:"bits"`
+	RegisteredKid string `json:"registered_kid,omitempty"`
+	InUse         bool   `json:"in_use"`
+}
+
+func tokenKeysJSON(resp *portvaktv1.ListKeysResponse) []tokenKeyJSON {
+	var keys []tokenKeyJSON
+	for _, k := range resp.GetTokenKeys() {
+		keys = append(keys, tokenKeyJSON{k.GetLabel(), k.GetId(), k.GetThumbprint(), k.GetBits(), k.GetRegisteredKid(), k.GetInUse()})
+	}
+	return keys
 }
 
 // rotationJSON is a rotation as --json prints it: its proto fields, by

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +25,10 @@ func TestKeysList(t *testing.T) {
 		!strings.Contains(stdout, "is not registered: grants that name it are refused") {
 		t.Fatalf("keys list: status %d, stdout %q, stderr %q", status, stdout, stderr)
 	}
+	// The token's keys beside the set: the eSeal, in use, not registered.
+	if !regexp.MustCompile(`(?m)^eseal +[A-Za-z0-9_-]{43} +2048 +- +yes$`).MatchString(stdout) {
+		t.Errorf("keys list shows no line for the token's key eseal (in use, not registered):\n%s", stdout)
+	}
 	stdout, stderr, status = runCLI(t, "keys", "list", "--socket", socket, "--env", "sim", "--json")
 	var doc struct {
 		Environment          string `json:"environment"`
@@ -30,9 +36,21 @@ func TestKeysList(t *testing.T) {
 		SigningKid           string `json:"signing_kid"`
 		SigningKeyRegistered bool   `json:"signing_key_registered"`
 		Keys                 []any  `json:"keys"`
+		TokenKeys            []struct {
+			Label, Thumbprint string
+			InUse             bool `json:"in_use"`
+		} `json:"token_keys"`
 	}
 	if status != exitOK || json.Unmarshal([]byte(stdout), &doc) != nil || doc.ClientID != mptest.ClientID || len(doc.SigningKid) != 43 || doc.SigningKeyRegistered || doc.Keys == nil {
 		t.Fatalf("keys list --json: status %d, stdout %q, stderr %q", status, stdout, stderr)
+	}
+	if !slices.ContainsFunc(doc.TokenKeys, func(k struct {
+		Label, Thumbprint string
+		InUse             bool `json:"in_use"`
+	}) bool {
+		return k.Label == "eseal" && k.InUse && k.Thumbprint == doc.SigningKid
+	}) {
+		t.Errorf("keys list --json: token_keys %+v; want eseal, in use, its thumbprint the signing kid", doc.TokenKeys)
 	}
 	if _, stderr, status := runCLI(t, "keys", "list", "--socket", socket); status != exitUsage || !strings.Contains(stderr, "--env is required") {
 		t.Fatalf("keys list without --env: status %d, stderr %q", status, stderr)

@@ -500,7 +500,10 @@ type ListKeysResponse struct {
 	// When the set was last changed, as Digdir says; empty when it does not.
 	Updated *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated,proto3" json:"updated,omitempty"`
 	// The environment's key rotation; absent without one configured.
-	Rotation      *KeyRotation `protobuf:"bytes,7,opt,name=rotation,proto3" json:"rotation,omitempty"`
+	Rotation *KeyRotation `protobuf:"bytes,7,opt,name=rotation,proto3" json:"rotation,omitempty"`
+	// The key pairs on the environment's HSM token, beside the registered
+	// ones: which of them are registered, which signs.
+	TokenKeys     []*TokenKey `protobuf:"bytes,8,rep,name=token_keys,json=tokenKeys,proto3" json:"token_keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -584,6 +587,105 @@ func (x *ListKeysResponse) GetRotation() *KeyRotation {
 	return nil
 }
 
+func (x *ListKeysResponse) GetTokenKeys() []*TokenKey {
+	if x != nil {
+		return x.TokenKeys
+	}
+	return nil
+}
+
+// TokenKey is a key pair on the environment's HSM token.
+type TokenKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Its label (CKA_LABEL).
+	Label string `protobuf:"bytes,1,opt,name=label,proto3" json:"label,omitempty"`
+	// Its id (CKA_ID), in hex.
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// Its RFC 7638 thumbprint: the kid Portvakt registers it under.
+	Thumbprint string `protobuf:"bytes,3,opt,name=thumbprint,proto3" json:"thumbprint,omitempty"`
+	// The RSA modulus's size in bits; 0 for a key that is not RSA.
+	Bits int32 `protobuf:"varint,4,opt,name=bits,proto3" json:"bits,omitempty"`
+	// The kid it is registered under in the integration's set (by its
+	// public key, whatever the kid); empty when it is not registered.
+	RegisteredKid string `protobuf:"bytes,5,opt,name=registered_kid,json=registeredKid,proto3" json:"registered_kid,omitempty"`
+	// Whether it is the key the daemon signs new grants with.
+	InUse         bool `protobuf:"varint,6,opt,name=in_use,json=inUse,proto3" json:"in_use,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TokenKey) Reset() {
+	*x = TokenKey{}
+	mi := &file_portvakt_v1_keys_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TokenKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TokenKey) ProtoMessage() {}
+
+func (x *TokenKey) ProtoReflect() protoreflect.Message {
+	mi := &file_portvakt_v1_keys_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TokenKey.ProtoReflect.Descriptor instead.
+func (*TokenKey) Descriptor() ([]byte, []int) {
+	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TokenKey) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *TokenKey) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *TokenKey) GetThumbprint() string {
+	if x != nil {
+		return x.Thumbprint
+	}
+	return ""
+}
+
+func (x *TokenKey) GetBits() int32 {
+	if x != nil {
+		return x.Bits
+	}
+	return 0
+}
+
+func (x *TokenKey) GetRegisteredKid() string {
+	if x != nil {
+		return x.RegisteredKid
+	}
+	return ""
+}
+
+func (x *TokenKey) GetInUse() bool {
+	if x != nil {
+		return x.InUse
+	}
+	return false
+}
+
 // RegisteredKey is one public key of an integration's set.
 type RegisteredKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -605,7 +707,7 @@ type RegisteredKey struct {
 
 func (x *RegisteredKey) Reset() {
 	*x = RegisteredKey{}
-	mi := &file_portvakt_v1_keys_proto_msgTypes[7]
+	mi := &file_portvakt_v1_keys_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +719,7 @@ func (x *RegisteredKey) String() string {
 func (*RegisteredKey) ProtoMessage() {}
 
 func (x *RegisteredKey) ProtoReflect() protoreflect.Message {
-	mi := &file_portvakt_v1_keys_proto_msgTypes[7]
+	mi := &file_portvakt_v1_keys_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +732,7 @@ func (x *RegisteredKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisteredKey.ProtoReflect.Descriptor instead.
 func (*RegisteredKey) Descriptor() ([]byte, []int) {
-	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{7}
+	return file_portvakt_v1_keys_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RegisteredKey) GetKid() string {
@@ -708,7 +810,7 @@ const file_portvakt_v1_keys_proto_rawDesc = "" +
 	"registered\x121\n" +
 	"\x04keys\x18\x04 \x01(\v2\x1d.portvakt.v1.ListKeysResponseR\x04keys\"3\n" +
 	"\x0fListKeysRequest\x12 \n" +
-	"\venvironment\x18\x01 \x01(\tR\venvironment\"\xc4\x02\n" +
+	"\venvironment\x18\x01 \x01(\tR\venvironment\"\xfa\x02\n" +
 	"\x10ListKeysResponse\x12 \n" +
 	"\venvironment\x18\x01 \x01(\tR\venvironment\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12.\n" +
@@ -717,7 +819,18 @@ const file_portvakt_v1_keys_proto_rawDesc = "" +
 	"signingKid\x124\n" +
 	"\x16signing_key_registered\x18\x05 \x01(\bR\x14signingKeyRegistered\x124\n" +
 	"\aupdated\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\x124\n" +
-	"\brotation\x18\a \x01(\v2\x18.portvakt.v1.KeyRotationR\brotation\"\xc0\x01\n" +
+	"\brotation\x18\a \x01(\v2\x18.portvakt.v1.KeyRotationR\brotation\x124\n" +
+	"\n" +
+	"token_keys\x18\b \x03(\v2\x15.portvakt.v1.TokenKeyR\ttokenKeys\"\xa2\x01\n" +
+	"\bTokenKey\x12\x14\n" +
+	"\x05label\x18\x01 \x01(\tR\x05label\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1e\n" +
+	"\n" +
+	"thumbprint\x18\x03 \x01(\tR\n" +
+	"thumbprint\x12\x12\n" +
+	"\x04bits\x18\x04 \x01(\x05R\x04bits\x12%\n" +
+	"\x0eregistered_kid\x18\x05 \x01(\tR\rregisteredKid\x12\x15\n" +
+	"\x06in_use\x18\x06 \x01(\bR\x05inUse\"\xc0\x01\n" +
 	"\rRegisteredKey\x12\x10\n" +
 	"\x03kid\x18\x01 \x01(\tR\x03kid\x124\n" +
 	"\aexpires\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12\x15\n" +
@@ -742,7 +855,7 @@ func file_portvakt_v1_keys_proto_rawDescGZIP() []byte {
 	return file_portvakt_v1_keys_proto_rawDescData
 }
 
-var file_portvakt_v1_keys_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_portvakt_v1_keys_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_portvakt_v1_keys_proto_goTypes = []any{
 	(*RotateKeyRequest)(nil),      // 0: portvakt.v1.RotateKeyRequest
 	(*RotateKeyResponse)(nil),     // 1: portvakt.v1.RotateKeyResponse
@@ -751,30 +864,32 @@ var file_portvakt_v1_keys_proto_goTypes = []any{
 	(*RegisterKeyResponse)(nil),   // 4: portvakt.v1.RegisterKeyResponse
 	(*ListKeysRequest)(nil),       // 5: portvakt.v1.ListKeysRequest
 	(*ListKeysResponse)(nil),      // 6: portvakt.v1.ListKeysResponse
-	(*RegisteredKey)(nil),         // 7: portvakt.v1.RegisteredKey
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*TokenKey)(nil),              // 7: portvakt.v1.TokenKey
+	(*RegisteredKey)(nil),         // 8: portvakt.v1.RegisteredKey
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_portvakt_v1_keys_proto_depIdxs = []int32{
 	2,  // 0: portvakt.v1.RotateKeyResponse.rotation:type_name -> portvakt.v1.KeyRotation
-	8,  // 1: portvakt.v1.KeyRotation.current_expires:type_name -> google.protobuf.Timestamp
-	8,  // 2: portvakt.v1.KeyRotation.previous_retire_after:type_name -> google.protobuf.Timestamp
-	8,  // 3: portvakt.v1.KeyRotation.next_rotation:type_name -> google.protobuf.Timestamp
+	9,  // 1: portvakt.v1.KeyRotation.current_expires:type_name -> google.protobuf.Timestamp
+	9,  // 2: portvakt.v1.KeyRotation.previous_retire_after:type_name -> google.protobuf.Timestamp
+	9,  // 3: portvakt.v1.KeyRotation.next_rotation:type_name -> google.protobuf.Timestamp
 	6,  // 4: portvakt.v1.RegisterKeyResponse.keys:type_name -> portvakt.v1.ListKeysResponse
-	7,  // 5: portvakt.v1.ListKeysResponse.keys:type_name -> portvakt.v1.RegisteredKey
-	8,  // 6: portvakt.v1.ListKeysResponse.updated:type_name -> google.protobuf.Timestamp
+	8,  // 5: portvakt.v1.ListKeysResponse.keys:type_name -> portvakt.v1.RegisteredKey
+	9,  // 6: portvakt.v1.ListKeysResponse.updated:type_name -> google.protobuf.Timestamp
 	2,  // 7: portvakt.v1.ListKeysResponse.rotation:type_name -> portvakt.v1.KeyRotation
-	8,  // 8: portvakt.v1.RegisteredKey.expires:type_name -> google.protobuf.Timestamp
-	5,  // 9: portvakt.v1.KeyService.ListKeys:input_type -> portvakt.v1.ListKeysRequest
-	3,  // 10: portvakt.v1.KeyService.RegisterKey:input_type -> portvakt.v1.RegisterKeyRequest
-	0,  // 11: portvakt.v1.KeyService.RotateKey:input_type -> portvakt.v1.RotateKeyRequest
-	6,  // 12: portvakt.v1.KeyService.ListKeys:output_type -> portvakt.v1.ListKeysResponse
-	4,  // 13: portvakt.v1.KeyService.RegisterKey:output_type -> portvakt.v1.RegisterKeyResponse
-	1,  // 14: portvakt.v1.KeyService.RotateKey:output_type -> portvakt.v1.RotateKeyResponse
-	12, // [12:15] is the sub-list for method output_type
-	9,  // [9:12] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	7,  // 8: portvakt.v1.ListKeysResponse.token_keys:type_name -> portvakt.v1.TokenKey
+	9,  // 9: portvakt.v1.RegisteredKey.expires:type_name -> google.protobuf.Timestamp
+	5,  // 10: portvakt.v1.KeyService.ListKeys:input_type -> portvakt.v1.ListKeysRequest
+	3,  // 11: portvakt.v1.KeyService.RegisterKey:input_type -> portvakt.v1.RegisterKeyRequest
+	0,  // 12: portvakt.v1.KeyService.RotateKey:input_type -> portvakt.v1.RotateKeyRequest
+	6,  // 13: portvakt.v1.KeyService.ListKeys:output_type -> portvakt.v1.ListKeysResponse
+	4,  // 14: portvakt.v1.KeyService.RegisterKey:output_type -> portvakt.v1.RegisterKeyResponse
+	1,  // 15: portvakt.v1.KeyService.RotateKey:output_type -> portvakt.v1.RotateKeyResponse
+	13, // [13:16] is the sub-list for method output_type
+	10, // [10:13] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_portvakt_v1_keys_proto_init() }
@@ -788,7 +903,7 @@ func file_portvakt_v1_keys_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_portvakt_v1_keys_proto_rawDesc), len(file_portvakt_v1_keys_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
