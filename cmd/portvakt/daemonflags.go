@@ -43,6 +43,9 @@ func dialDaemon(conn *client.Options) (*client.Client, error) {
 // failed call is explained in a sentence (explainCallError).
 func callDaemon[T any](ctx context.Context, conn *client.Options, timeout time.Duration, call func(context.Context, *client.Client) (T, error)) (T, error) {
 	var zero T
+	if timeout <= 0 {
+		return zero, usagef("--timeout %s: give a positive duration, such as 30s", timeout)
+	}
 	c, err := dialDaemon(conn)
 	if err != nil {
 		return zero, err
@@ -55,4 +58,12 @@ func callDaemon[T any](ctx context.Context, conn *client.Options, timeout time.D
 		return zero, explainCallError(*conn, timeout, err)
 	}
 	return resp, nil
+}
+
+// requireEnv refuses a command for an environment that names none.
+func requireEnv(env string) error {
+	if env == "" {
+		return usagef("--env is required")
+	}
+	return nil
 }

@@ -50,13 +50,11 @@ signing with its configured key.`,
   portvakt keys register --env prod --label eseal --pin-certificate --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			switch {
-			case req.Environment == "":
-				return usagef("--env is required")
-			case req.KeyLabel == "":
+			if err := requireEnv(req.Environment); err != nil {
+				return err
+			}
+			if req.KeyLabel == "" {
 				return usagef("--label is required: the key's label in the HSM, such as registered-2027")
-			case timeout <= 0:
-				return usagef("--timeout %s: give a positive duration, such as 30s", timeout)
 			}
 			if err := keySizes.check(strconv.Itoa(bits)); err != nil {
 				return err
@@ -121,11 +119,8 @@ the policy must grant your client that scope in the environment.`,
   portvakt keys list --env prod --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			switch {
-			case env == "":
-				return usagef("--env is required")
-			case timeout <= 0:
-				return usagef("--timeout %s: give a positive duration, such as 30s", timeout)
+			if err := requireEnv(env); err != nil {
+				return err
 			}
 			resp, err := callDaemon(cmd.Context(), &conn, timeout, func(ctx context.Context, c *client.Client) (*portvaktv1.ListKeysResponse, error) {
 				return c.Keys().ListKeys(ctx, &portvaktv1.ListKeysRequest{Environment: env})

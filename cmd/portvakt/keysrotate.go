@@ -38,11 +38,8 @@ idporten:dcr.modify in the environment.`,
   portvakt keys list --env test    # the rotation's progress`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			switch {
-			case env == "":
-				return usagef("--env is required")
-			case timeout <= 0:
-				return usagef("--timeout %s: give a positive duration, such as 30s", timeout)
+			if err := requireEnv(env); err != nil {
+				return err
 			}
 			resp, err := callDaemon(cmd.Context(), &conn, timeout, func(ctx context.Context, c *client.Client) (*portvaktv1.RotateKeyResponse, error) {
 				return c.Keys().RotateKey(ctx, &portvaktv1.RotateKeyRequest{Environment: env})

@@ -37,7 +37,7 @@ func newTokenCommand() *cobra.Command {
   portvakt token --addr portvakt.internal:8443 --cert me.pem --key me-key.pem --ca ca.pem --scope svv:kjoretoy/ecoc`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkTokenFlags(&req, &systemUser, timeout); err != nil {
+			if err := checkTokenFlags(&req, &systemUser); err != nil {
 				return err
 			}
 			if asJSON && showToken {
@@ -85,14 +85,12 @@ func newTokenCommand() *cobra.Command {
 // checkTokenFlags refuses what no daemon could answer: no scope, a
 // negative duration, an organisation number that is not one, a system
 // user and a consumer both.
-func checkTokenFlags(req *client.Request, systemUser *client.SystemUser, timeout time.Duration) error {
+func checkTokenFlags(req *client.Request, systemUser *client.SystemUser) error {
 	switch {
 	case len(req.Scopes) == 0:
 		return usagef("--scope is required")
 	case req.MinValidity < 0:
 		return usagef("--min-validity %s is negative: give how long the token must stay valid, such as 60s, or leave it out", req.MinValidity)
-	case timeout <= 0:
-		return usagef("--timeout %s: give a positive duration, such as 30s", timeout)
 	case systemUser.ExternalRef != "" && systemUser.Org == "":
 		return usagef("--system-user-ref needs --system-user, the customer's organisation number")
 	case systemUser.Org != "" && req.ConsumerOrg != "":
