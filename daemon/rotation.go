@@ -35,6 +35,9 @@ type rotationKeys struct {
 	access hsm.Token
 	label  string // the state's data object
 	opened *openedKeys
+	// usedBy names what signs with the key pub (an environment's
+	// signing, self-service or successor key); "" for nothing.
+	usedBy func(pub *rsa.PublicKey) string
 }
 
 func (h rotationKeys) GenerateKey(label string, bits int) (*rsa.PublicKey, error) {
@@ -54,7 +57,19 @@ func (h rotationKeys) PublicKey(label string) (*rsa.PublicKey, error) {
 	return s.Public().(*rsa.PublicKey), nil
 }
 
-func (h rotationKeys) DeleteKey(label string) error { return h.tok.DeleteKey(label) }
+func (h rotationKeys) DeleteKey(label string) error {
+	pub, err := h.PublicKey(label)
+	switch {
+	case errors.Is(err, signer.ErrKeyNotFound):
+		return nil // gone already
+	case err != nil:
+		return err
+	}
+	if user := h.usedBy(pub); user != "" {
+		return fmt.Errorf("%w: %s", rotation.ErrKeyInUse, user)
+	}
+	return h.tok.DeleteKey(label)
+}
 
 func (h rotationKeys) LoadState() (rotation.State, bool, error) {
 	return loadRotationState(h.access, h.label)
@@ -307,7 +322,8 @@ func (d *Daemon) openRotations(starts []*rotationStart) error {
 			Context: tokenservice.RotationContext,
 			OnStep:  func(st rotation.Status, err error) { d.rotationMetrics(name, st, err) },
 		}
-		keys := rotationKeys{tok: rs.tok, access: rs.access, label: rotationStateLabel(name), opened: rs.opened}
+		keys := rotationKeys{tok: rs.tok, access: rs.access, label: rotationStateLabel(name), opened: rs.opened,
+			usedBy: d.keyUsedBy}
 		signing := &rotationSigning{service: d.service, env: env, tok: rs.tok, cfg: e, opened: rs.opened}
 		rot, err := rotation.New(cfg, keys, rotationRegistry{api: api, clientID: env.ClientID}, signing, rotationRecorder{service: d.service, env: name}, rs.current, d.log)
 		if err != nil {
@@ -356,4 +372,28 @@ func setOrDelete[G interface{ Set(float64) }](with func(...string) G, del func(.
 		return
 	}
 	with(env).Set(float64(t.Unix()))
+}
+
+// keyUsedBy names what signs with the key pub: an environment's signing
+// key, self-service key or waiting successor; "" for nothing.
+func (d *Daemon) keyUsedBy(pub *rsa.PublicKey) string {
+	type use struct {
+		what string
+		key  *tokenservice.SigningKey
+	}
+	for _, e := range d.service.Environments() {
+		uses := []use{{"the signing key", e.Signing()}, {"the self-service key", e.SelfServiceKey}}
+		if next := e.Successor(); next != nil {
+			uses = append(uses, use{"the successor", next.Key})
+		}
+		for _, u := range uses {
+			if u.key == nil {
+				continue
+			}
+			if own, ok := u.key.Signer.Public().(*rsa.PublicKey); ok && own.Equal(pub) {
+				return fmt.Sprintf("%s of environment %s", u.what, e.Config.Name)
+			}
+		}
+	}
+	return ""
 }

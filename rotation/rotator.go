@@ -31,7 +31,8 @@ type HSM interface {
 	// PublicKey is the public half of the key labelled label.
 	PublicKey(label string) (*rsa.PublicKey, error)
 	// DeleteKey removes the key labelled label, both halves; a key
-	// already gone is no error.
+	// already gone is no error, and one that something else signs with
+	// is refused with ErrKeyInUse.
 	DeleteKey(label string) error
 	// LoadState reads the stored state; false when there is none.
 	LoadState() (State, bool, error)
@@ -84,6 +85,7 @@ const (
 	StepUnregistered  = "unregistered"  // the old key left the JWKS
 	StepDeleting      = "deleting"      // the old key is about to leave the HSM
 	StepDeleted       = "deleted"       // it has
+	StepKept          = "kept"          // it stays: something else signs with it
 )
 
 // Config is an environment's rotation.
@@ -136,10 +138,11 @@ type Rotator struct {
 	started  time.Time // this run's start: tokens got before it are unseen
 	wake     chan struct{}
 
-	mu       sync.Mutex
-	state    State
-	status   Status
-	failures int // consecutive
+	mu        sync.Mutex
+	state     State
+	status    Status
+	failures  int  // consecutive
+	requested bool // a Request not yet stored by a step
 }
 
 // Status is what the rotation reports, for metrics and ListKeys.
@@ -189,8 +192,11 @@ func (r *Rotator) Status() Status {
 // ErrBusy means a rotation is under way already.
 var ErrBusy = errors.New("a rotation is under way")
 
-// Request asks for a rotation now (`portvakt keys rotate`). It is stored
-// on the HSM, so it survives a restart, and begins at the next step.
+// Request asks for a rotation now (`portvakt keys rotate`). The next
+// step, which it wakes, stores it on the HSM (so that it survives a
+// restart) and begins the rotation, or, while an old key is still on its
+// way out, once that is done. Only steps write the state: a request
+// cannot be lost to a step storing the state it read before.
 func (r *Rotator) Request() (State, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -198,20 +204,25 @@ func (r *Rotator) Request() (State, error) {
 	if st.Next != nil {
 		return st, fmt.Errorf("%w: key %s (kid %s) is on its way in", ErrBusy, st.Next.Label, st.Next.KID)
 	}
-	if !st.Requested.IsZero() {
-		return st, nil
+	r.requested = true
+	if st.Requested.IsZero() {
+		st.Requested = r.now().UTC()
+		r.status.State.Requested = st.Requested
 	}
-	st.Requested = r.now().UTC()
-	st.Driver = r.cfg.Instance
-	if err := r.hsm.SaveState(st); err != nil {
-		return r.state, fmt.Errorf("storing the rotation request on the HSM: %w", err)
-	}
-	r.state, r.status.State = st, st
 	select {
 	case r.wake <- struct{}{}:
 	default:
 	}
 	return st, nil
+}
+
+// takeRequest reports whether a Request waits to be stored, and clears it.
+func (r *Rotator) takeRequest() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	was := r.requested
+	r.requested = false
+	return was
 }
 
 // Run drives the rotation until ctx ends.

@@ -24,6 +24,18 @@ func (r *Rotator) Step(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	now := r.now().UTC()
+	if r.takeRequest() && st.Next == nil && st.Requested.IsZero() {
+		st.Requested = now
+		if st.Previous == nil { // else the replica retiring it begins this one
+			st.Driver = r.cfg.Instance
+		}
+		if err := r.save(st); err != nil {
+			r.mu.Lock()
+			r.requested = true // stored by the next step
+			r.mu.Unlock()
+			return 0, fmt.Errorf("storing the rotation request: %w", err)
+		}
+	}
 	if busy(st) && st.Driver != r.cfg.Instance {
 		// Another replica drives this rotation; follow its switch.
 		return r.cfg.ProbeInterval, nil
@@ -284,10 +296,17 @@ func (r *Rotator) delete(ctx context.Context, st State) error {
 	if err := r.record.Step(ctx, StepDeleting, prev, nil); err != nil {
 		return err
 	}
-	if err := r.hsm.DeleteKey(prev.Label); err != nil {
+	done := StepDeleted
+	switch err := r.hsm.DeleteKey(prev.Label); {
+	case errors.Is(err, ErrKeyInUse):
+		// Another environment signs with it: it stays, and this rotation
+		// is done with it.
+		r.log.Info("key rotation: the old key stays in the HSM: it is in use elsewhere", "environment", r.cfg.Environment, "key_label", prev.Label, "reason", err.Error())
+		done = StepKept
+	case err != nil:
 		return r.failed(ctx, StepDeleting, prev, fmt.Errorf("deleting key %s from the HSM: %w", prev.Label, err))
 	}
-	if err := r.record.Step(ctx, StepDeleted, prev, nil); err != nil {
+	if err := r.record.Step(ctx, done, prev, nil); err != nil {
 		return err
 	}
 	st.Previous = nil
@@ -312,3 +331,7 @@ func later(a, b time.Time) time.Time {
 	}
 	return b
 }
+
+// ErrKeyInUse is HSM.DeleteKey's answer for a key something else signs
+// with (another environment, the self-service API's tokens): it stays.
+var ErrKeyInUse = errors.New("the key is in use elsewhere")
