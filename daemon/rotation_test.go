@@ -551,3 +551,45 @@ func TestAutomaticRotationAndRestart(t *testing.T) {
 		t.Errorf("the grant after the restart names kid %q; want the rotated key's", lastKID)
 	}
 }
+
+// TestRotationKeepsKeyInUse: a rotated-out key that something else
+// signs with (here the eSeal, which signs the self-service API's tokens
+// too) leaves the JWKS but stays in the HSM, on record as kept; the
+// self-service API's tokens go on being got with it.
+func TestRotationKeepsKeyInUse(t *testing.T) {
+	const esealKID = "eseal-registered"
+	w := mptest.New(t, mptest.Options{NoSigner: true, ESealKID: esealKID, TokenLifetime: 2 * time.Second})
+	e := prepare(t, w)
+	e.edit(t, func(cfg string) string {
+		return mustReplace(t, cfg, "key_label: eseal}", fmt.Sprintf("key_label: eseal, kid: %s, self_service: {url: %q, key_label: eseal}, rotation: {probe_interval: 200ms, delete_after: 1s, max_token_lifetime: 3s}}",
+			esealKID, w.Issuer+mpsim.SelfServicePath))
+	})
+	e.writePolicy(t, defaultPolicy()+"      - environments: [sim]\n        scopes: ["+mpsim.ScopeDCRRead+", "+mpsim.ScopeDCRModify+"]\n")
+	e.serve(t)
+	keys := portvaktv1.NewKeyServiceClient(connOf(t, e))
+	if _, err := keys.RotateKey(t.Context(), &portvaktv1.RotateKeyRequest{Environment: "sim"}); err != nil {
+		t.Fatalf("RotateKey: %v", err)
+	}
+	waitLong(t, "the rotation to finish", 2*time.Minute, func() bool {
+		r := rotationOf(t, keys)
+		return r.GetCurrentKid() != esealKID && r.GetNextKid() == "" && r.GetPreviousKid() == ""
+	})
+	listed, err := keys.ListKeys(t.Context(), &portvaktv1.ListKeysRequest{Environment: "sim"})
+	if err != nil {
+		t.Fatalf("ListKeys after the rotation (a self-service token signed by the eSeal): %v", err)
+	}
+	if !slices.ContainsFunc(listed.GetTokenKeys(), func(k *portvaktv1.TokenKey) bool { return k.GetLabel() == "eseal" }) {
+		t.Errorf("the eSeal is gone from the HSM: %v", listed.GetTokenKeys())
+	}
+	e.stop()
+	var order []string
+	for _, r := range auditOf(t, e) {
+		if r.Kind == audit.KindKey && r.Client == "portvakt" {
+			order = append(order, r.Outcome)
+		}
+	}
+	want := append(slices.Clone(rotationSteps[:len(rotationSteps)-1]), "kept")
+	if !slices.Equal(order, want) {
+		t.Errorf("the rotation's key records: %v; want %v", order, want)
+	}
+}
