@@ -37,6 +37,10 @@ func (t *Token) DeleteKey(label string) error {
 	for _, s := range t.keys {
 		if s.key.KeyLabel == label {
 			s.deleted.Store(true)
+			// Out of the connection too: the probe asks every key there,
+			// and a deleted one's handle answers CKR_OBJECT_HANDLE_INVALID,
+			// which means the token is gone.
+			t.conn.keys[s.index] = nil
 		}
 	}
 	return nil
