@@ -133,6 +133,9 @@ func (r *recorder) Decision(ctx context.Context, d tokenservice.Decision) error 
 func (r *recorder) KeyChange(ctx context.Context, k tokenservice.KeyChange) error {
 	rec := r.base(ctx, audit.KindKey, k.Caller, tokencache.Key{Environment: k.Environment})
 	rec.Client, rec.KeyLabel, rec.KID, rec.Outcome = k.Client, k.KeyLabel, k.KID, k.Step
+	if k.Signer != nil {
+		rec.CertSHA256 = fingerprint(k.Signer)
+	}
 	if k.Err != nil {
 		rec.Error = cut(k.Err.Error(), maxErrorBytes)
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,10 +74,21 @@ func TestSuccessorTakesOver(t *testing.T) {
 	get("https://after.example")
 
 	byResource := map[string]string{}
+	var takeover *audit.Record
 	for _, r := range auditOf(t, e) {
-		if r.Kind == audit.KindSignature {
+		switch {
+		case r.Kind == audit.KindKey && r.Outcome == "certificate_takeover":
+			takeover = &r
+		case r.Kind == audit.KindSignature:
 			byResource[r.Resource] = r.CertSHA256
+			// The takeover's record is the line between the certificates.
+			if want := map[bool]string{true: oldSHA, false: newSHA}[takeover == nil]; r.CertSHA256 != want {
+				t.Errorf("signature record %d (%s) names certificate %s, %s the takeover's record", r.Seq, r.Resource, r.CertSHA256, map[bool]string{true: "before", false: "after"}[takeover == nil])
+			}
 		}
+	}
+	if takeover == nil || takeover.CertSHA256 != newSHA || takeover.KeyLabel != label || !slices.Contains(takeover.Identities, "internal:certificate-renewal") {
+		t.Errorf("the takeover's audit record: %+v; want a key record certificate_takeover naming %s (%s), by internal:certificate-renewal", takeover, label, newSHA)
 	}
 	if byResource["https://before.example"] != oldSHA || byResource["https://after.example"] != newSHA {
 		t.Errorf("signature records by resource name certificates %v; want %s before the takeover and %s after", byResource, oldSHA, newSHA)

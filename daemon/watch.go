@@ -141,7 +141,25 @@ func (d *Daemon) watchSuccessions(ctx context.Context) {
 		}
 		now := time.Now()
 		for _, e := range d.service.Environments() {
-			if next := e.Successor(); next != nil && e.Succeed(now) {
+			record := func(next *tokenservice.Succession) error {
+				return d.service.RecordTakeover(tokenservice.RenewalContext(ctx), e.Config.Name, next)
+			}
+			next := e.Successor()
+			took, err := e.Succeed(now, record)
+			switch {
+			case err != nil:
+				// Not on record, so not taken over: the current
+				// certificate signs on, and the next round tries again.
+				d.log.Error("the successor certificate could not take over: its audit record was not written; trying again",
+					"environment", e.Config.Name, "error", err.Error())
+				timer := time.NewTimer(time.Second)
+				select {
+				case <-ctx.Done():
+					timer.Stop()
+					return
+				case <-timer.C:
+				}
+			case took:
 				cert := next.Key.Signer.Certificate()
 				d.log.Info("the successor certificate takes over signing", "environment", e.Config.Name,
 					"subject", cert.Subject.CommonName, "not_after", cert.NotAfter.UTC().Format(time.RFC3339), "key_label", next.Key.Signer.KeyLabel())

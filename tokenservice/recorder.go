@@ -73,6 +73,9 @@ type KeyChange struct {
 	Environment string
 	KeyLabel    string
 	KID         string
+	// Signer, when set, is the key concerned, for its certificate's
+	// fingerprint on the record.
+	Signer *signer.Signer
 	// Step is one of KeyCreated, KeyRegistering, KeyRegistered, or a
 	// failure outcome of Classify with Err.
 	Step string

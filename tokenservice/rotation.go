@@ -175,3 +175,29 @@ func (s *Service) RecordRotationStep(ctx context.Context, env, step, label, kid 
 	}
 	return s.recorder.KeyChange(ctx, change)
 }
+
+// The daemon's own part that hands signing to a renewed certificate.
+const renewalPart = "certificate-renewal"
+
+// RenewalContext is ctx as the daemon's certificate takeover acts in: a
+// request id of its own, and the daemon as the caller.
+func RenewalContext(ctx context.Context) context.Context {
+	ctx, call := requestid.New(identity.Internal(ctx, renewalPart))
+	call.Client = rotationClient
+	return ctx
+}
+
+// StepTakeover is the outcome of the key record of a renewed
+// certificate taking over an environment's signing.
+const StepTakeover = "certificate_takeover"
+
+// RecordTakeover puts the successor's takeover of env's signing on record
+// as the daemon's own key change, naming the successor's key and
+// certificate. ctx is a RenewalContext.
+func (s *Service) RecordTakeover(ctx context.Context, env string, next *Succession) error {
+	caller, _ := identity.FromContext(ctx)
+	return s.recorder.KeyChange(ctx, KeyChange{
+		Caller: caller, Client: rotationClient, Environment: env,
+		KeyLabel: next.Key.Signer.KeyLabel(), Signer: next.Key.Signer, Step: StepTakeover,
+	})
+}

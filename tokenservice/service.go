@@ -86,14 +86,26 @@ func (e *Environment) Successor() *Succession { return e.successor.Load() }
 func (e *Environment) SetSuccessor(s *Succession) { e.successor.Store(s) }
 
 // Succeed makes the waiting successor the signing key, if one waits and
-// its time has come at now, and reports whether it did.
-func (e *Environment) Succeed(now time.Time) bool {
+// its time has come at now, and reports whether it did. record, when not
+// nil, is the takeover's audit record, written as SwitchSigning writes a
+// switch's: every grant of the old certificate before it, every grant of
+// the new one after. If record fails, the successor waits on.
+func (e *Environment) Succeed(now time.Time, record func(*Succession) error) (bool, error) {
 	s := e.successor.Load()
-	if s == nil || now.Before(s.At) || !e.successor.CompareAndSwap(s, nil) {
-		return false
+	if s == nil || now.Before(s.At) {
+		return false, nil
 	}
-	e.SetSigning(s.Key)
-	return true
+	err := e.SwitchSigning(s.Key, func() error {
+		if record == nil {
+			return nil
+		}
+		return record(s)
+	})
+	if err != nil {
+		return false, err
+	}
+	// Withdrawn once it signs: ListEnvironments never shows neither.
+	return e.successor.CompareAndSwap(s, nil), nil
 }
 
 // SetSigning makes key the one new grants are signed with, at once and
