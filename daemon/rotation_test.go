@@ -328,10 +328,18 @@ func TestRotationSelfServiceDown(t *testing.T) {
 		got, _ := value(families(), "portvakt_key_rotation_failures_total", map[string]string{"environment": "sim"})
 		return got >= 2
 	})
-	// ListKeys reads the JWKS too, so it is down as well: the status is
-	// read from the audit and the metrics meanwhile.
+	// ListKeys reads the JWKS, so it is down as well; ListEnvironments
+	// and the metrics show the rotation meanwhile.
 	if got, _ := value(families(), "portvakt_key_rotation_in_progress", map[string]string{"environment": "sim"}); got != 1 {
 		t.Errorf("portvakt_key_rotation_in_progress = %v during the outage, want 1", got)
+	}
+	envs, err := e.unix.API().ListEnvironments(t.Context(), &portvaktv1.ListEnvironmentsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := envs.GetEnvironments()[0].GetRotation(); r.GetCurrentKid() != rw.firstKID || r.GetNextKid() == "" || r.GetNextRegistered() || r.GetFailures() < 2 ||
+		!strings.Contains(r.GetLastError(), "self-service API is unavailable") {
+		t.Errorf("ListEnvironments during the outage shows the rotation as %v; want the first key signing, the new one made and not registered, the failures and why", r)
 	}
 	before := load.calls.Load()
 	waitFor(t, "calls during the outage", func() bool { return load.calls.Load() > before+50 })

@@ -86,6 +86,9 @@ func (s *Service) ListEnvironments(ctx context.Context, _ *portvaktv1.ListEnviro
 				}
 			}
 		}
+		if env.Rotation != nil {
+			e.Rotation = describeRotation(env.Rotation.Status())
+		}
 		resp.Environments = append(resp.Environments, e)
 	}
 	return resp, nil

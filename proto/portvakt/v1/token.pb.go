@@ -656,7 +656,11 @@ type Environment struct {
 	KeyLabel string `protobuf:"bytes,10,opt,name=key_label,json=keyLabel,proto3" json:"key_label,omitempty"`
 	// The renewed certificate waiting to take over signing
 	// (environments[].successor); unset when none waits.
-	Successor     *Successor `protobuf:"bytes,11,opt,name=successor,proto3" json:"successor,omitempty"`
+	Successor *Successor `protobuf:"bytes,11,opt,name=successor,proto3" json:"successor,omitempty"`
+	// The registered-key rotation (environments[].rotation), as the daemon
+	// knows it without asking Digdir; unset without one. KeyService.ListKeys
+	// has it beside the registered keys.
+	Rotation      *KeyRotation `protobuf:"bytes,12,opt,name=rotation,proto3" json:"rotation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -768,6 +772,13 @@ func (x *Environment) GetSuccessor() *Successor {
 	return nil
 }
 
+func (x *Environment) GetRotation() *KeyRotation {
+	if x != nil {
+		return x.Rotation
+	}
+	return nil
+}
+
 // Successor is a renewed certificate waiting to take over an
 // environment's signing.
 type Successor struct {
@@ -856,7 +867,7 @@ var File_portvakt_v1_token_proto protoreflect.FileDescriptor
 
 const file_portvakt_v1_token_proto_rawDesc = "" +
 	"\n" +
-	"\x17portvakt/v1/token.proto\x12\vportvakt.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x02\n" +
+	"\x17portvakt/v1/token.proto\x12\vportvakt.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16portvakt/v1/keys.proto\"\x82\x02\n" +
 	"\x0fGetTokenRequest\x12\x16\n" +
 	"\x06scopes\x18\x01 \x03(\tR\x06scopes\x12 \n" +
 	"\venvironment\x18\x02 \x01(\tR\venvironment\x12!\n" +
@@ -893,7 +904,7 @@ const file_portvakt_v1_token_proto_rawDesc = "" +
 	"\x04rule\x18\x04 \x01(\tR\x04rule\"\x19\n" +
 	"\x17ListEnvironmentsRequest\"X\n" +
 	"\x18ListEnvironmentsResponse\x12<\n" +
-	"\fenvironments\x18\x01 \x03(\v2\x18.portvakt.v1.EnvironmentR\fenvironments\"\xca\x03\n" +
+	"\fenvironments\x18\x01 \x03(\v2\x18.portvakt.v1.EnvironmentR\fenvironments\"\x80\x04\n" +
 	"\vEnvironment\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06issuer\x18\x02 \x01(\tR\x06issuer\x12%\n" +
@@ -907,7 +918,8 @@ const file_portvakt_v1_token_proto_rawDesc = "" +
 	"\x12certificate_sha256\x18\t \x01(\tR\x11certificateSha256\x12\x1b\n" +
 	"\tkey_label\x18\n" +
 	" \x01(\tR\bkeyLabel\x124\n" +
-	"\tsuccessor\x18\v \x01(\v2\x16.portvakt.v1.SuccessorR\tsuccessor\"\x98\x02\n" +
+	"\tsuccessor\x18\v \x01(\v2\x16.portvakt.v1.SuccessorR\tsuccessor\x124\n" +
+	"\brotation\x18\f \x01(\v2\x18.portvakt.v1.KeyRotationR\brotation\"\x98\x02\n" +
 	"\tSuccessor\x12>\n" +
 	"\rtakes_over_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vtakesOverAt\x12/\n" +
 	"\x13certificate_subject\x18\x02 \x01(\tR\x12certificateSubject\x12N\n" +
@@ -945,6 +957,7 @@ var file_portvakt_v1_token_proto_goTypes = []any{
 	(*Successor)(nil),                // 9: portvakt.v1.Successor
 	(*durationpb.Duration)(nil),      // 10: google.protobuf.Duration
 	(*timestamppb.Timestamp)(nil),    // 11: google.protobuf.Timestamp
+	(*KeyRotation)(nil),              // 12: portvakt.v1.KeyRotation
 }
 var file_portvakt_v1_token_proto_depIdxs = []int32{
 	10, // 0: portvakt.v1.GetTokenRequest.min_validity:type_name -> google.protobuf.Duration
@@ -954,19 +967,20 @@ var file_portvakt_v1_token_proto_depIdxs = []int32{
 	8,  // 4: portvakt.v1.ListEnvironmentsResponse.environments:type_name -> portvakt.v1.Environment
 	11, // 5: portvakt.v1.Environment.certificate_not_after:type_name -> google.protobuf.Timestamp
 	9,  // 6: portvakt.v1.Environment.successor:type_name -> portvakt.v1.Successor
-	11, // 7: portvakt.v1.Successor.takes_over_at:type_name -> google.protobuf.Timestamp
-	11, // 8: portvakt.v1.Successor.certificate_not_after:type_name -> google.protobuf.Timestamp
-	0,  // 9: portvakt.v1.TokenService.GetToken:input_type -> portvakt.v1.GetTokenRequest
-	3,  // 10: portvakt.v1.TokenService.WhoAmI:input_type -> portvakt.v1.WhoAmIRequest
-	6,  // 11: portvakt.v1.TokenService.ListEnvironments:input_type -> portvakt.v1.ListEnvironmentsRequest
-	2,  // 12: portvakt.v1.TokenService.GetToken:output_type -> portvakt.v1.GetTokenResponse
-	4,  // 13: portvakt.v1.TokenService.WhoAmI:output_type -> portvakt.v1.WhoAmIResponse
-	7,  // 14: portvakt.v1.TokenService.ListEnvironments:output_type -> portvakt.v1.ListEnvironmentsResponse
-	12, // [12:15] is the sub-list for method output_type
-	9,  // [9:12] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	12, // 7: portvakt.v1.Environment.rotation:type_name -> portvakt.v1.KeyRotation
+	11, // 8: portvakt.v1.Successor.takes_over_at:type_name -> google.protobuf.Timestamp
+	11, // 9: portvakt.v1.Successor.certificate_not_after:type_name -> google.protobuf.Timestamp
+	0,  // 10: portvakt.v1.TokenService.GetToken:input_type -> portvakt.v1.GetTokenRequest
+	3,  // 11: portvakt.v1.TokenService.WhoAmI:input_type -> portvakt.v1.WhoAmIRequest
+	6,  // 12: portvakt.v1.TokenService.ListEnvironments:input_type -> portvakt.v1.ListEnvironmentsRequest
+	2,  // 13: portvakt.v1.TokenService.GetToken:output_type -> portvakt.v1.GetTokenResponse
+	4,  // 14: portvakt.v1.TokenService.WhoAmI:output_type -> portvakt.v1.WhoAmIResponse
+	7,  // 15: portvakt.v1.TokenService.ListEnvironments:output_type -> portvakt.v1.ListEnvironmentsResponse
+	13, // [13:16] is the sub-list for method output_type
+	10, // [10:13] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_portvakt_v1_token_proto_init() }
@@ -974,6 +988,7 @@ func file_portvakt_v1_token_proto_init() {
 	if File_portvakt_v1_token_proto != nil {
 		return
 	}
+	file_portvakt_v1_keys_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
