@@ -18,8 +18,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/portvakt/portvakt/audit"
+	"github.com/portvakt/portvakt/client"
 	"github.com/portvakt/portvakt/hsm"
 	"github.com/portvakt/portvakt/internal/mptest"
+	"github.com/portvakt/portvakt/internal/p11kittest"
 	"github.com/portvakt/portvakt/mpsim"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
 	"github.com/portvakt/portvakt/secret"
@@ -79,13 +81,20 @@ func newRotationWorldWith(t *testing.T, opts mptest.Options, others int) *rotati
 // rotation says (the YAML mapping's inside); the policy lets the test's
 // caller ask for a rotation.
 func (rw *rotationWorld) serveRotating(t *testing.T, rotation string) *env {
+	e := rw.prepareRotating(t, rotation)
+	e.serve(t)
+	return e
+}
+
+// prepareRotating is serveRotating's configuration and policy, with any
+// further edits, not yet served.
+func (rw *rotationWorld) prepareRotating(t *testing.T, rotation string, edits ...func(string) string) *env {
 	e := prepare(t, rw.World)
-	e.edit(t, func(cfg string) string {
+	e.edit(t, append([]func(string) string{func(cfg string) string {
 		return mustReplace(t, cfg, "key_label: eseal}", fmt.Sprintf("key_label: %s, kid: %s, self_service: {url: %q, key_label: eseal}, rotation: {%s}}",
 			firstRegistered, rw.firstKID, rw.Issuer+mpsim.SelfServicePath, rotation))
-	})
+	}}, edits...)...)
 	e.writePolicy(t, defaultPolicy()+"      - environments: [sim]\n        scopes: ["+mpsim.ScopeDCRRead+", "+mpsim.ScopeDCRModify+"]\n")
-	e.serve(t)
 	return e
 }
 
@@ -599,5 +608,84 @@ func TestRotationKeepsKeyInUse(t *testing.T) {
 	want := append(slices.Clone(rotationSteps[:len(rotationSteps)-1]), "kept")
 	if !slices.Equal(order, want) {
 		t.Errorf("the rotation's key records: %v; want %v", order, want)
+	}
+}
+
+// TestRotationAcrossReplicas: two `portvakt serve` processes, replicas r0
+// and r1, sign with the same registered key on one token served by
+// `p11-kit server`. A rotation asked of r0 is driven by r0; r1 follows the
+// state on the HSM and switches to the new key within a probe interval of
+// r0, before the old key leaves the JWKS. Neither replica fails a call.
+func TestRotationAcrossReplicas(t *testing.T) {
+	rw := newRotationWorld(t, time.Second, 3*time.Second)
+	srv := p11kittest.Start(t, rw.Token)
+	var procs []*process
+	for i := range 2 {
+		e := rw.prepareRotating(t, "probe_interval: 300ms, delete_after: 1s, max_token_lifetime: 4s",
+			withModule(t, rw.World, srv.ClientModule(), ""),
+			func(cfg string) string {
+				return mustReplace(t, cfg, "audit: {file: audit/audit.log}", fmt.Sprintf("audit: {file: audit/audit.log, instance: r%d}", i))
+			})
+		procs = append(procs, startProcess(t, e, 0))
+	}
+	var (
+		calls    atomic.Int64
+		mu       sync.Mutex
+		failures []error
+		wg       sync.WaitGroup
+	)
+	ctx, stop := context.WithCancel(t.Context())
+	for i, p := range procs {
+		wg.Go(func() {
+			for n := 0; ctx.Err() == nil; n++ {
+				callCtx, done := context.WithTimeout(context.Background(), 30*time.Second)
+				_, err := p.api.GetToken(callCtx, &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim", Resource: fmt.Sprintf("https://api.example/r%d/%d", i, n%10)})
+				done()
+				calls.Add(1)
+				if err != nil {
+					mu.Lock()
+					failures = append(failures, fmt.Errorf("r%d: %w", i, err))
+					mu.Unlock()
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	t.Cleanup(func() { stop(); wg.Wait() })
+	waitFor(t, "calls to both replicas", func() bool { return calls.Load() > 100 })
+
+	r0 := dial(t, client.Options{Socket: procs[0].socket})
+	r1 := dial(t, client.Options{Socket: procs[1].socket})
+	if _, err := r0.Keys().RotateKey(t.Context(), &portvaktv1.RotateKeyRequest{Environment: "sim"}); err != nil {
+		t.Fatalf("RotateKey of r0: %v", err)
+	}
+	rotationAt := func(c *client.Client) *portvaktv1.KeyRotation {
+		envs, err := c.API().ListEnvironments(t.Context(), &portvaktv1.ListEnvironmentsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return envs.GetEnvironments()[0].GetRotation()
+	}
+	var newKID string
+	waitLong(t, "r0's rotation to finish", 2*time.Minute, func() bool {
+		r := rotationAt(r0)
+		newKID = r.GetCurrentKid()
+		return newKID != rw.firstKID && r.GetNextKid() == "" && r.GetPreviousKid() == ""
+	})
+	if r := rotationAt(r1); r.GetCurrentKid() != newKID {
+		t.Errorf("r1 signs with kid %s after r0's rotation; want %s", r.GetCurrentKid(), newKID)
+	}
+	before := calls.Load()
+	waitFor(t, "calls after the rotation", func() bool { return calls.Load() > before+100 })
+	stop()
+	wg.Wait()
+	for _, p := range procs {
+		stopProcess(t, p)
+	}
+	t.Logf("calls: %d, failed: %d", calls.Load(), len(failures))
+	for i, err := range failures {
+		if i < 5 {
+			t.Errorf("a call failed: %v", err)
+		}
 	}
 }

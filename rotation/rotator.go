@@ -104,17 +104,20 @@ type Config struct {
 	// LabelPrefix begins a new key's label; a UTC time stamp ends it.
 	LabelPrefix string
 	Bits        int
-	// ProbeInterval spaces the probes of a new key, and how often a
-	// follower looks at the state while a rotation is under way.
+	// ProbeInterval spaces the probes of a new key, and how often the
+	// state is read again (a replica follows another's switch within
+	// one).
 	ProbeInterval time.Duration
 	// DeleteAfter is how long the old key stays in the HSM after it left
 	// the JWKS.
 	DeleteAfter time.Duration
-	// MaxTokenLifetime bounds a token's life: a token the old key got
-	// before this run started, which the run did not see, may live this
-	// long from the start (or from the switch, if that was earlier).
+	// MaxTokenLifetime bounds a token's life: the old key leaves the
+	// JWKS no sooner than this long after the last grant it may have
+	// signed unseen by this run (another replica's, up to two probe
+	// intervals after the switch; or one before this run's start).
 	MaxTokenLifetime time.Duration
-	// CheckInterval is how often an idle rotation looks again.
+	// CheckInterval is how often an idle rotation reads the JWKS for the
+	// current key's expiry.
 	CheckInterval time.Duration
 	// Backoff spaces the attempts after a failed step.
 	Backoff backoff.Policy
@@ -135,7 +138,6 @@ type Rotator struct {
 	record   Recorder
 	log      *slog.Logger
 	now      func() time.Time
-	started  time.Time // this run's start: tokens got before it are unseen
 	wake     chan struct{}
 
 	mu        sync.Mutex
@@ -143,6 +145,11 @@ type Rotator struct {
 	status    Status
 	failures  int  // consecutive
 	requested bool // a Request not yet stored by a step
+	// dueCached is when a rotation of key dueKID is due, read from the
+	// JWKS at dueRead.
+	dueKID    string
+	dueRead   time.Time
+	dueCached time.Time
 }
 
 // Status is what the rotation reports, for metrics and ListKeys.
@@ -162,7 +169,7 @@ type Status struct {
 // New is a rotator starting from the state on the HSM, or, when there is
 // none, from current: the configured key.
 func New(cfg Config, hsm HSM, registry Registry, signing Signing, rec Recorder, current Key, log *slog.Logger) (*Rotator, error) {
-	r := &Rotator{cfg: cfg, hsm: hsm, registry: registry, signing: signing, record: rec, log: log, now: time.Now, started: time.Now(), wake: make(chan struct{}, 1)}
+	r := &Rotator{cfg: cfg, hsm: hsm, registry: registry, signing: signing, record: rec, log: log, now: time.Now, wake: make(chan struct{}, 1)}
 	st, ok, err := hsm.LoadState()
 	if err != nil {
 		return nil, fmt.Errorf("environment %s: rotation: %w", cfg.Environment, err)

@@ -63,7 +63,10 @@ func (r *Rotator) Step(ctx context.Context) (time.Duration, error) {
 	if !st.Requested.IsZero() {
 		return 0, r.begin(ctx, st, now)
 	}
-	due, err := r.due(ctx, st)
+	// Idle. The state is read again every probe interval, so that a
+	// replica follows another's rotation within one; the JWKS (when the
+	// key expires) only every check interval.
+	due, err := r.dueAt(ctx, st, now)
 	if err != nil {
 		return 0, err
 	}
@@ -71,9 +74,29 @@ func (r *Rotator) Step(ctx context.Context) (time.Duration, error) {
 		return 0, r.begin(ctx, st, now)
 	}
 	if r.cfg.Auto && !due.IsZero() {
-		return min(due.Sub(now), r.cfg.CheckInterval), nil
+		return min(due.Sub(now), r.cfg.ProbeInterval), nil
 	}
-	return r.cfg.CheckInterval, nil
+	return r.cfg.ProbeInterval, nil
+}
+
+// dueAt is due, read from the JWKS at most every check interval for the
+// same current key.
+func (r *Rotator) dueAt(ctx context.Context, st State, now time.Time) (time.Time, error) {
+	r.mu.Lock()
+	fresh := r.dueKID == st.Current.KID && now.Sub(r.dueRead) < r.cfg.CheckInterval
+	due := r.dueCached
+	r.mu.Unlock()
+	if fresh {
+		return due, nil
+	}
+	due, err := r.due(ctx, st)
+	if err != nil {
+		return time.Time{}, err
+	}
+	r.mu.Lock()
+	r.dueKID, r.dueRead, r.dueCached = st.Current.KID, now, due
+	r.mu.Unlock()
+	return due, nil
 }
 
 // busy reports whether a rotation is under way or asked for.
@@ -250,13 +273,11 @@ func (r *Rotator) drain(ctx context.Context, st State) error {
 	if err != nil {
 		return fmt.Errorf("waiting for the old key's grants in flight: %w", err)
 	}
-	// Tokens this run did not see were got before it started (or, when
-	// it started after the switch, before the switch): they may live
-	// the longest a token does from then.
-	unseen := r.started
-	if prev.Switched.Before(unseen) {
-		unseen = prev.Switched
-	}
+	// Tokens this run did not see: got before it started, or by a
+	// replica that follows the state and switches within two probe
+	// intervals of the switch. Each lives at most the longest a token
+	// does.
+	unseen := prev.Switched.Add(2 * r.cfg.ProbeInterval)
 	last = later(last, unseen.Add(r.cfg.MaxTokenLifetime))
 	prev.RetireAfter = last.Add(retireMargin).UTC()
 	st.Previous = &prev
