@@ -618,16 +618,7 @@ func TestRotationKeepsKeyInUse(t *testing.T) {
 // r0, before the old key leaves the JWKS. Neither replica fails a call.
 func TestRotationAcrossReplicas(t *testing.T) {
 	rw := newRotationWorld(t, time.Second, 3*time.Second)
-	srv := p11kittest.Start(t, rw.Token)
-	var procs []*process
-	for i := range 2 {
-		e := rw.prepareRotating(t, "probe_interval: 300ms, delete_after: 1s, max_token_lifetime: 4s",
-			withModule(t, rw.World, srv.ClientModule(), ""),
-			func(cfg string) string {
-				return mustReplace(t, cfg, "audit: {file: audit/audit.log}", fmt.Sprintf("audit: {file: audit/audit.log, instance: r%d}", i))
-			})
-		procs = append(procs, startProcess(t, e, 0))
-	}
+	procs := rw.startReplicas(t, 2)
 	var (
 		calls    atomic.Int64
 		mu       sync.Mutex
@@ -659,20 +650,13 @@ func TestRotationAcrossReplicas(t *testing.T) {
 	if _, err := r0.Keys().RotateKey(t.Context(), &portvaktv1.RotateKeyRequest{Environment: "sim"}); err != nil {
 		t.Fatalf("RotateKey of r0: %v", err)
 	}
-	rotationAt := func(c *client.Client) *portvaktv1.KeyRotation {
-		envs, err := c.API().ListEnvironments(t.Context(), &portvaktv1.ListEnvironmentsRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return envs.GetEnvironments()[0].GetRotation()
-	}
 	var newKID string
 	waitLong(t, "r0's rotation to finish", 2*time.Minute, func() bool {
-		r := rotationAt(r0)
+		r := rotationAt(t, r0)
 		newKID = r.GetCurrentKid()
 		return newKID != rw.firstKID && r.GetNextKid() == "" && r.GetPreviousKid() == ""
 	})
-	if r := rotationAt(r1); r.GetCurrentKid() != newKID {
+	if r := rotationAt(t, r1); r.GetCurrentKid() != newKID {
 		t.Errorf("r1 signs with kid %s after r0's rotation; want %s", r.GetCurrentKid(), newKID)
 	}
 	before := calls.Load()
@@ -688,4 +672,60 @@ func TestRotationAcrossReplicas(t *testing.T) {
 			t.Errorf("a call failed: %v", err)
 		}
 	}
+}
+
+// startReplicas starts n `portvakt serve` processes, replicas r0…, each
+// with its own configuration and audit log, on the world's token served
+// by `p11-kit server`, rotating as the replica tests do.
+func (rw *rotationWorld) startReplicas(t *testing.T, n int) []*process {
+	srv := p11kittest.Start(t, rw.Token)
+	var procs []*process
+	for i := range n {
+		e := rw.prepareRotating(t, "probe_interval: 300ms, delete_after: 1s, max_token_lifetime: 4s",
+			withModule(t, rw.World, srv.ClientModule(), ""),
+			func(cfg string) string {
+				return mustReplace(t, cfg, "audit: {file: audit/audit.log}", fmt.Sprintf("audit: {file: audit/audit.log, instance: r%d}", i))
+			})
+		procs = append(procs, startProcess(t, e, 0))
+	}
+	return procs
+}
+
+// rotationAt is the rotation as c's ListEnvironments shows it.
+func rotationAt(t *testing.T, c *client.Client) *portvaktv1.KeyRotation {
+	t.Helper()
+	envs, err := c.API().ListEnvironments(t.Context(), &portvaktv1.ListEnvironmentsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return envs.GetEnvironments()[0].GetRotation()
+}
+
+// TestRotationDriverLost: the replica driving a rotation is killed while
+// Maskinporten does not yet accept the new key (a pod replaced in a
+// rollout, never to come back under its name). The other replica, finding
+// the state silent for ten probe intervals, takes the rotation over and
+// completes it.
+func TestRotationDriverLost(t *testing.T) {
+	rw := newRotationWorld(t, 4*time.Second, 3*time.Second)
+	procs := rw.startReplicas(t, 2)
+	r0 := dial(t, client.Options{Socket: procs[0].socket})
+	r1 := dial(t, client.Options{Socket: procs[1].socket})
+	if _, err := r0.Keys().RotateKey(t.Context(), &portvaktv1.RotateKeyRequest{Environment: "sim"}); err != nil {
+		t.Fatalf("RotateKey of r0: %v", err)
+	}
+	waitFor(t, "r1 to see the new key registered", func() bool { return rotationAt(t, r1).GetNextRegistered() })
+	if err := procs[0].cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = procs[0].cmd.Wait()
+	var r *portvaktv1.KeyRotation
+	waitLong(t, "r1 to take over and finish the rotation", 2*time.Minute, func() bool {
+		r = rotationAt(t, r1)
+		return r.GetCurrentKid() != rw.firstKID && r.GetNextKid() == "" && r.GetPreviousKid() == ""
+	})
+	if _, err := r1.API().GetToken(t.Context(), &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim", Resource: "https://api.example/after"}); err != nil {
+		t.Errorf("r1 after the rotation it finished: %v", err)
+	}
+	stopProcess(t, procs[1])
 }

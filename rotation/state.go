@@ -25,6 +25,11 @@ type State struct {
 	// rotation under way (its steps are that replica's); the others
 	// follow the state. Empty for a single instance.
 	Driver string `json:"driver,omitempty"`
+	// Touched is when the driver last stored the state: it does so at
+	// least every few probe intervals while a rotation is under way, and
+	// a replica that finds it silent much longer takes the rotation over
+	// (the driver was stopped for good, as a pod replaced in a rollout).
+	Touched time.Time `json:"touched,omitzero"`
 	// Requested is when an operator asked for a rotation that has not
 	// begun yet (`portvakt keys rotate`); zero when none is asked for.
 	Requested time.Time `json:"requested,omitzero"`

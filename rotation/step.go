@@ -37,9 +37,38 @@ func (r *Rotator) Step(ctx context.Context) (time.Duration, error) {
 		}
 	}
 	if busy(st) && st.Driver != r.cfg.Instance {
-		// Another replica drives this rotation; follow its switch.
-		return r.cfg.ProbeInterval, nil
+		if silent := now.Sub(st.Touched); silent < r.takeoverAfter() {
+			// Another replica drives this rotation; follow its switch.
+			return r.cfg.ProbeInterval, nil
+		}
+		r.log.Warn("key rotation: the replica driving it has been silent; taking it over", "environment", r.cfg.Environment,
+			"driver", st.Driver, "last_heard", st.Touched.Format(time.RFC3339))
+		st.Driver = r.cfg.Instance
+		if err := r.save(st); err != nil {
+			return 0, err
+		}
 	}
+	if busy(st) && now.Sub(st.Touched) >= r.heartbeat() {
+		if err := r.save(st); err != nil { // the driver is alive
+			return 0, err
+		}
+	}
+	wait, err := r.act(ctx, st, now)
+	if busy(r.Status().State) {
+		wait = min(wait, r.heartbeat())
+	}
+	return wait, err
+}
+
+// heartbeat is how often the driver stores the state while a rotation
+// is under way, and takeoverAfter how long another replica waits for it
+// before it takes over.
+func (r *Rotator) heartbeat() time.Duration     { return 3 * r.cfg.ProbeInterval }
+func (r *Rotator) takeoverAfter() time.Duration { return 10 * r.cfg.ProbeInterval }
+
+// act takes the step st calls for, as the rotation's driver (or as the
+// replica that may begin one).
+func (r *Rotator) act(ctx context.Context, st State, now time.Time) (time.Duration, error) {
 	switch next, prev := st.Next, st.Previous; {
 	case next != nil && next.Registered.IsZero():
 		return 0, r.register(ctx, st)
@@ -132,8 +161,9 @@ func (r *Rotator) set(st State) {
 	r.state, r.status.State = st, st
 }
 
-// save stores st on the HSM and in memory.
+// save stores st on the HSM and in memory, touched now.
 func (r *Rotator) save(st State) error {
+	st.Touched = r.now().UTC()
 	if err := r.hsm.SaveState(st); err != nil {
 		return fmt.Errorf("storing the rotation state on the HSM: %w", err)
 	}

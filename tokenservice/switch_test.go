@@ -108,3 +108,59 @@ func TestSetSigningSwitchesWithoutRestart(t *testing.T) {
 		t.Fatalf("the grants were signed by %v; want the old key, then the new (%p, %p)", used, w.Signer.Signer, next)
 	}
 }
+
+// TestListEnvironmentsDuringTakeover: however ListEnvironments meets a
+// successor's takeover, it shows either the old certificate with the
+// successor waiting or the new one with none: never the old with none
+// (CI once saw that, with the successor read after the signing key).
+func TestListEnvironmentsDuringTakeover(t *testing.T) {
+	w := mptest.New(t, mptest.Options{})
+	next := w.CertifiedKeyFor(t, "next", mptest.OwnOrg)
+	builder := func(s *signer.Signer) *maskinporten.GrantBuilder {
+		b, err := maskinporten.NewGrantBuilder(s, maskinporten.GrantOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	env := &Environment{Config: maskinporten.Environment{Name: "sim", Issuer: w.Issuer, TokenEndpoint: w.Endpoint}, ClientID: mptest.ClientID}
+	s, err := New(Options{Environments: []*Environment{env}, Client: maskinporten.NewClient(maskinporten.ClientOptions{}), Recorder: &signedBy{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	ctx := peer.NewContext(t.Context(), &peer.Peer{AuthInfo: identity.UnixAuthInfo{UID: uint32(os.Getuid()), CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}})
+	oldKey := &SigningKey{Builder: builder(w.Signer.Signer), Signer: w.Signer.Signer}
+	newKey := &SigningKey{Builder: builder(next), Signer: next}
+	newLabel := next.KeyLabel()
+	for range 300 {
+		env.SetSigning(oldKey)
+		env.SetSuccessor(&Succession{Key: newKey, At: time.Now()})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if _, err := env.Succeed(time.Now(), nil); err != nil {
+				t.Error(err)
+			}
+		}()
+		for {
+			resp, err := s.ListEnvironments(ctx, &portvaktv1.ListEnvironmentsRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := resp.GetEnvironments()[0]
+			if e.GetSuccessor() == nil && e.GetKeyLabel() != newLabel {
+				t.Fatalf("ListEnvironments shows key %s and no successor: the takeover half seen", e.GetKeyLabel())
+			}
+			if e.GetSuccessor() != nil && e.GetKeyLabel() == newLabel {
+				t.Fatalf("ListEnvironments shows the successor waiting and signing at once")
+			}
+			select {
+			case <-done:
+			default:
+				continue
+			}
+			break
+		}
+	}
+}

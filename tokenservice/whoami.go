@@ -54,6 +54,10 @@ func (s *Service) ListEnvironments(ctx context.Context, _ *portvaktv1.ListEnviro
 				endpoint = found
 			}
 		}
+		// The successor first: Succeed switches signing before it
+		// withdraws the successor, so read in this order the two never
+		// show the old certificate with no successor waiting.
+		next := env.Successor()
 		key := env.Signing()
 		e := &portvaktv1.Environment{
 			Name:            name,
@@ -74,7 +78,7 @@ func (s *Service) ListEnvironments(ctx context.Context, _ *portvaktv1.ListEnviro
 			// A key registered by kid alone: no certificate, no org number.
 			e.CertificateSubject = NoCertificate(key.Builder.KeyID())
 		}
-		if next := env.Successor(); next != nil {
+		if next != nil && next.Key != key {
 			if cert := next.Key.Signer.Certificate(); cert != nil {
 				sum := sha256.Sum256(cert.Raw)
 				e.Successor = &portvaktv1.Successor{
