@@ -61,7 +61,7 @@ func (d *Daemon) openEnvironment(i int, signers map[string]*signer.Signer) (*tok
 	}
 	if rot != nil && (rot.current.Label != e.KeyLabel || rot.current.KID != e.KeyIDHeader) {
 		// A rotation replaced the configured key: the key it names signs.
-		return d.openRotatedEnvironment(i, tok, mpEnv, rot)
+		return d.openRotatedEnvironment(i, tok, signers, mpEnv, rot)
 	}
 	// A key registered by kid alone is opened without a certificate.
 	noCert := e.RegisteredKeyOnly()
@@ -88,15 +88,10 @@ func (d *Daemon) openEnvironment(i int, signers map[string]*signer.Signer) (*tok
 	if err != nil {
 		return nil, fmt.Errorf("environment %s: %w", e.Name, err)
 	}
-	selfService, err := d.openSelfServiceKey(i, tok, signers, clock)
+	env, err := d.newEnvironment(i, tok, signers, mpEnv, clock, &tokenservice.SigningKey{Builder: builder, Signer: s})
 	if err != nil {
 		return nil, err
 	}
-	env := &tokenservice.Environment{
-		Config: mpEnv, ClientID: e.ClientID, Discovery: e.Discovery,
-		Clock: clock, SelfServiceURL: mpEnv.SelfServiceURL, SelfServiceKey: selfService,
-	}
-	env.SetSigning(&tokenservice.SigningKey{Builder: builder, Signer: s})
 	if rot != nil {
 		d.rotationStarts = append(d.rotationStarts, rot)
 	}
@@ -118,7 +113,7 @@ func (d *Daemon) openEnvironment(i int, signers map[string]*signer.Signer) (*tok
 
 // openRotatedEnvironment opens environment i with the key its rotation
 // state names in place of the configured one.
-func (d *Daemon) openRotatedEnvironment(i int, tok *signer.Token, mpEnv maskinporten.Environment, rot *rotationStart) (*tokenservice.Environment, error) {
+func (d *Daemon) openRotatedEnvironment(i int, tok *signer.Token, signers map[string]*signer.Signer, mpEnv maskinporten.Environment, rot *rotationStart) (*tokenservice.Environment, error) {
 	e := d.cfg.Environments[i]
 	clock := d.newClock(e.Name)
 	sk, err := rotatedKey(tok, rot.opened, e, clock, rot.current)
@@ -128,18 +123,29 @@ func (d *Daemon) openRotatedEnvironment(i int, tok *signer.Token, mpEnv maskinpo
 	if err := sk.Signer.CheckSigns(); err != nil {
 		return nil, fmt.Errorf("environment %s: %w", e.Name, err)
 	}
-	selfService, err := d.openSelfServiceKey(i, tok, map[string]*signer.Signer{}, clock)
+	env, err := d.newEnvironment(i, tok, signers, mpEnv, clock, sk)
 	if err != nil {
 		return nil, err
 	}
 	d.log.Info("environment signs with the key its rotation put in place of the configured one",
 		"environment", e.Name, "key_label", rot.current.Label, "kid", rot.current.KID, "configured_key_label", e.KeyLabel, "configured_kid", e.KeyIDHeader)
+	d.rotationStarts = append(d.rotationStarts, rot)
+	return env, nil
+}
+
+// newEnvironment is environment i signing with key, its self-service key
+// opened.
+func (d *Daemon) newEnvironment(i int, tok *signer.Token, signers map[string]*signer.Signer, mpEnv maskinporten.Environment, clock *maskinporten.Clock, key *tokenservice.SigningKey) (*tokenservice.Environment, error) {
+	e := d.cfg.Environments[i]
+	selfService, err := d.openSelfServiceKey(i, tok, signers, clock)
+	if err != nil {
+		return nil, err
+	}
 	env := &tokenservice.Environment{
 		Config: mpEnv, ClientID: e.ClientID, Discovery: e.Discovery,
 		Clock: clock, SelfServiceURL: mpEnv.SelfServiceURL, SelfServiceKey: selfService,
 	}
-	env.SetSigning(sk)
-	d.rotationStarts = append(d.rotationStarts, rot)
+	env.SetSigning(key)
 	return env, nil
 }
 

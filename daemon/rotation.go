@@ -85,10 +85,9 @@ func loadRotationState(access hsm.Token, label string) (rotation.State, bool, er
 	if err != nil || len(values) == 0 {
 		return rotation.State{}, false, err
 	}
-	// WriteObject leaves one, or two for a moment when a write was cut
-	// between storing the new value and removing the old: the newer
-	// comes last in neither case for sure, so take the one that parses
-	// and holds the later switch.
+	// WriteObject leaves one, or two when a write was cut between
+	// storing the new value and removing the old: take the one that
+	// parses and was stored last.
 	var best rotation.State
 	found := false
 	var errs []error
@@ -98,7 +97,7 @@ func loadRotationState(access hsm.Token, label string) (rotation.State, bool, er
 			errs = append(errs, err)
 			continue
 		}
-		if !found || later(st, best) {
+		if !found || furtherAlong(st, best) {
 			best, found = st, true
 		}
 	}
@@ -108,23 +107,9 @@ func loadRotationState(access hsm.Token, label string) (rotation.State, bool, er
 	return best, true, nil
 }
 
-// later says whether a is further along than b.
-func later(a, b rotation.State) bool { return progress(a).After(progress(b)) }
-
-func progress(s rotation.State) time.Time {
-	var t time.Time
-	for _, k := range []*rotation.Key{&s.Current, s.Next, s.Previous} {
-		if k == nil {
-			continue
-		}
-		for _, at := range []time.Time{k.Created, k.Registered, k.Accepted, k.Switched, k.RetireAfter, k.Unregistered} {
-			if at.After(t) {
-				t = at
-			}
-		}
-	}
-	return t
-}
+// furtherAlong says whether a was stored after b: every store touches
+// the state.
+func furtherAlong(a, b rotation.State) bool { return a.Touched.After(b.Touched) }
 
 // openedKeys are the signers a rotation opened, by label: a key is
 // opened once however often it is probed.
@@ -199,11 +184,7 @@ func rotatedKey(tok *signer.Token, opened *openedKeys, e config.Environment, clo
 			return nil, fmt.Errorf("the HSM's key %s is not the key of kid %s the rotation state names (its thumbprint is %s)", k.Label, k.KID, kid)
 		}
 	}
-	var now func() time.Time
-	if clock != nil {
-		now = clock.Now
-	}
-	builder, err := maskinporten.NewGrantBuilder(s, maskinporten.GrantOptions{Alg: e.GrantAlg, KeyID: k.KID, Now: now})
+	builder, err := maskinporten.NewGrantBuilder(s, maskinporten.GrantOptions{Alg: e.GrantAlg, KeyID: k.KID, Now: clock.Now})
 	if err != nil {
 		return nil, err
 	}

@@ -140,11 +140,13 @@ type Rotator struct {
 	now      func() time.Time
 	wake     chan struct{}
 
-	mu        sync.Mutex
-	state     State
-	status    Status
-	failures  int  // consecutive
-	requested bool // a Request not yet stored by a step
+	mu       sync.Mutex
+	state    State
+	status   Status
+	failures int // consecutive
+	// pending is when a Request not yet stored by a step was made; zero
+	// when none waits.
+	pending time.Time
 	// dueCached is when a rotation of key dueKID is due, read from the
 	// JWKS at dueRead.
 	dueKID    string
@@ -178,7 +180,6 @@ func New(cfg Config, hsm HSM, registry Registry, signing Signing, rec Recorder, 
 		st = State{Current: current}
 	}
 	r.state = st
-	r.status.State = st
 	return r, nil
 }
 
@@ -189,11 +190,17 @@ func (r *Rotator) Current() Key {
 	return r.state.Current
 }
 
-// Status is where the rotation stands.
+// Status is where the rotation stands: its state, with a request not
+// yet stored shown as asked for.
 func (r *Rotator) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.status
+	st := r.status
+	st.State = r.state
+	if st.State.Requested.IsZero() {
+		st.State.Requested = r.pending
+	}
+	return st
 }
 
 // ErrBusy means a rotation is under way already.
@@ -206,30 +213,38 @@ var ErrBusy = errors.New("a rotation is under way")
 // cannot be lost to a step storing the state it read before.
 func (r *Rotator) Request() (State, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	st := r.state
-	if st.Next != nil {
-		return st, fmt.Errorf("%w: key %s (kid %s) is on its way in", ErrBusy, st.Next.Label, st.Next.KID)
+	if next := r.state.Next; next != nil {
+		st := r.state
+		r.mu.Unlock()
+		return st, fmt.Errorf("%w: key %s (kid %s) is on its way in", ErrBusy, next.Label, next.KID)
 	}
-	r.requested = true
-	if st.Requested.IsZero() {
-		st.Requested = r.now().UTC()
-		r.status.State.Requested = st.Requested
+	if r.pending.IsZero() && r.state.Requested.IsZero() {
+		r.pending = r.now().UTC()
 	}
+	r.mu.Unlock()
 	select {
 	case r.wake <- struct{}{}:
 	default:
 	}
-	return st, nil
+	return r.Status().State, nil
 }
 
-// takeRequest reports whether a Request waits to be stored, and clears it.
-func (r *Rotator) takeRequest() bool {
+// takeRequest returns when a Request not yet stored was made, and clears
+// it; zero when none waits. putBack gives it back, for the next step.
+func (r *Rotator) takeRequest() time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	was := r.requested
-	r.requested = false
-	return was
+	at := r.pending
+	r.pending = time.Time{}
+	return at
+}
+
+func (r *Rotator) putBack(at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pending.IsZero() {
+		r.pending = at
+	}
 }
 
 // Run drives the rotation until ctx ends.

@@ -24,15 +24,13 @@ func (r *Rotator) Step(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	now := r.now().UTC()
-	if r.takeRequest() && st.Next == nil && st.Requested.IsZero() {
-		st.Requested = now
+	if at := r.takeRequest(); !at.IsZero() && st.Next == nil && st.Requested.IsZero() {
+		st.Requested = at
 		if st.Previous == nil { // else the replica retiring it begins this one
 			st.Driver = r.cfg.Instance
 		}
 		if err := r.save(st); err != nil {
-			r.mu.Lock()
-			r.requested = true // stored by the next step
-			r.mu.Unlock()
+			r.putBack(at) // stored by the next step
 			return 0, fmt.Errorf("storing the rotation request: %w", err)
 		}
 	}
@@ -158,7 +156,7 @@ func (r *Rotator) reload(ctx context.Context) (State, error) {
 func (r *Rotator) set(st State) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.state, r.status.State = st, st
+	r.state = st
 }
 
 // save stores st on the HSM and in memory, touched now.

@@ -102,8 +102,13 @@ const (
 
 // RotationContext is ctx as the daemon's rotation acts in: a request id
 // of its own, and the daemon as the caller, for the audit.
-func RotationContext(ctx context.Context) context.Context {
-	ctx, call := requestid.New(identity.Internal(ctx, rotationPart))
+func RotationContext(ctx context.Context) context.Context { return internalContext(ctx, rotationPart) }
+
+// internalContext is ctx for a part of the daemon acting on its own: a
+// request id of its own, and the daemon, as that part, the caller of
+// policy client rotationClient.
+func internalContext(ctx context.Context, part string) context.Context {
+	ctx, call := requestid.New(identity.Internal(ctx, part))
 	call.Client = rotationClient
 	return ctx
 }
@@ -181,11 +186,7 @@ const renewalPart = "certificate-renewal"
 
 // RenewalContext is ctx as the daemon's certificate takeover acts in: a
 // request id of its own, and the daemon as the caller.
-func RenewalContext(ctx context.Context) context.Context {
-	ctx, call := requestid.New(identity.Internal(ctx, renewalPart))
-	call.Client = rotationClient
-	return ctx
-}
+func RenewalContext(ctx context.Context) context.Context { return internalContext(ctx, renewalPart) }
 
 // StepTakeover is the outcome of the key record of a renewed
 // certificate taking over an environment's signing.

@@ -61,26 +61,19 @@ func (f fixedPolicy) Current() *policy.Policy { return f.p }
 func TestSetSigningSwitchesWithoutRestart(t *testing.T) {
 	w := mptest.New(t, mptest.Options{})
 	next := w.CertifiedKeyFor(t, "next", mptest.OwnOrg)
-	builder := func(s *signer.Signer) *maskinporten.GrantBuilder {
-		b, err := maskinporten.NewGrantBuilder(s, maskinporten.GrantOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
 	pol, err := policy.Parse("policy.yaml", fmt.Appendf(nil, "clients:\n  - name: me\n    identities: [\"uid:%d\"]\n    rules:\n      - {environments: [sim], scopes: [%s]}\n", os.Getuid(), mptest.ScopeOwn))
 	if err != nil {
 		t.Fatal(err)
 	}
 	env := &Environment{Config: maskinporten.Environment{Name: "sim", Issuer: w.Issuer, TokenEndpoint: w.Endpoint}, ClientID: mptest.ClientID}
-	env.SetSigning(&SigningKey{Builder: builder(w.Signer.Signer), Signer: w.Signer.Signer})
+	env.SetSigning(&SigningKey{Builder: builderOf(t, w.Signer.Signer), Signer: w.Signer.Signer})
 	rec := &signedBy{}
 	s, err := New(Options{Environments: []*Environment{env}, Policies: fixedPolicy{pol}, Client: maskinporten.NewClient(maskinporten.ClientOptions{}), Recorder: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close(context.Background()) })
-	ctx := peer.NewContext(t.Context(), &peer.Peer{AuthInfo: identity.UnixAuthInfo{UID: uint32(os.Getuid()), CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}})
+	ctx := asThisUser(t)
 	get := func(resource string) error {
 		_, err := s.GetToken(ctx, &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim", Resource: resource})
 		return err
@@ -95,7 +88,7 @@ func TestSetSigningSwitchesWithoutRestart(t *testing.T) {
 			t.Fatal("the first fetch never reached the simulator")
 		}
 	}
-	env.SetSigning(&SigningKey{Builder: builder(next), Signer: next})
+	env.SetSigning(&SigningKey{Builder: builderOf(t, next), Signer: next})
 	if err := <-inFlight; err != nil {
 		t.Fatalf("the fetch under way at the switch: %v", err)
 	}
@@ -116,22 +109,15 @@ func TestSetSigningSwitchesWithoutRestart(t *testing.T) {
 func TestListEnvironmentsDuringTakeover(t *testing.T) {
 	w := mptest.New(t, mptest.Options{})
 	next := w.CertifiedKeyFor(t, "next", mptest.OwnOrg)
-	builder := func(s *signer.Signer) *maskinporten.GrantBuilder {
-		b, err := maskinporten.NewGrantBuilder(s, maskinporten.GrantOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
 	env := &Environment{Config: maskinporten.Environment{Name: "sim", Issuer: w.Issuer, TokenEndpoint: w.Endpoint}, ClientID: mptest.ClientID}
 	s, err := New(Options{Environments: []*Environment{env}, Client: maskinporten.NewClient(maskinporten.ClientOptions{}), Recorder: &signedBy{}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close(context.Background()) })
-	ctx := peer.NewContext(t.Context(), &peer.Peer{AuthInfo: identity.UnixAuthInfo{UID: uint32(os.Getuid()), CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}})
-	oldKey := &SigningKey{Builder: builder(w.Signer.Signer), Signer: w.Signer.Signer}
-	newKey := &SigningKey{Builder: builder(next), Signer: next}
+	ctx := asThisUser(t)
+	oldKey := &SigningKey{Builder: builderOf(t, w.Signer.Signer), Signer: w.Signer.Signer}
+	newKey := &SigningKey{Builder: builderOf(t, next), Signer: next}
 	newLabel := next.KeyLabel()
 	for range 300 {
 		env.SetSigning(oldKey)
@@ -163,4 +149,20 @@ func TestListEnvironmentsDuringTakeover(t *testing.T) {
 			break
 		}
 	}
+}
+
+// builderOf is a grant builder of x5c grants signed by s.
+func builderOf(t *testing.T, s *signer.Signer) *maskinporten.GrantBuilder {
+	t.Helper()
+	b, err := maskinporten.NewGrantBuilder(s, maskinporten.GrantOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// asThisUser is the test's context as a call over the Unix socket by
+// this process's user.
+func asThisUser(t *testing.T) context.Context {
+	return peer.NewContext(t.Context(), &peer.Peer{AuthInfo: identity.UnixAuthInfo{UID: uint32(os.Getuid()), CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity}}})
 }
