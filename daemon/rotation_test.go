@@ -406,13 +406,23 @@ func TestRotationFullJWKS(t *testing.T) {
 	if _, err := keys.RotateKey(t.Context(), &portvaktv1.RotateKeyRequest{Environment: "sim"}); err != nil {
 		t.Fatalf("RotateKey: %v", err)
 	}
+	// The failure looked for is the full set's. Another may come first
+	// and is retried like it: SoftHSM2 can refuse a write of the
+	// rotation's state with CKR_GENERAL_ERROR while another process or
+	// test changes a token (CI saw it once), which is a failed step, on
+	// record and tried again, not the one this test is about.
 	var r *portvaktv1.KeyRotation
+	lastLogged := ""
 	waitLong(t, "the rotation to find the JWKS full", time.Minute, func() bool {
 		r = rotationOf(t, keys)
-		return r.GetFailures() > 0
+		if e := r.GetLastError(); e != "" && e != lastLogged && !strings.Contains(e, "holds 5 keys already") {
+			t.Logf("a failure other than the full set's, to be retried: %s", e)
+			lastLogged = e
+		}
+		return strings.Contains(r.GetLastError(), "holds 5 keys already")
 	})
-	if !strings.Contains(r.GetLastError(), "holds 5 keys already") || !strings.Contains(r.GetLastError(), "remove one") {
-		t.Errorf("the failure: %q; want it to say the JWKS holds 5 keys and to remove one", r.GetLastError())
+	if !strings.Contains(r.GetLastError(), "remove one") {
+		t.Errorf("the failure: %q; want it to say to remove a key", r.GetLastError())
 	}
 	if r.GetCurrentKid() != rw.firstKID || r.GetNextKid() == "" || r.GetNextRegistered() {
 		t.Errorf("after the failure: %v; want the first key signing, the new one made and not registered", r)
