@@ -309,6 +309,7 @@ func (w *Writer) flush(g *group, end int, now time.Time) bool {
 		return fail()
 	}
 	w.size += int64(n)
+	w.stats.Writes++
 	w.seq, w.hash = last.rec.Seq, hashString(last.hash)
 	if w.fileFirst == 0 {
 		w.fileFirst, w.fileStart = first.rec.Seq, first.rec.Time

@@ -207,6 +207,9 @@ func TestGroupSharesOneWrite(t *testing.T) {
 			if st := w.Stats(); st.Records != uint64(res.Records) || st.Failures != 0 || st.LastSeq != res.LastSeq {
 				t.Errorf("Stats = %+v, want %d records, none failed", st, res.Records)
 			}
+			if st := w.Stats(); st.Writes != uint64(len(writes)) {
+				t.Errorf("Stats counts %d writes; the file saw %d (%v)", st.Writes, len(writes), writes)
+			}
 		})
 	}
 }

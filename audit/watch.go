@@ -232,6 +232,7 @@ func (w *Writer) openSegment(now time.Time) error {
 	w.fileFirst, w.fileStart, w.fileGap = g.Seq, g.Time, g.FromSeq
 	w.seq, w.hash, w.synced, w.syncFailed = g.Seq, g.Hash, g.Seq, false
 	w.stats.Records++
+	w.stats.Writes++
 	w.stats.Gaps++
 	b.gap = &g
 	if b.final {

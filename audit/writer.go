@@ -200,6 +200,7 @@ type Event struct {
 // WriterStats count what a Writer did since it was opened, for metrics.
 type WriterStats struct {
 	Records   uint64 // records appended, the start and gap records included
+	Writes    uint64 // write(2) calls that appended them: Records/Writes is group commit's sharing
 	Failures  uint64 // appends that returned an error
 	Rotations uint64
 	Gaps      uint64 // gap records written

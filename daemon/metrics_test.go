@@ -56,6 +56,8 @@ func TestMetrics(t *testing.T) {
 		{"portvakt_audit_write_seconds", nil, 3 + 1 + 1 + 1 + 3},
 		{"portvakt_audit_write_failures_total", nil, 0},
 		{"portvakt_audit_last_seq", nil, 10},
+		{"portvakt_audit_records_total", nil, 10},
+		{"portvakt_audit_writes_total", nil, 1}, // calls one after another: a write each, but counted, not assumed
 	}
 	for _, tt := range tests {
 		got, ok := value(families, tt.name, tt.labels)

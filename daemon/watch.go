@@ -94,6 +94,10 @@ func (d *Daemon) registerStateMetrics() {
 		}
 		return float64(n)
 	})
+	d.metrics.CounterFunc("audit_records_total", "Audit records appended to the log since start.",
+		func() float64 { return float64(d.audit.Stats().Records) })
+	d.metrics.CounterFunc("audit_writes_total", "Writes that appended audit records to the log: records over writes is how many records a write carried (group commit).",
+		func() float64 { return float64(d.audit.Stats().Writes) })
 	d.metrics.GaugeFunc("audit_last_seq", "Sequence number of the last audit record written; keep it (and the hash the daemon logs at shutdown) outside the machine to detect records cut from the end.",
 		func() float64 { return float64(d.audit.Stats().LastSeq) })
 	for _, e := range d.service.Environments() {

@@ -49,29 +49,64 @@ func selfCPU() (time.Duration, error) {
 	return time.Duration(u.Utime.Nano() + u.Stime.Nano()), nil
 }
 
-// cpuMeter reads the daemon's and this process's CPU time around a round.
+// processWrites is how many write system calls (write, writev, sendmsg
+// ...) the process pid has made: /proc/PID/io's syscw. Over a round, the
+// daemon's per call tells how many records each audit write carried
+// (group commit) beside its socket writes.
+func processWrites(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "syscw: "); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/io: no syscw line", pid)
+}
+
+// usage is what a round cost beside its calls: the CPU time the daemon
+// and this process used, and the daemon's write system calls.
+type usage struct {
+	daemonCPU, clientCPU time.Duration
+	daemonWrites         int64
+}
+
+// cpuMeter reads the daemon's and this process's usage around a round.
 type cpuMeter struct {
-	pid            int
-	daemon, client time.Duration
+	pid   int
+	begin usage
+}
+
+func (m *cpuMeter) read() (usage, error) {
+	var u usage
+	var err error
+	if u.daemonCPU, err = processCPU(m.pid); err != nil {
+		return u, err
+	}
+	if u.daemonWrites, err = processWrites(m.pid); err != nil {
+		return u, err
+	}
+	u.clientCPU, err = selfCPU()
+	return u, err
 }
 
 func (m *cpuMeter) start() error {
 	var err error
-	if m.daemon, err = processCPU(m.pid); err == nil {
-		m.client, err = selfCPU()
-	}
+	m.begin, err = m.read()
 	return err
 }
 
-// stop returns the CPU time each used since start.
-func (m *cpuMeter) stop() (daemon, client time.Duration, err error) {
-	d, err := processCPU(m.pid)
+// stop returns what was used since start.
+func (m *cpuMeter) stop() (usage, error) {
+	u, err := m.read()
 	if err != nil {
-		return 0, 0, err
+		return usage{}, err
 	}
-	c, err := selfCPU()
-	if err != nil {
-		return 0, 0, err
-	}
-	return d - m.daemon, c - m.client, nil
+	return usage{
+		daemonCPU:    u.daemonCPU - m.begin.daemonCPU,
+		clientCPU:    u.clientCPU - m.begin.clientCPU,
+		daemonWrites: u.daemonWrites - m.begin.daemonWrites,
+	}, nil
 }

@@ -40,12 +40,16 @@
 //     cached rounds and this one.
 //   - audit bytes and records per cached call: the growth of the audit
 //     files (bytes, lines) over each cached GetToken round divided by its
-//     calls, over all of them.
+//     calls, over all of them; and audit records per write, the records
+//     over the growth of portvakt_audit_writes_total in those rounds: how
+//     many records group commit put in one write(2).
 //   - CPU per call, for context and as a ratio: the daemon's user and
 //     system time over a round (/proc/PID/stat, in 10 ms ticks) divided
 //     by its calls, and this process's (getrusage: the load client, the
 //     simulator, the bare signatures). On a machine others share it
-//     varies less than throughput does.
+//     varies less than throughput does. Beside it, the daemon's write
+//     system calls per call (/proc/PID/io's syscw: socket and audit
+//     writes).
 //
 // The simulator runs in this process, over real HTTP on loopback, so
 // that its counts (Stats) are read exactly; its tokens live an hour, so

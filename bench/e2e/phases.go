@@ -35,6 +35,7 @@ var (
 // and measures the audit's growth over the GetToken rounds.
 func (b *bench) cached(ctx context.Context) error {
 	var auditBytes, auditRecords, auditCalls int64
+	var auditWritten float64
 	for _, transport := range []string{"unix", "mtls"} {
 		conns, err := dial(b.w, transport, 1)
 		if err != nil {
@@ -64,6 +65,10 @@ func (b *bench) cached(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
+			writesBefore, err := metric(b.w.metrics, auditWrites)
+			if err != nil {
+				return err
+			}
 			g, err := b.measure("cached-"+transport, func() (round, error) { return timedRound(ctx, 1, b.o.callers, b.o.round, get) })
 			if err != nil {
 				return fmt.Errorf("GetToken round %d on %s is invalid: %w", r+1, transport, err)
@@ -76,7 +81,12 @@ func (b *bench) cached(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
+			writesAfter, err := metric(b.w.metrics, auditWrites)
+			if err != nil {
+				return err
+			}
 			auditBytes, auditRecords, auditCalls = auditBytes+grownBytes, auditRecords+grownRecords, auditCalls+int64(g.calls)
+			auditWritten += writesAfter - writesBefore
 			fmt.Fprintf(b.progress, "  no-op %.0f/s, GetToken %.0f/s\n", n.perSecond, g.perSecond)
 			b.res.noop[transport] = append(b.res.noop[transport], n)
 			b.res.get[transport] = append(b.res.get[transport], g)
@@ -87,6 +97,7 @@ func (b *bench) cached(ctx context.Context) error {
 	}
 	b.res.auditBytesPerCall = float64(auditBytes) / float64(auditCalls)
 	b.res.auditRecordsPerCall = float64(auditRecords) / float64(auditCalls)
+	b.res.auditRecordsPerWrite = float64(auditRecords) / max(auditWritten, 1)
 	return nil
 }
 
@@ -215,11 +226,14 @@ func (b *bench) measure(name string, f func() (round, error)) (summary, error) {
 		return summary{}, err
 	}
 	s := summarise(r)
-	s.daemonCPU, s.clientCPU, err = m.stop()
+	s.usage, err = m.stop()
 	return s, err
 }
 
-const signCount = "portvakt_hsm_sign_seconds_count"
+const (
+	signCount   = "portvakt_hsm_sign_seconds_count"
+	auditWrites = "portvakt_audit_writes_total"
+)
 
 // resourceBase begins the resource of every key the cold phases ask
 // for: the simulator counts token requests by resource (Stats.Resources),

@@ -18,8 +18,9 @@ type summary struct {
 	perSecond float64
 	p50, p99  time.Duration
 	// The CPU time the daemon, and this process (the load client, the
-	// simulator, the bare signatures), used during the round.
-	daemonCPU, clientCPU time.Duration
+	// simulator, the bare signatures), used during the round, and the
+	// daemon's write system calls.
+	usage
 }
 
 func summarise(r round) summary {
@@ -37,6 +38,7 @@ type results struct {
 	peakAtStart, peakBefore                int64 // VmHWM once serving, and before the peak-RSS round
 	identicalSigns, identicalPosts         int
 	auditBytesPerCall, auditRecordsPerCall float64
+	auditRecordsPerWrite                   float64 // group commit's sharing, over the cached rounds
 	machine                                string
 	stateDir                               string // removed after the run unless options.keep
 }
@@ -93,6 +95,7 @@ const (
 	rowRSS        = "peak RSS (VmHWM)"
 	rowAuditBytes = "audit bytes per cached call"
 	rowAuditRecs  = "audit records per cached call"
+	rowAuditGroup = "audit records per write, cached rounds (group commit)"
 )
 
 func (r *results) print(out io.Writer) {
@@ -124,12 +127,13 @@ func (r *results) print(out io.Writer) {
 		fmt.Sprintf("%.1f MiB", float64(r.peakRSS)/(1<<20)), "(target ≤ 48 MiB)")
 	row(rowAuditBytes, fmt.Sprintf("%.1f", r.auditBytesPerCall), "")
 	row(rowAuditRecs, fmt.Sprintf("%.2f", r.auditRecordsPerCall), "")
+	row(rowAuditGroup, fmt.Sprintf("%.2f", r.auditRecordsPerWrite), "")
 
 	fmt.Fprintf(w, "\nfor context (medians; CPU per call: the daemon's, and this process's: load client, simulator, bare signatures):\n")
 	abs := func(label string, rounds []summary, unit string) {
-		fmt.Fprintf(w, "  %-40s %7.0f %-8s  p50 %9s  p99 %9s  CPU/call daemon %8s, harness %8s\n", label, median(rounds, perSecond), unit,
+		fmt.Fprintf(w, "  %-40s %7.0f %-8s  p50 %9s  p99 %9s  CPU/call daemon %8s, harness %8s  daemon writes/call %5.2f\n", label, median(rounds, perSecond), unit,
 			short(median(rounds, p50)), short(median(rounds, p99)),
-			short(median(rounds, daemonCPUPerCall)), short(median(rounds, clientCPUPerCall)))
+			short(median(rounds, daemonCPUPerCall)), short(median(rounds, clientCPUPerCall)), median(rounds, writesPerCall))
 	}
 	for _, t := range []string{"unix", "mtls"} {
 		abs("no-op (Health/Check), "+t, r.noop[t], "calls/s")
@@ -156,6 +160,9 @@ func describeMachine() string {
 	}
 	return fmt.Sprintf("%s, %d CPUs, GOMAXPROCS %d, %s", model, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
 }
+
+// writesPerCall is a round's daemon write system calls per call.
+func writesPerCall(s summary) float64 { return float64(s.daemonWrites) / float64(max(s.calls, 1)) }
 
 // daemonCPUPerCall and clientCPUPerCall are a round's CPU time per call.
 func daemonCPUPerCall(s summary) time.Duration { return s.daemonCPU / time.Duration(max(s.calls, 1)) }
