@@ -223,7 +223,7 @@ func (w *Writer) add(g *group, p *pending, now time.Time) error {
 	n := len(g.buf) - start
 	if limit := w.maxRecordBytes(); n > limit {
 		g.buf = g.buf[:start]
-		return fmt.Errorf("%w: record %d: its line of %d bytes is over the %d a record may have", ErrRecordTooLong, r.Seq, n, limit)
+		return recordTooLong(r.Seq, n, limit)
 	}
 	pendingStart := r.Time
 	if len(g.members) > 0 {
@@ -250,6 +250,13 @@ func (w *Writer) add(g *group, p *pending, now time.Time) error {
 	g.seq = r.Seq
 	g.prev = hex.AppendEncode(g.prev[:0], p.hash[:])
 	return nil
+}
+
+// recordTooLong is add's refusal of a line over the limit: a function of
+// its own, so that its formatting takes no room in add's frame on the
+// request's goroutine.
+func recordTooLong(seq uint64, n, limit int) error {
+	return fmt.Errorf("%w: record %d: its line of %d bytes is over the %d a record may have", ErrRecordTooLong, seq, n, limit)
 }
 
 // ready makes the Writer ready for a write, or says why it is not: a

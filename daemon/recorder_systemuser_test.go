@@ -32,12 +32,12 @@ func TestRecorderNamesTheSystemUser(t *testing.T) {
 	deny := policy.Decision{Client: "billing", Reason: "no rule … for system user 313427137"}
 	tok := &maskinporten.Token{GrantJTI: "jti-1", ExpiresAt: time.Now().Add(time.Minute)}
 	steps := []error{
-		r.Decision(ctx, tokenservice.Decision{Caller: caller, Request: su, Decision: allow}),
+		r.Decision(ctx, &tokenservice.Decision{Caller: caller, Request: su, Decision: allow}),
 		r.Outcome(ctx, tokenservice.Outcome{Caller: caller, Request: su, Decision: allow, Token: tok}),
-		r.Decision(ctx, tokenservice.Decision{Caller: caller, Request: su, Decision: allow, Cached: tok}),
+		r.Decision(ctx, &tokenservice.Decision{Caller: caller, Request: su, Decision: allow, Cached: tok}),
 		r.Outcome(ctx, tokenservice.Outcome{Caller: caller, Request: su, Decision: allow, Err: &maskinporten.Error{Status: 400, Code: "invalid_request", MPCode: "MP-303"}}),
-		r.Decision(ctx, tokenservice.Decision{Caller: caller, Request: su, Decision: deny}),
-		r.Decision(ctx, tokenservice.Decision{Caller: caller, Request: own, Decision: allow, Cached: tok}),
+		r.Decision(ctx, &tokenservice.Decision{Caller: caller, Request: su, Decision: deny}),
+		r.Decision(ctx, &tokenservice.Decision{Caller: caller, Request: own, Decision: allow, Cached: tok}),
 	}
 	if err := errors.Join(steps...); err != nil {
 		t.Fatal(err)
@@ -87,7 +87,7 @@ func TestSystemUserRecordAtEveryBound(t *testing.T) {
 		tokencache.OnBehalfOf{SystemUserOrg: "313427137", SystemUserRef: strings.Repeat("<", 128)})
 	reason := fmt.Sprintf("client %q has no rule allowing scope %s in environment %s for system user 313427137", "billing", strings.Join(scopes, ", "), key.Environment)
 	err := errors.Join(
-		r.Decision(context.Background(), tokenservice.Decision{Caller: caller, Request: key, Decision: policy.Decision{Client: "billing", Reason: reason}}),
+		r.Decision(context.Background(), &tokenservice.Decision{Caller: caller, Request: key, Decision: policy.Decision{Client: "billing", Reason: reason}}),
 		r.Outcome(context.Background(), tokenservice.Outcome{Caller: caller, Request: key, Decision: policy.Decision{Allowed: true, Client: "billing"},
 			Err: fmt.Errorf("Maskinporten refused: %s", strings.Repeat("x", 4096))}),
 	)

@@ -221,7 +221,7 @@ func TestRecorderRefusesRecordsOver4KiB(t *testing.T) {
 				Decision: policy.Decision{Allowed: true, Client: "billing", Rules: []string{"policy.yaml:3"}, Reason: "allowed"},
 				Cached:   &maskinporten.Token{GrantJTI: "jti-1", ExpiresAt: time.Now().Add(time.Minute)},
 			}
-			err := r.Decision(context.Background(), d)
+			err := r.Decision(context.Background(), &d)
 			recs := records(t, path)
 			if tt.refuse {
 				if err == nil || !strings.Contains(err.Error(), "over the 4096 a record may have") {

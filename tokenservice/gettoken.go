@@ -31,12 +31,55 @@ import (
 // caller can make the daemon write is bounded: the rate limit comes before
 // any record, and the fields are bounded before they reach one.
 func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest) (*portvaktv1.GetTokenResponse, error) {
+	// The steps before the cache are a function of their own, whose
+	// frame is gone by the time the record is written: the cached path
+	// stays within 8 KiB of stack down to the audit write, rather than
+	// copying its stack to a larger one on nearly every call (see
+	// recordPool in the daemon's recorder).
+	d, r, err := s.admit(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+
+	// Most calls are answered from the cache: one record holds both the
+	// decision and the token it hands out, written before the reply.
+	// The lookup's span ends with it; the record written on a hit is a
+	// span of the call's own, as on a miss.
+	lookupCtx, span := s.tracer.Start(ctx, spanCache)
+	tok, hit, err := s.cache.GetCached(lookupCtx, r.key, r.minValidity, func(tok maskinporten.Token) error {
+		d.Cached = &tok
+		return s.recorder.Decision(ctx, d)
+	})
+	endLookup(span, r.key, hit, err)
+	if err != nil {
+		return nil, s.unrecorded(ctx, err)
+	}
+	if hit {
+		s.traceOutcome(ctx, outcomeCached)
+	} else if tok, err = s.issue(ctx, d, &r); err != nil {
+		return nil, err
+	}
+	return &portvaktv1.GetTokenResponse{
+		AccessToken: tok.AccessToken.Reveal(),
+		TokenType:   tok.TokenType,
+		ExpiresAt:   timestamppb.New(tok.ExpiresAt),
+		Scopes:      r.scopes,
+		Environment: r.key.Environment,
+	}, nil
+}
+
+// admit is GetToken up to the cache: the caller identified, within its
+// rate limit, the request's fields checked and the policy's decision on
+// it; a denial is on record and is the error. The decision is on the
+// heap (the recorder is an interface, so it would be either way), so
+// that no copy of it by value is on the cached path's stack.
+func (s *Service) admit(ctx context.Context, req *portvaktv1.GetTokenRequest) (*Decision, tokenRequest, error) {
 	caller, err := identity.FromContext(ctx)
 	if err != nil {
-		return nil, status.Error(codes.Unauthenticated, err.Error())
+		return nil, tokenRequest{}, status.Error(codes.Unauthenticated, err.Error())
 	}
 	if err := checkIdentities(caller.Identities); err != nil {
-		return nil, status.Error(codes.Unauthenticated, err.Error())
+		return nil, tokenRequest{}, status.Error(codes.Unauthenticated, err.Error())
 	}
 	requestid.SetIdentities(ctx, caller.Identities) // for the call's log line, read once
 	pol := s.policies.Current()
@@ -46,81 +89,63 @@ func (s *Service) GetToken(ctx context.Context, req *portvaktv1.GetTokenRequest)
 	if client, ok := pol.Admit(caller.Identities); !ok {
 		requestid.SetClient(ctx, client)
 		s.traceOutcome(ctx, outcomeRateLimited)
-		return nil, s.rateLimited(ctx, pol, caller, client)
+		return nil, tokenRequest{}, s.rateLimited(ctx, pol, caller, client)
 	}
 	// A request with a bad field is refused before the policy sees it and
 	// is not recorded: nothing was decided, and the call's log line says
 	// which field (never what it held).
 	r, err := s.parseRequest(req)
 	if err != nil {
-		return nil, toStatus(ctx, err)
+		return nil, tokenRequest{}, toStatus(ctx, err)
 	}
 	if isSelfService(r.scopes) {
 		// Refused here, not by a fetch: a fetch's failure would count
 		// against the environment's circuit breaker.
 		if _, err := s.envs[r.key.Environment].keyFor(true); err != nil {
-			return nil, toStatus(ctx, err)
+			return nil, tokenRequest{}, toStatus(ctx, err)
 		}
 	}
 	s.traceRequest(ctx, r.key)
 
-	scopes := r.scopes
 	_, span := s.tracer.Start(ctx, spanPolicy)
 	decision := pol.Decide(policy.Request{
 		Identities:    caller.Identities,
 		Environment:   r.key.Environment,
-		Scopes:        scopes,
+		Scopes:        r.scopes,
 		ConsumerOrg:   r.key.ConsumerOrg,
 		SystemUserOrg: r.key.SystemUserOrg,
 	})
 	endDecide(span, r.key, decision)
 	requestid.SetClient(ctx, decision.Client)
-	d := Decision{Caller: caller, Request: r.key, Decision: decision}
+	d := &Decision{Caller: caller, Request: r.key, Decision: decision}
 	if !decision.Allowed {
 		if err := s.recorder.Decision(ctx, d); err != nil {
-			return nil, s.unrecorded(ctx, err)
+			return nil, tokenRequest{}, s.unrecorded(ctx, err)
 		}
 		s.traceOutcome(ctx, outcomeDenied)
-		return nil, permissionDenied(decision)
+		return nil, tokenRequest{}, permissionDenied(decision)
 	}
+	return d, r, nil
+}
 
-	// Most calls are answered from the cache: one record holds both the
-	// decision and the token it hands out, written before the reply.
-	// The lookup's span ends with it; the record written on a hit is a
-	// span of the call's own, as on a miss.
-	lookupCtx, span := s.tracer.Start(ctx, spanCache)
-	tok, hit, err := s.cache.GetCached(lookupCtx, r.key, r.minValidity, func(tok maskinporten.Token) error {
-		hitDecision := d
-		hitDecision.Cached = &tok
-		return s.recorder.Decision(ctx, hitDecision)
-	})
-	endLookup(span, r.key, hit, err)
+// issue is GetToken on a miss: the decision on record, a token from the
+// cache's fetch (a grant signed, its signature on record, the token
+// endpoint's answer), and the outcome on record before the token is
+// handed out. Its error is the call's status.
+func (s *Service) issue(ctx context.Context, d *Decision, r *tokenRequest) (maskinporten.Token, error) {
+	if err := s.recorder.Decision(ctx, d); err != nil {
+		return maskinporten.Token{}, s.unrecorded(ctx, err)
+	}
+	tok, err := s.cache.Get(ctx, r.key, r.minValidity)
+	outcome := Outcome{Caller: d.Caller, Request: r.key, Decision: d.Decision, Token: tokenOrNil(tok, err), Err: err}
+	if recErr := s.recorder.Outcome(ctx, outcome); recErr != nil && err == nil {
+		return maskinporten.Token{}, s.unrecorded(ctx, recErr)
+	}
 	if err != nil {
-		return nil, s.unrecorded(ctx, err)
+		return maskinporten.Token{}, toStatus(ctx, err)
 	}
-	if !hit {
-		if err := s.recorder.Decision(ctx, d); err != nil {
-			return nil, s.unrecorded(ctx, err)
-		}
-		tok, err = s.cache.Get(ctx, r.key, r.minValidity)
-		outcome := Outcome{Caller: caller, Request: r.key, Decision: decision, Token: tokenOrNil(tok, err), Err: err}
-		if recErr := s.recorder.Outcome(ctx, outcome); recErr != nil && err == nil {
-			return nil, s.unrecorded(ctx, recErr)
-		}
-		if err != nil {
-			return nil, toStatus(ctx, err)
-		}
-		s.traceOutcome(ctx, outcomeIssued)
-	} else {
-		s.traceOutcome(ctx, outcomeCached)
-	}
-	return &portvaktv1.GetTokenResponse{
-		AccessToken: tok.AccessToken.Reveal(),
-		TokenType:   tok.TokenType,
-		ExpiresAt:   timestamppb.New(tok.ExpiresAt),
-		Scopes:      scopes,
-		Environment: r.key.Environment,
-	}, nil
+	s.traceOutcome(ctx, outcomeIssued)
+	return tok, nil
 }
 
 // rateLimited tells the recorder of a call over its rate limit and says

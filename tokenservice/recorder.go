@@ -23,8 +23,9 @@ type Recorder interface {
 	// Decision is called once per GetToken that was admitted by the rate
 	// limit and whose request is valid, allowed or not. For a request
 	// answered from the cache, d.Cached is the token, the call ends there
-	// and Outcome is not called: one record says both.
-	Decision(ctx context.Context, d Decision) error
+	// and Outcome is not called: one record says both. d is the caller's,
+	// not kept (a pointer: the cached path's stack stays small).
+	Decision(ctx context.Context, d *Decision) error
 	// KeyUse is called after each grant is signed and before it is sent.
 	KeyUse(ctx context.Context, k KeyUse) error
 	// KeyChange is called for each step RegisterKey takes with an

@@ -133,7 +133,7 @@ func (s *Service) OwnToken(ctx context.Context, env string, scopes ...string) (s
 	}
 	key := r.key
 	decision := policy.Decision{Allowed: true, Client: rotationClient, Reason: rotationReason}
-	if err := s.recorder.Decision(ctx, Decision{Caller: caller, Request: key, Decision: decision}); err != nil {
+	if err := s.recorder.Decision(ctx, &Decision{Caller: caller, Request: key, Decision: decision}); err != nil {
 		return secret.Value{}, fmt.Errorf("%w: %w", ErrNotRecorded, err)
 	}
 	tok, err := s.cache.Get(ctx, key, ownTokenValidity)

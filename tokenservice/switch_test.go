@@ -30,7 +30,7 @@ type signedBy struct {
 }
 
 func (k *signedBy) RateLimited(context.Context, RateLimited) error { return nil }
-func (k *signedBy) Decision(context.Context, Decision) error       { return nil }
+func (k *signedBy) Decision(context.Context, *Decision) error      { return nil }
 func (k *signedBy) Outcome(context.Context, Outcome) error         { return nil }
 func (k *signedBy) KeyChange(context.Context, KeyChange) error     { return nil }
 func (k *signedBy) KeyUse(_ context.Context, u KeyUse) error {

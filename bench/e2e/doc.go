@@ -37,7 +37,9 @@
 //   - peak RSS: the daemon's VmHWM (/proc/PID/status) after a round of
 //     1000 callers on 100 mTLS connections calling GetToken (cached). The
 //     high-water mark covers the daemon's life up to then: start, the
-//     cached rounds and this one.
+//     cached rounds and this one. For context, the runtime's goroutine
+//     stacks and heap in use halfway through the round (the daemon's
+//     go_memstats_stack_inuse_bytes and go_memstats_heap_inuse_bytes).
 //   - audit bytes and records per cached call: the growth of the audit
 //     files (bytes, lines) over each cached GetToken round divided by its
 //     calls, over all of them; and audit records per write, the records

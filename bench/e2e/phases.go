@@ -122,7 +122,17 @@ func (b *bench) peakRSS(ctx context.Context) error {
 	r, err := b.measure("rss", func() (round, error) {
 		go func() { // halfway, with every caller in flight
 			time.Sleep(b.o.round / 2)
-			heapSaved <- b.prof.heap("heap-rss")
+			if err := b.prof.heap("heap-rss"); err != nil {
+				heapSaved <- err
+				return
+			}
+			// The Go runtime's own account of it: goroutine stacks (a
+			// call's, and the connections') and the heap in use.
+			var err error
+			if b.res.midStacks, err = metric(b.w.metrics, "go_memstats_stack_inuse_bytes"); err == nil {
+				b.res.midHeap, err = metric(b.w.metrics, "go_memstats_heap_inuse_bytes")
+			}
+			heapSaved <- err
 		}()
 		return timedRound(ctx, len(conns), b.o.rssCallers, b.o.round, func(ctx context.Context, conn int) error {
 			_, err := apis[conn].GetToken(ctx, cachedReq)

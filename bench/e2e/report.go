@@ -34,8 +34,9 @@ type results struct {
 	bare, cold                             []summary
 	rssRound                               summary
 	peakRSS                                int64
-	rssAnon, rssFile                       int64 // at the peak-RSS round's end
-	peakAtStart, peakBefore                int64 // VmHWM once serving, and before the peak-RSS round
+	rssAnon, rssFile                       int64   // at the peak-RSS round's end
+	midStacks, midHeap                     float64 // the daemon's stacks and heap in use halfway through it
+	peakAtStart, peakBefore                int64   // VmHWM once serving, and before the peak-RSS round
 	identicalSigns, identicalPosts         int
 	auditBytesPerCall, auditRecordsPerCall float64
 	auditRecordsPerWrite                   float64 // group commit's sharing, over the cached rounds
@@ -145,6 +146,8 @@ func (r *results) print(out io.Writer) {
 	fmt.Fprintf(w, "  peak RSS once serving %.1f MiB, after the cached rounds %.1f MiB\n", float64(r.peakAtStart)/(1<<20), float64(r.peakBefore)/(1<<20))
 	fmt.Fprintf(w, "  RSS at that round's end: anonymous %.1f MiB (heap, stacks, the HSM library), files %.1f MiB (the binary and libraries)\n",
 		float64(r.rssAnon)/(1<<20), float64(r.rssFile)/(1<<20))
+	fmt.Fprintf(w, "  halfway through it, with every caller in flight: goroutine stacks %.1f MiB, heap in use %.1f MiB\n",
+		r.midStacks/(1<<20), r.midHeap/(1<<20))
 }
 
 // describeMachine is GOMAXPROCS, the CPU count and model.
