@@ -232,16 +232,15 @@ func (r *recorder) base(ctx context.Context, kind string, caller identity.Caller
 // recordPool holds the records of cached calls while they are written:
 // half a kilobyte, which on the request's goroutine (with the copies a
 // value makes down the call) took a cached GetToken past 8 KiB of stack,
-// so that nearly every call copied its stack to a larger one: a gRPC
-// worker's stack is shrunk at each GC while it waits, and a call beyond
-// the workers starts on a new goroutine. With the record here, the
-// decision on the heap (tokenservice.GetToken) and the rare paths of the
-// audit write in functions of their own, the deepest point of a cached
-// call, the audit file's stat, is at about 5.8 KiB (measured from a
-// goroutine dump, GOTRACEBACK=system, taken there). make bench-e2e's
-// 1000-caller round showed it: the daemon's CPU per call went from
-// 128-134 µs to 92-107 µs. The Writer copies the record it is given, so
-// it goes back to the pool once written.
+// so that a call on a goroutine of 8 KiB (one beyond the gRPC workers,
+// say) copied its stack to one of 16 KiB on the way to the audit write.
+// With the record here, the decision on the heap (tokenservice.GetToken)
+// and the rare paths of the audit write in functions of their own, the
+// deepest point of a cached call, the audit file's stat, is at about
+// 5.8 KiB (measured from a goroutine dump, GOTRACEBACK=system, taken
+// there). make bench-e2e's 1000-caller round showed it: the daemon's CPU
+// per call went from 128-134 µs to 92-107 µs. The Writer copies the
+// record it is given, so it goes back to the pool once written.
 var recordPool = sync.Pool{New: func() any { return new(audit.Record) }}
 
 func newRecord() *audit.Record { return recordPool.Get().(*audit.Record) }
