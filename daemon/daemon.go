@@ -59,6 +59,29 @@ type Daemon struct {
 	// rotationStarts are the rotations openEnvironments found, made by
 	// openRotations once the service exists.
 	rotationStarts []*rotationStart
+	// startTakeovers are the successors whose time came while the daemon
+	// was down, put on record by recordStartTakeovers.
+	startTakeovers []startTakeover
+}
+
+// startTakeover is a successor that signs from the start in env.
+type startTakeover struct {
+	env  string
+	next *tokenservice.Succession
+}
+
+// recordStartTakeovers puts each successor that signs from the start on
+// record, as a takeover while the daemon runs is: before any grant, and a
+// start that cannot record one fails (a key change nobody can account
+// for).
+func (d *Daemon) recordStartTakeovers() error {
+	ctx := tokenservice.RenewalContext(context.Background())
+	for _, t := range d.startTakeovers {
+		if err := d.service.RecordTakeover(ctx, t.env, t.next, true); err != nil {
+			return fmt.Errorf("audit.file: recording that the successor certificate of environment %s signs from this start: %w", t.env, err)
+		}
+	}
+	return nil
 }
 
 // server is one gRPC server on one listener.
@@ -208,6 +231,9 @@ func (d *Daemon) start(v verified, opts Options) (err error) {
 		ObserveMaskinporten: observeMaskinporten(d.metrics, v.envs),
 	})
 	if err != nil {
+		return err
+	}
+	if err := d.recordStartTakeovers(); err != nil {
 		return err
 	}
 	if err := d.openRotations(d.rotationStarts); err != nil {

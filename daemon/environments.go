@@ -102,9 +102,11 @@ func (d *Daemon) openEnvironment(i int, signers map[string]*signer.Signer) (*tok
 		}
 		env.SetSuccessor(next)
 		// Its time came while the daemon was down: it signs from the
-		// start, which the start record's run then shows (no record yet:
-		// the audit log opens after the environments).
+		// start. The takeover's record waits for the audit log, which
+		// opens after the environments, and comes before any grant
+		// (recordStartTakeovers).
 		if took, _ := env.Succeed(time.Now(), nil); took {
+			d.startTakeovers = append(d.startTakeovers, startTakeover{env: e.Name, next: next})
 			d.log.Info("the successor certificate signs: its time has come", "environment", e.Name, "since", next.At.UTC().Format(time.RFC3339))
 		}
 	}

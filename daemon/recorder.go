@@ -147,6 +147,7 @@ func (r *recorder) KeyChange(ctx context.Context, k tokenservice.KeyChange) erro
 	if k.Signer != nil {
 		rec.CertSHA256 = fingerprint(k.Signer)
 	}
+	rec.Reason = k.Reason
 	if k.Err != nil {
 		rec.Error = cut(k.Err.Error(), maxErrorBytes)
 	}

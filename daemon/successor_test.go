@@ -97,3 +97,58 @@ func TestSuccessorTakesOver(t *testing.T) {
 		t.Errorf("no log line of the takeover:\n%s", logs)
 	}
 }
+
+// TestSuccessorDueAtStartIsOnRecord: a successor whose time came while
+// the daemon was down signs from the start, and its takeover is on
+// record as one while the daemon runs is, saying so, before the first
+// grant (which carries the new certificate). Before, a start signed with
+// the new certificate and no record said when or why it changed.
+func TestSuccessorDueAtStartIsOnRecord(t *testing.T) {
+	w := mptest.New(t, mptest.Options{NoSigner: true})
+	const label = "eseal-2027"
+	w.Token.NewKey(t, label)
+	chain := w.Certify(t, label, eseal.Subject{OrgNumber: mptest.OwnOrg, Organization: "Test AS"}, 3*365*24*time.Hour)
+	if _, err := hsm.ImportCertificates(w.Token.Token, hsm.KeySelector{Label: label}, chain, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Due a second ago: within the certificate's validity, which is
+	// backdated (devca's clock skew).
+	due := time.Now().Add(-time.Second).Truncate(time.Second)
+	e := prepare(t, w)
+	e.edit(t, withSettings(fmt.Sprintf("successor: {key_label: %s, from: %q}", label, due.Format(time.RFC3339))))
+	e.serve(t)
+	if _, err := e.unix.API().GetToken(t.Context(), &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim"}); err != nil {
+		t.Fatal(err)
+	}
+	e.stop()
+
+	sum := sha256.Sum256(chain[0].Raw)
+	newSHA := hex.EncodeToString(sum[:])
+	var takeovers []audit.Record
+	signatures := 0
+	for _, r := range auditOf(t, e) {
+		switch {
+		case r.Kind == audit.KindKey && r.Outcome == "certificate_takeover":
+			takeovers = append(takeovers, r)
+		case r.Kind == audit.KindSignature:
+			signatures++
+			if len(takeovers) == 0 {
+				t.Errorf("signature record %d comes before the takeover's record", r.Seq)
+			}
+			if r.CertSHA256 != newSHA {
+				t.Errorf("signature record %d names certificate %s; want the successor's %s", r.Seq, r.CertSHA256, newSHA)
+			}
+		}
+	}
+	if len(takeovers) != 1 {
+		t.Fatalf("%d takeover records; want the start's one", len(takeovers))
+	}
+	r := takeovers[0]
+	if r.CertSHA256 != newSHA || r.KeyLabel != label || !slices.Contains(r.Identities, "internal:certificate-renewal") ||
+		!strings.Contains(r.Reason, due.UTC().Format(time.RFC3339)) || !strings.Contains(r.Reason, "while the daemon was down") {
+		t.Errorf("the takeover's record: %+v; want %s (%s) by internal:certificate-renewal, its time and that it came while the daemon was down", r, label, newSHA)
+	}
+	if signatures == 0 {
+		t.Error("no signature record: the token was not fetched")
+	}
+}

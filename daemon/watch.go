@@ -146,7 +146,7 @@ func (d *Daemon) watchSuccessions(ctx context.Context) {
 		now := time.Now()
 		for _, e := range d.service.Environments() {
 			record := func(next *tokenservice.Succession) error {
-				return d.service.RecordTakeover(tokenservice.RenewalContext(ctx), e.Config.Name, next)
+				return d.service.RecordTakeover(tokenservice.RenewalContext(ctx), e.Config.Name, next, false)
 			}
 			next := e.Successor()
 			took, err := e.Succeed(now, record)

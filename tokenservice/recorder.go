@@ -81,6 +81,9 @@ type KeyChange struct {
 	// failure outcome of Classify with Err.
 	Step string
 	Err  error
+	// Reason, when set, says why the change happened (a successor's
+	// takeover: when, and whether at the start).
+	Reason string
 }
 
 // KeyUse is one signature by the HSM key.

@@ -194,11 +194,16 @@ const StepTakeover = "certificate_takeover"
 
 // RecordTakeover puts the successor's takeover of env's signing on record
 // as the daemon's own key change, naming the successor's key and
-// certificate. ctx is a RenewalContext.
-func (s *Service) RecordTakeover(ctx context.Context, env string, next *Succession) error {
+// certificate, and its time; atStart says the time came while the daemon
+// was down, so that it signs from this start. ctx is a RenewalContext.
+func (s *Service) RecordTakeover(ctx context.Context, env string, next *Succession, atStart bool) error {
 	caller, _ := identity.FromContext(ctx)
+	reason := fmt.Sprintf("the successor's time came at %s", next.At.UTC().Format(time.RFC3339))
+	if atStart {
+		reason += ", while the daemon was down: it signs from this start"
+	}
 	return s.recorder.KeyChange(ctx, KeyChange{
 		Caller: caller, Client: rotationClient, Environment: env,
-		KeyLabel: next.Key.Signer.KeyLabel(), Signer: next.Key.Signer, Step: StepTakeover,
+		KeyLabel: next.Key.Signer.KeyLabel(), Signer: next.Key.Signer, Step: StepTakeover, Reason: reason,
 	})
 }
