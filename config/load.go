@@ -11,6 +11,7 @@ import (
 
 	"github.com/portvakt/portvakt/internal/strictyaml"
 	"github.com/portvakt/portvakt/maskinporten"
+	"github.com/portvakt/portvakt/selfservice"
 )
 
 // Load reads, completes and checks the configuration. Relative paths in it
@@ -217,7 +218,7 @@ func (r *Rotation) setDefaults(env string) {
 		r.KeyLabelPrefix = "portvakt-" + env
 	}
 	if r.Bits == 0 {
-		r.Bits = 2048
+		r.Bits = selfservice.DefaultKeyBits
 	}
 	if r.ProbeScope == "" {
 		r.ProbeScope = "idporten:dcr.read"

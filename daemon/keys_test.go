@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -212,7 +213,18 @@ func TestRegisterKey(t *testing.T) {
 		t.Errorf("key records %v, want created, registering, registered", steps)
 	}
 
-	for i := 2; i <= 5; i++ {
+	// Asked for no size, a registered key is made with Digdir's: 2048 bits.
+	if _, err := keys.RegisterKey(t.Context(), &portvaktv1.RegisterKeyRequest{Environment: "sim", KeyLabel: "registered-2"}); err != nil {
+		t.Fatal(err)
+	}
+	listed, err := keys.ListKeys(t.Context(), &portvaktv1.ListKeysRequest{Environment: "sim"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := slices.IndexFunc(listed.GetTokenKeys(), func(k *portvaktv1.TokenKey) bool { return k.GetLabel() == "registered-2" }); i < 0 || listed.GetTokenKeys()[i].GetBits() != 2048 {
+		t.Errorf("a key registered with no size asked for: %v; want 2048 bits, the size Digdir documents for registered keys", listed.GetTokenKeys())
+	}
+	for i := 3; i <= 5; i++ {
 		if _, err := register(fmt.Sprintf("registered-%d", i)); err != nil {
 			t.Fatalf("key %d: %v", i, err)
 		}

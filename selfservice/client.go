@@ -24,6 +24,12 @@ const (
 // MaxKeys is how many keys an integration's set may hold.
 const MaxKeys = 5
 
+// DefaultKeyBits is the size of the registered keys Portvakt makes when
+// not told otherwise (`keys register`, a rotation): the size Digdir
+// documents for registered keys, RS256 with 2048-bit RSA keys. An eSeal's
+// key, which a CA certifies, defaults to 3072 (hsm.DefaultKeyBits).
+const DefaultKeyBits = 2048
+
 // TokenFunc gets a Maskinporten token for the self-service scopes.
 type TokenFunc func(ctx context.Context) (secret.Value, error)
 

@@ -137,7 +137,7 @@ func timestamp(t time.Time) *timestamppb.Timestamp {
 }
 
 // Bits of a key RegisterKey makes when the request names none.
-const defaultKeyBits = 3072
+const defaultKeyBits = selfservice.DefaultKeyBits
 
 // RegisterKey adds a key of the environment's HSM, taken or made, to the
 // integration's set, each step on record.

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/portvakt/portvakt/client"
-	"github.com/portvakt/portvakt/hsm"
+	"github.com/portvakt/portvakt/selfservice"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
 )
 
@@ -91,7 +91,7 @@ signing with its configured key.`,
 	f := cmd.Flags()
 	f.StringVar(&req.Environment, "env", "", "the environment")
 	f.StringVar(&req.KeyLabel, "label", "", "the key's label in the HSM")
-	f.IntVar(&bits, "bits", hsm.DefaultKeyBits, "the size of a key made: "+strings.Join(keySizes.values, " or "))
+	f.IntVar(&bits, "bits", selfservice.DefaultKeyBits, "the size of a key made: "+strings.Join(keySizes.values, " or ")+" (Digdir documents 2048 for registered keys)")
 	keySizes.complete(cmd)
 	f.BoolVar(&req.PinCertificate, "pin-certificate", false, "pin the key to its certificate in the HSM (x5c)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")

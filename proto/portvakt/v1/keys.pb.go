@@ -294,7 +294,8 @@ type RegisterKeyRequest struct {
 	Environment string `protobuf:"bytes,1,opt,name=environment,proto3" json:"environment,omitempty"`
 	// The key's label in the environment's HSM (CKA_LABEL).
 	KeyLabel string `protobuf:"bytes,2,opt,name=key_label,json=keyLabel,proto3" json:"key_label,omitempty"`
-	// The size of a key made: 2048 or 3072 bits; 0 means 3072.
+	// The size of a key made: 2048 or 3072 bits; 0 means 2048, the size
+	// Digdir documents for registered keys.
 	Bits int32 `protobuf:"varint,3,opt,name=bits,proto3" json:"bits,omitempty"`
 	// Pin the key to its enterprise certificate (its x5c, from the HSM);
 	// only for a key that has one.
