@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -16,6 +17,23 @@ import (
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
 )
 
+// successorLabel is the renewed certificate's key in successorWorld.
+const successorLabel = "eseal-2027"
+
+// successorWorld is a world whose token holds, beside the eSeal, a
+// renewed certificate imported ahead of time (a new key, certified for
+// three years), and that certificate's chain.
+func successorWorld(t *testing.T) (*mptest.World, []*x509.Certificate) {
+	t.Helper()
+	w := mptest.New(t, mptest.Options{NoSigner: true})
+	w.Token.NewKey(t, successorLabel)
+	chain := w.Certify(t, successorLabel, eseal.Subject{OrgNumber: mptest.OwnOrg, Organization: "Test AS"}, 3*365*24*time.Hour)
+	if _, err := hsm.ImportCertificates(w.Token.Token, hsm.KeySelector{Label: successorLabel}, chain, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return w, chain
+}
+
 // TestSuccessorTakesOver: a renewed certificate (a new key, certified and
 // imported on the token ahead of time) named as the environment's
 // successor takes over signing at its configured time, without a
@@ -23,13 +41,8 @@ import (
 // new chain, and Maskinporten (the simulator) accepts both.
 // ListEnvironments and the metrics show the successor while it waits.
 func TestSuccessorTakesOver(t *testing.T) {
-	w := mptest.New(t, mptest.Options{NoSigner: true})
-	const label = "eseal-2027"
-	w.Token.NewKey(t, label)
-	chain := w.Certify(t, label, eseal.Subject{OrgNumber: mptest.OwnOrg, Organization: "Test AS"}, 3*365*24*time.Hour)
-	if _, err := hsm.ImportCertificates(w.Token.Token, hsm.KeySelector{Label: label}, chain, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	w, chain := successorWorld(t)
+	const label = successorLabel
 	takeOver := time.Now().Add(3 * time.Second).Truncate(time.Second)
 	e := prepare(t, w)
 	e.edit(t, withSettings(fmt.Sprintf("successor: {key_label: %s, from: %q}", label, takeOver.Format(time.RFC3339))))
@@ -104,13 +117,8 @@ func TestSuccessorTakesOver(t *testing.T) {
 // grant (which carries the new certificate). Before, a start signed with
 // the new certificate and no record said when or why it changed.
 func TestSuccessorDueAtStartIsOnRecord(t *testing.T) {
-	w := mptest.New(t, mptest.Options{NoSigner: true})
-	const label = "eseal-2027"
-	w.Token.NewKey(t, label)
-	chain := w.Certify(t, label, eseal.Subject{OrgNumber: mptest.OwnOrg, Organization: "Test AS"}, 3*365*24*time.Hour)
-	if _, err := hsm.ImportCertificates(w.Token.Token, hsm.KeySelector{Label: label}, chain, time.Now()); err != nil {
-		t.Fatal(err)
-	}
+	w, chain := successorWorld(t)
+	const label = successorLabel
 	// Due a second ago: within the certificate's validity, which is
 	// backdated (devca's clock skew).
 	due := time.Now().Add(-time.Second).Truncate(time.Second)
