@@ -109,27 +109,30 @@ type steadyLoad struct {
 	failures []error
 }
 
-func startSteadyLoad(t *testing.T, e *env) *steadyLoad {
+// startSteadyLoad starts workers callers on each of apis (replicas r0,
+// r1… when there are several).
+func startSteadyLoad(t *testing.T, workers int, apis ...portvaktv1.TokenServiceClient) *steadyLoad {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &steadyLoad{stop: cancel}
-	api := e.unix.API()
-	for worker := range 4 {
-		l.wg.Go(func() {
-			for i := 0; ctx.Err() == nil; i++ {
-				callCtx, done := context.WithTimeout(context.Background(), 30*time.Second)
-				_, err := api.GetToken(callCtx, &portvaktv1.GetTokenRequest{
-					Scopes: []string{mptest.ScopeOwn}, Environment: "sim", Resource: fmt.Sprintf("https://api.example/%d/%d", worker, i%25),
-				})
-				done()
-				l.calls.Add(1)
-				if err != nil {
-					l.mu.Lock()
-					l.failures = append(l.failures, err)
-					l.mu.Unlock()
+	for r, api := range apis {
+		for worker := range workers {
+			l.wg.Go(func() {
+				for i := 0; ctx.Err() == nil; i++ {
+					callCtx, done := context.WithTimeout(context.Background(), 30*time.Second)
+					_, err := api.GetToken(callCtx, &portvaktv1.GetTokenRequest{
+						Scopes: []string{mptest.ScopeOwn}, Environment: "sim", Resource: fmt.Sprintf("https://api.example/r%d/%d/%d", r, worker, i%25),
+					})
+					done()
+					l.calls.Add(1)
+					if err != nil {
+						l.mu.Lock()
+						l.failures = append(l.failures, fmt.Errorf("r%d: %w", r, err))
+						l.mu.Unlock()
+					}
+					time.Sleep(2 * time.Millisecond)
 				}
-				time.Sleep(2 * time.Millisecond)
-			}
-		})
+			})
+		}
 	}
 	t.Cleanup(l.halt)
 	return l
@@ -144,8 +147,7 @@ func (l *steadyLoad) check(t *testing.T) {
 	t.Logf("calls under load: %d, failed: %d", l.calls.Load(), len(l.failures))
 	for i, err := range l.failures {
 		if i < 5 {
-			st, _ := status.FromError(err)
-			t.Errorf("a call failed: %s: %s", st.Code(), st.Message())
+			t.Errorf("a call failed: %s: %v", status.Code(err), err)
 		}
 	}
 }
@@ -190,7 +192,7 @@ func TestRotationUnderLoad(t *testing.T) {
 	if r := rotationOf(t, keys); r.GetCurrentKid() != rw.firstKID || r.GetNextKid() != "" {
 		t.Fatalf("before the rotation: %v; want kid %s signing and none on its way", r, rw.firstKID)
 	}
-	load := startSteadyLoad(t, e)
+	load := startSteadyLoad(t, 4, e.unix.API())
 	waitFor(t, "calls before the rotation", func() bool { return load.calls.Load() > 100 })
 
 	resp, err := keys.RotateKey(t.Context(), &portvaktv1.RotateKeyRequest{Environment: "sim"})
@@ -323,7 +325,7 @@ func TestRotationSelfServiceDown(t *testing.T) {
 	rw := newRotationWorld(t, time.Second, 3*time.Second)
 	e := rw.serveRotating(t, "probe_interval: 200ms, delete_after: 1s, max_token_lifetime: 4s")
 	keys := portvaktv1.NewKeyServiceClient(connOf(t, e))
-	load := startSteadyLoad(t, e)
+	load := startSteadyLoad(t, 4, e.unix.API())
 	waitFor(t, "calls before the outage", func() bool { return load.calls.Load() > 50 })
 
 	rw.Sim.SetFaults(mpsim.Faults{SelfServiceDown: true})
@@ -359,8 +361,12 @@ func TestRotationSelfServiceDown(t *testing.T) {
 		last = rotationOf(t, keys)
 		return last.GetCurrentKid() != rw.firstKID && last.GetNextKid() == "" && last.GetPreviousKid() == ""
 	})
-	if last.GetFailures() < 2 || !strings.Contains(last.GetLastError(), "registering") {
-		t.Errorf("the rotation reports %d failures, the latest %q; want the outage's, while registering", last.GetFailures(), last.GetLastError())
+	// The failures are the outage's (their records are checked below);
+	// the latest need not be: SoftHSM2 can refuse a write of the state
+	// with CKR_GENERAL_ERROR while other tests in this process change
+	// their tokens, a failed step retried like any other.
+	if last.GetFailures() < 2 {
+		t.Errorf("the rotation reports %d failures (the latest %q); want the outage's, at least 2", last.GetFailures(), last.GetLastError())
 	}
 	load.check(t)
 	e.stop()
@@ -629,31 +635,8 @@ func TestRotationKeepsKeyInUse(t *testing.T) {
 func TestRotationAcrossReplicas(t *testing.T) {
 	rw := newRotationWorld(t, time.Second, 3*time.Second)
 	procs := rw.startReplicas(t, 2)
-	var (
-		calls    atomic.Int64
-		mu       sync.Mutex
-		failures []error
-		wg       sync.WaitGroup
-	)
-	ctx, stop := context.WithCancel(t.Context())
-	for i, p := range procs {
-		wg.Go(func() {
-			for n := 0; ctx.Err() == nil; n++ {
-				callCtx, done := context.WithTimeout(context.Background(), 30*time.Second)
-				_, err := p.api.GetToken(callCtx, &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim", Resource: fmt.Sprintf("https://api.example/r%d/%d", i, n%10)})
-				done()
-				calls.Add(1)
-				if err != nil {
-					mu.Lock()
-					failures = append(failures, fmt.Errorf("r%d: %w", i, err))
-					mu.Unlock()
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-		})
-	}
-	t.Cleanup(func() { stop(); wg.Wait() })
-	waitFor(t, "calls to both replicas", func() bool { return calls.Load() > 100 })
+	load := startSteadyLoad(t, 1, procs[0].api, procs[1].api)
+	waitFor(t, "calls to both replicas", func() bool { return load.calls.Load() > 100 })
 
 	r0 := dial(t, client.Options{Socket: procs[0].socket})
 	r1 := dial(t, client.Options{Socket: procs[1].socket})
@@ -669,18 +652,11 @@ func TestRotationAcrossReplicas(t *testing.T) {
 	if r := rotationAt(t, r1); r.GetCurrentKid() != newKID {
 		t.Errorf("r1 signs with kid %s after r0's rotation; want %s", r.GetCurrentKid(), newKID)
 	}
-	before := calls.Load()
-	waitFor(t, "calls after the rotation", func() bool { return calls.Load() > before+100 })
-	stop()
-	wg.Wait()
+	before := load.calls.Load()
+	waitFor(t, "calls after the rotation", func() bool { return load.calls.Load() > before+100 })
+	load.check(t)
 	for _, p := range procs {
 		stopProcess(t, p)
-	}
-	t.Logf("calls: %d, failed: %d", calls.Load(), len(failures))
-	for i, err := range failures {
-		if i < 5 {
-			t.Errorf("a call failed: %v", err)
-		}
 	}
 }
 
