@@ -14,8 +14,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/portvakt/portvakt/client"
-	"github.com/portvakt/portvakt/selfservice"
 	portvaktv1 "github.com/portvakt/portvakt/proto/portvakt/v1"
+	"github.com/portvakt/portvakt/selfservice"
 )
 
 func newKeysCommand() *cobra.Command {
