@@ -76,5 +76,6 @@ func (t Token) withRawLogin(f func(raw *rawSession) error) error {
 	if err := t.login(raw); err != nil {
 		return err
 	}
+	defer p11.LockObjects(t.Module)()
 	return f(raw)
 }

@@ -182,6 +182,7 @@ func (t Token) withToken(f func(ctx *crypto11.Context, raw *rawSession) error) e
 		raw.close()
 		_ = ctx.Close()
 	}()
+	defer p11.LockObjects(t.Module)()
 	return f(ctx, raw)
 }
 

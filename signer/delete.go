@@ -3,6 +3,8 @@ package signer
 import (
 	"errors"
 	"fmt"
+
+	"github.com/portvakt/portvakt/internal/p11"
 )
 
 // ErrKeyDeleted is a Signer's answer once its key was deleted.
@@ -21,6 +23,7 @@ func (t *Token) DeleteKey(label string) error {
 	if t.conn == nil {
 		return t.unavailableLocked()
 	}
+	defer p11.LockObjects(t.cfg.Module)()
 	pairs, err := t.conn.ctx.FindKeyPairs(nil, []byte(label))
 	if err != nil {
 		return fmt.Errorf("looking for key %q on token %q: %w", label, t.cfg.TokenLabel, err)

@@ -35,6 +35,7 @@ func (t *Token) generate(label string, id []byte, bits int) error {
 	if t.conn == nil {
 		return t.unavailableLocked()
 	}
+	defer p11.LockObjects(t.cfg.Module)()
 	existing, err := t.conn.ctx.FindKeyPairs(nil, []byte(label))
 	if err != nil {
 		return fmt.Errorf("looking for key %q on token %q: %w", label, t.cfg.TokenLabel, err)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/ThalesGroup/crypto11"
+
+	"github.com/portvakt/portvakt/internal/p11"
 )
 
 // KeyInfo is a key pair on the token, as Keys lists it.
@@ -22,6 +24,7 @@ func (t *Token) Keys() ([]KeyInfo, error) {
 	if t.conn == nil {
 		return nil, t.unavailableLocked()
 	}
+	defer p11.LockObjects(t.cfg.Module)()
 	pairs, err := t.conn.ctx.FindAllKeyPairs()
 	if err != nil {
 		return nil, fmt.Errorf("listing the keys on token %q: %w", t.cfg.TokenLabel, err)

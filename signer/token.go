@@ -102,6 +102,7 @@ func (t *Token) dial(keys []*Signer) (*connection, error) {
 		return nil, p11.ExplainOpenError(t.cfg.Module, t.cfg.TokenLabel, err)
 	}
 	c := &connection{ctx: ctx}
+	defer p11.LockObjects(t.cfg.Module)()
 	for _, s := range keys {
 		if s.deleted.Load() {
 			c.keys = append(c.keys, nil) // its place kept: keys are found by index
@@ -158,7 +159,9 @@ func (t *Token) Key(k KeyConfig) (*Signer, error) {
 	if t.conn == nil {
 		return nil, t.unavailableLocked()
 	}
+	unlock := p11.LockObjects(t.cfg.Module)
 	key, err := findKey(t.conn.ctx, &k, t.cfg.TokenLabel)
+	unlock()
 	if err != nil {
 		return nil, err
 	}
