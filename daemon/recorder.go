@@ -109,7 +109,7 @@ func (r *recorder) Decision(ctx context.Context, d *tokenservice.Decision) error
 	}
 	rec := newRecord()
 	defer freeRecord(rec)
-	r.decisionRecord(rec, ctx, d, "allow")
+	r.decisionRecord(ctx, rec, d, "allow")
 	if tok := d.Cached; tok != nil {
 		rec.Outcome = "cached"
 		rec.GrantJTI = tok.GrantJTI
@@ -128,13 +128,13 @@ func (r *recorder) Decision(ctx context.Context, d *tokenservice.Decision) error
 func (r *recorder) denial(ctx context.Context, d *tokenservice.Decision) error {
 	r.m.PolicyDenials.WithLabelValues(d.Decision.Client).Inc()
 	var rec audit.Record
-	r.decisionRecord(&rec, ctx, d, "deny")
+	r.decisionRecord(ctx, &rec, d, "deny")
 	return r.denials.add(rec, nil)
 }
 
 // decisionRecord fills rec with what a decision record says.
-func (r *recorder) decisionRecord(rec *audit.Record, ctx context.Context, d *tokenservice.Decision, decision string) {
-	r.fillBase(rec, ctx, audit.KindDecision, &d.Caller, &d.Request)
+func (r *recorder) decisionRecord(ctx context.Context, rec *audit.Record, d *tokenservice.Decision, decision string) {
+	r.fillBase(ctx, rec, audit.KindDecision, &d.Caller, &d.Request)
 	rec.Client = d.Decision.Client
 	rec.Decision = decision
 	rec.Rule = strings.Join(d.Decision.Rules, ",")
@@ -207,7 +207,7 @@ func (r *recorder) countToken(key tokencache.Key) {
 }
 
 // fillBase fills what every record of a request has into rec.
-func (r *recorder) fillBase(rec *audit.Record, ctx context.Context, kind string, caller *identity.Caller, key *tokencache.Key) {
+func (r *recorder) fillBase(ctx context.Context, rec *audit.Record, kind string, caller *identity.Caller, key *tokencache.Key) {
 	method, _ := grpc.Method(ctx)
 	rec.Kind = kind
 	rec.RequestID = requestid.From(ctx)
@@ -226,7 +226,7 @@ func (r *recorder) fillBase(rec *audit.Record, ctx context.Context, kind string,
 // cached token's (keys, signatures, outcomes of fetches).
 func (r *recorder) base(ctx context.Context, kind string, caller identity.Caller, key tokencache.Key) audit.Record {
 	var rec audit.Record
-	r.fillBase(&rec, ctx, kind, &caller, &key)
+	r.fillBase(ctx, &rec, kind, &caller, &key)
 	return rec
 }
 

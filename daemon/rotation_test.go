@@ -152,6 +152,12 @@ func (l *steadyLoad) check(t *testing.T) {
 	}
 }
 
+// rotatedFrom reports whether r shows a rotation away from the key old
+// finished: another key signs, and none is on its way in or out.
+func rotatedFrom(r *portvaktv1.KeyRotation, old string) bool {
+	return r.GetCurrentKid() != old && r.GetNextKid() == "" && r.GetPreviousKid() == ""
+}
+
 // rotationOf is the environment's rotation as ListKeys shows it.
 func rotationOf(t *testing.T, keys portvaktv1.KeyServiceClient) *portvaktv1.KeyRotation {
 	t.Helper()
@@ -205,7 +211,7 @@ func TestRotationUnderLoad(t *testing.T) {
 	var last *portvaktv1.KeyRotation
 	waitLong(t, "the rotation to finish", 2*time.Minute, func() bool {
 		last = rotationOf(t, keys)
-		return last.GetCurrentKid() != rw.firstKID && last.GetNextKid() == "" && last.GetPreviousKid() == ""
+		return rotatedFrom(last, rw.firstKID)
 	})
 	newKID := last.GetCurrentKid()
 	if last.GetFailures() != 0 {
@@ -359,7 +365,7 @@ func TestRotationSelfServiceDown(t *testing.T) {
 	var last *portvaktv1.KeyRotation
 	waitLong(t, "the rotation to complete after the outage", 2*time.Minute, func() bool {
 		last = rotationOf(t, keys)
-		return last.GetCurrentKid() != rw.firstKID && last.GetNextKid() == "" && last.GetPreviousKid() == ""
+		return rotatedFrom(last, rw.firstKID)
 	})
 	// The failures are the outage's (their records are checked below);
 	// the latest need not be: SoftHSM2 can refuse a write of the state
@@ -468,7 +474,7 @@ func TestRotationFullJWKS(t *testing.T) {
 	}
 	waitLong(t, "the rotation to complete once there is room", 2*time.Minute, func() bool {
 		r = rotationOf(t, keys)
-		return r.GetCurrentKid() != rw.firstKID && r.GetNextKid() == "" && r.GetPreviousKid() == ""
+		return rotatedFrom(r, rw.firstKID)
 	})
 	if listed, err = keys.ListKeys(t.Context(), &portvaktv1.ListKeysRequest{Environment: "sim"}); err != nil || len(listed.GetKeys()) != 4 {
 		t.Errorf("the JWKS after the rotation: %v, %v; want 4 keys (3 kept, the new one; the first removed)", listed.GetKeys(), err)
@@ -605,7 +611,7 @@ func TestRotationKeepsKeyInUse(t *testing.T) {
 	}
 	waitLong(t, "the rotation to finish", 2*time.Minute, func() bool {
 		r := rotationOf(t, keys)
-		return r.GetCurrentKid() != esealKID && r.GetNextKid() == "" && r.GetPreviousKid() == ""
+		return rotatedFrom(r, esealKID)
 	})
 	listed, err := keys.ListKeys(t.Context(), &portvaktv1.ListKeysRequest{Environment: "sim"})
 	if err != nil {
@@ -647,7 +653,7 @@ func TestRotationAcrossReplicas(t *testing.T) {
 	waitLong(t, "r0's rotation to finish", 2*time.Minute, func() bool {
 		r := rotationAt(t, r0)
 		newKID = r.GetCurrentKid()
-		return newKID != rw.firstKID && r.GetNextKid() == "" && r.GetPreviousKid() == ""
+		return rotatedFrom(r, rw.firstKID)
 	})
 	if r := rotationAt(t, r1); r.GetCurrentKid() != newKID {
 		t.Errorf("r1 signs with kid %s after r0's rotation; want %s", r.GetCurrentKid(), newKID)
@@ -708,7 +714,7 @@ func TestRotationDriverLost(t *testing.T) {
 	var r *portvaktv1.KeyRotation
 	waitLong(t, "r1 to take over and finish the rotation", 2*time.Minute, func() bool {
 		r = rotationAt(t, r1)
-		return r.GetCurrentKid() != rw.firstKID && r.GetNextKid() == "" && r.GetPreviousKid() == ""
+		return rotatedFrom(r, rw.firstKID)
 	})
 	if _, err := r1.API().GetToken(t.Context(), &portvaktv1.GetTokenRequest{Scopes: []string{mptest.ScopeOwn}, Environment: "sim", Resource: "https://api.example/after"}); err != nil {
 		t.Errorf("r1 after the rotation it finished: %v", err)

@@ -136,12 +136,8 @@ func (d *Daemon) watchSuccessions(ctx context.Context) {
 		if first.IsZero() {
 			return // none waits; a successor is configured only at start
 		}
-		timer := time.NewTimer(time.Until(first))
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		if !sleep(ctx, time.Until(first)) {
 			return
-		case <-timer.C:
 		}
 		now := time.Now()
 		for _, e := range d.service.Environments() {
@@ -156,12 +152,8 @@ func (d *Daemon) watchSuccessions(ctx context.Context) {
 				// certificate signs on, and the next round tries again.
 				d.log.Error("the successor certificate could not take over: its audit record was not written; trying again",
 					"environment", e.Config.Name, "error", err.Error())
-				timer := time.NewTimer(time.Second)
-				select {
-				case <-ctx.Done():
-					timer.Stop()
+				if !sleep(ctx, time.Second) {
 					return
-				case <-timer.C:
 				}
 			case took:
 				cert := next.Key.Signer.Certificate()
@@ -170,5 +162,17 @@ func (d *Daemon) watchSuccessions(ctx context.Context) {
 				d.certificateMetrics(e)
 			}
 		}
+	}
+}
+
+// sleep waits d, and reports false when ctx ended first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
 	}
 }
