@@ -121,7 +121,8 @@ func (d *Daemon) addServer(name string, lis net.Listener, creds credentials.Tran
 		}),
 		// Outermost the per-method metrics (go-grpc-middleware's provider),
 		// so that they see the code the request interceptor made of a panic.
-		grpc.ChainUnaryInterceptor(d.metrics.GRPCServer.UnaryServerInterceptor(), d.requestInterceptor(name)),
+		// (Innermost, only in bench/e2e's floor build: benchfloor.go.)
+		grpc.ChainUnaryInterceptor(append([]grpc.UnaryServerInterceptor{d.metrics.GRPCServer.UnaryServerInterceptor(), d.requestInterceptor(name)}, floorInterceptors()...)...),
 		// Calls run on goroutines kept for them (streamWorkers), whose
 		// stacks have grown to what a call needs, rather than each on a new
 		// goroutine that grows its stack (copying it) on the way to the

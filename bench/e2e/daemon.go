@@ -22,13 +22,18 @@ import (
 )
 
 // buildPortvakt builds the command into dir without the race detector
-// (internal/testbinary builds it with -race, for tests): what is measured
-// is the daemon as shipped.
-func buildPortvakt(dir string) (string, error) {
-	bin := filepath.Join(dir, "portvakt")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/portvakt/portvakt/cmd/portvakt").CombinedOutput()
+// (internal/testbinary builds it with -race), with the build tags given:
+// none is the daemon as shipped, what is measured.
+func buildPortvakt(dir string, tags ...string) (string, error) {
+	name, args := "portvakt", []string{"build"}
+	if len(tags) > 0 {
+		name += "-" + strings.Join(tags, "-")
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	bin := filepath.Join(dir, name)
+	out, err := exec.Command("go", append(args, "-o", bin, "github.com/portvakt/portvakt/cmd/portvakt")...).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("building portvakt: %v\n%s", err, out)
+		return "", fmt.Errorf("building portvakt %s: %v\n%s", strings.Join(tags, " "), err, out)
 	}
 	return bin, nil
 }

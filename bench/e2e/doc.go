@@ -52,6 +52,15 @@
 //     varies less than throughput does. Beside it, the daemon's write
 //     system calls per call (/proc/PID/io's syscw: socket and audit
 //     writes).
+//   - the framework's floor (on unless -floor=false): after the rounds
+//     above, the cached and peak-RSS rounds again, on the same world,
+//     against a build with -tags benchfloor (daemon/benchfloor.go; no
+//     shipped build has it) whose GetToken answers every call after its
+//     first with that first reply: decoded, through the same
+//     interceptors and encoded, but with no identity, policy, cache or
+//     audit. Its floor/no-op ratios are the most a cached GetToken can
+//     reach on this machine, and its peak RSS the least; cached/floor is
+//     the share of that floor the daemon keeps while doing its work.
 //
 // The simulator runs in this process, over real HTTP on loopback, so
 // that its counts (Stats) are read exactly; its tokens live an hour, so

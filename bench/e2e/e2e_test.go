@@ -47,6 +47,9 @@ func TestHarness(t *testing.T) {
 		rowCold, rowSigns, rowPosts, rowRSS, rowAuditBytes, rowAuditRecs,
 		"no-op (Health/Check), unix", "GetToken cached, unix", "no-op (Health/Check), mtls", "GetToken cached, mtls",
 		"GetToken cold, unix", "bare signer.Sign", "machine: ",
+		fmt.Sprintf(rowFloor, "unix"), fmt.Sprintf(rowFloorP99, "unix"), fmt.Sprintf(rowFloorShare, "unix"),
+		fmt.Sprintf(rowFloor, "mtls"), fmt.Sprintf(rowFloorP99, "mtls"), fmt.Sprintf(rowFloorShare, "mtls"),
+		rowFloorRSS, "floor: no-op, unix", "floor: GetToken's first reply, mtls",
 	}
 	for _, row := range rows {
 		if !regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(row) + `.*\S`).Match(out.Bytes()) {
@@ -54,8 +57,8 @@ func TestHarness(t *testing.T) {
 		}
 	}
 	// Every ratio is a number: no NaN or Inf from a round that measured nothing.
-	if ratios := regexp.MustCompile(`\d+\.\d\d×`).FindAll(out.Bytes(), -1); len(ratios) != 7 {
-		t.Errorf("%d ratios in the table, want 7", len(ratios))
+	if ratios := regexp.MustCompile(`\d+\.\d\d×`).FindAll(out.Bytes(), -1); len(ratios) != 13 {
+		t.Errorf("%d ratios in the table, want 13", len(ratios))
 	}
 
 	if res.identicalSigns != 1 || res.identicalPosts != 1 {
@@ -73,6 +76,12 @@ func TestHarness(t *testing.T) {
 	}
 	if res.peakRSS <= 0 || res.auditBytesPerCall <= 0 || res.auditRecordsPerCall <= 0 {
 		t.Errorf("peak RSS %d B, %.1f audit bytes and %.2f records per cached call: each must be measured", res.peakRSS, res.auditBytesPerCall, res.auditRecordsPerCall)
+	}
+
+	// The floor's GetToken is answered without the service: its cached
+	// rounds put nothing on record, where the daemon's put a record a call.
+	if f := res.floor; f == nil || f.peakRSS <= 0 || f.auditRecordsPerCall != 0 || len(f.get["mtls"]) != o.rounds {
+		t.Errorf("the framework's floor was not measured as a GetToken that skips the service: %+v", f)
 	}
 
 	files, err := filepath.Glob(filepath.Join(res.stateDir, "audit", "*.log"))

@@ -27,13 +27,14 @@ type options struct {
 	keep        bool     // keep the state directory
 	profile     string   // a directory for profiles; empty: none
 	daemonEnv   []string // added to the daemon's environment
+	floor       bool     // measure the framework's floor too
 }
 
 func defaultOptions() options {
 	return options{
 		round: 3 * time.Second, rounds: 5, callers: 16,
 		coldKeys: 1000, coldCallers: 50, identical: 200,
-		rssCallers: 1000, rssConns: 100, rsaBits: 3072,
+		rssCallers: 1000, rssConns: 100, rsaBits: 3072, floor: true,
 	}
 }
 
@@ -57,6 +58,7 @@ func main() {
 		o.daemonEnv = append(o.daemonEnv, v)
 		return nil
 	})
+	flag.BoolVar(&o.floor, "floor", o.floor, "measure the framework's floor as well: the cached and peak-RSS rounds again on a build (-tags benchfloor) whose GetToken answers with its first reply")
 	flag.BoolVar(&o.keep, "keep", false, "keep the state directory (configuration, audit, the daemon's log) and print where it is")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -118,7 +120,42 @@ func run(ctx context.Context, o options, out, progress io.Writer) (*results, err
 		}
 	}
 	d.stop() // the audit log complete, for whoever reads it after
+	if o.floor {
+		if b.res.floor, err = floor(ctx, o, w, progress); err != nil {
+			return nil, err
+		}
+	}
 	b.res.machine = describeMachine()
 	b.res.print(out)
+	return b.res, nil
+}
+
+// floor measures what no GetToken can beat on this machine: the cached
+// and peak-RSS rounds again, against the no-op as before, on the same
+// world served by a build with -tags benchfloor (daemon/benchfloor.go),
+// whose GetToken answers every call after its first with that first
+// reply. What the daemon does for a cached token (identity, policy,
+// cache, audit) is then not done; gRPC, the interceptors and messages
+// of GetToken's size are as before.
+func floor(ctx context.Context, o options, w *world, progress io.Writer) (*results, error) {
+	fmt.Fprintln(progress, "the framework's floor: building portvakt with -tags benchfloor")
+	binary, err := buildPortvakt(w.dir, "benchfloor")
+	if err != nil {
+		return nil, err
+	}
+	d, err := startDaemon(ctx, binary, w, o.daemonEnv...)
+	if err != nil {
+		return nil, err
+	}
+	defer d.stop()
+	b := &bench{o: o, w: w, d: d, progress: progress, res: newResults(o), prof: &profiler{}}
+	if b.res.peakAtStart, err = d.peakRSS(); err != nil {
+		return nil, err
+	}
+	for _, phase := range []func(context.Context) error{b.cached, b.peakRSS} {
+		if err := phase(ctx); err != nil {
+			return nil, fmt.Errorf("the framework's floor: %w", err)
+		}
+	}
 	return b.res, nil
 }

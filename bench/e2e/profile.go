@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
@@ -44,14 +43,7 @@ func newProfiler(dir string) (*profiler, error) {
 func (p *profiler) on() bool { return p.dir != "" }
 
 // build makes the daemon's binary with the pprof endpoint compiled in.
-func (p *profiler) build(dir string) (string, error) {
-	bin := filepath.Join(dir, "portvakt-pprof")
-	out, err := exec.Command("go", "build", "-tags", "pprof", "-o", bin, "github.com/portvakt/portvakt/cmd/portvakt").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("building portvakt with -tags pprof: %v\n%s", err, out)
-	}
-	return bin, nil
-}
+func (p *profiler) build(dir string) (string, error) { return buildPortvakt(dir, "pprof") }
 
 // env is what the daemon's process needs to serve its profiles.
 func (p *profiler) env() []string {

@@ -39,7 +39,8 @@ type results struct {
 	peakAtStart, peakBefore                int64   // VmHWM once serving, and before the peak-RSS round
 	identicalSigns, identicalPosts         int
 	auditBytesPerCall, auditRecordsPerCall float64
-	auditRecordsPerWrite                   float64 // group commit's sharing, over the cached rounds
+	auditRecordsPerWrite                   float64  // group commit's sharing, over the cached rounds
+	floor                                  *results // the framework's floor (options.floor), or nil
 	machine                                string
 	stateDir                               string // removed after the run unless options.keep
 }
@@ -97,6 +98,10 @@ const (
 	rowAuditBytes = "audit bytes per cached call"
 	rowAuditRecs  = "audit records per cached call"
 	rowAuditGroup = "audit records per write, cached rounds (group commit)"
+	rowFloor      = "floor/no-op throughput, %s"
+	rowFloorP99   = "floor/no-op p99, %s"
+	rowFloorShare = "cached/floor throughput, %s"
+	rowFloorRSS   = "floor peak RSS (VmHWM)"
 )
 
 func (r *results) print(out io.Writer) {
@@ -129,6 +134,21 @@ func (r *results) print(out io.Writer) {
 	row(rowAuditBytes, fmt.Sprintf("%.1f", r.auditBytesPerCall), "")
 	row(rowAuditRecs, fmt.Sprintf("%.2f", r.auditRecordsPerCall), "")
 	row(rowAuditGroup, fmt.Sprintf("%.2f", r.auditRecordsPerWrite), "")
+	if f := r.floor; f != nil {
+		fmt.Fprintf(w, "\nthe framework's floor: the same rounds on a build (-tags benchfloor) whose GetToken answers with its first reply, decoded,\n")
+		fmt.Fprintf(w, "through the same interceptors and encoded, but with no identity, policy, cache or audit: no GetToken does better here\n")
+		for _, t := range []string{"unix", "mtls"} {
+			floorRatio := pairedRatio(f.get[t], f.noop[t], perSecond)
+			row(fmt.Sprintf(rowFloor, t), ratio(floorRatio), "(the most a cached GetToken can reach)")
+			row(fmt.Sprintf(rowFloorP99, t), ratio(pairedRatio(f.get[t], f.noop[t], p99)), "(the least)")
+			// Each side a ratio of rounds run side by side, so that the
+			// two daemons' runs, minutes apart, are compared through the
+			// no-op each was paired with.
+			row(fmt.Sprintf(rowFloorShare, t), ratio(pairedRatio(r.get[t], r.noop[t], perSecond)/floorRatio), "(the daemon's work on a cached call)")
+		}
+		row(fmt.Sprintf("%s, %d callers on %d mTLS conns", rowFloorRSS, o.rssCallers, o.rssConns),
+			fmt.Sprintf("%.1f MiB", float64(f.peakRSS)/(1<<20)), "(the least)")
+	}
 
 	fmt.Fprintf(w, "\nfor context (medians; CPU per call: the daemon's, and this process's: load client, simulator, bare signatures):\n")
 	abs := func(label string, rounds []summary, unit string) {
@@ -148,6 +168,14 @@ func (r *results) print(out io.Writer) {
 		float64(r.rssAnon)/(1<<20), float64(r.rssFile)/(1<<20))
 	fmt.Fprintf(w, "  halfway through it, with every caller in flight: goroutine stacks %.1f MiB, heap in use %.1f MiB\n",
 		r.midStacks/(1<<20), r.midHeap/(1<<20))
+	if f := r.floor; f != nil {
+		for _, t := range []string{"unix", "mtls"} {
+			abs("floor: no-op, "+t, f.noop[t], "calls/s")
+			abs("floor: GetToken's first reply, "+t, f.get[t], "calls/s")
+		}
+		fmt.Fprintf(w, "  floor: RSS at the peak-RSS round's end: anonymous %.1f MiB, files %.1f MiB; halfway: stacks %.1f MiB, heap in use %.1f MiB\n",
+			float64(f.rssAnon)/(1<<20), float64(f.rssFile)/(1<<20), f.midStacks/(1<<20), f.midHeap/(1<<20))
+	}
 }
 
 // describeMachine is GOMAXPROCS, the CPU count and model.
