@@ -29,7 +29,11 @@
 //     against K bare signer.Sign calls on the same key of the same token
 //     by 50 goroutines in this process, in alternating rounds. A cold
 //     round that did not make exactly K token requests for its keys (the
-//     simulator counts them by resource) is invalid.
+//     simulator counts them by resource) is invalid. Beside it, the
+//     ceiling a daemon that spent nothing but its signature would reach:
+//     a signature's CPU (the bare rounds') over that plus this process's
+//     CPU per cold token (the simulator, the load client), which the bare
+//     rounds do not pay and which shares the same cores.
 //   - identical cold callers: N callers (default 200) released at once
 //     ask for one key not yet cached; the daemon's
 //     portvakt_hsm_sign_seconds_count and the simulator's token requests
