@@ -1,9 +1,11 @@
 package signer
 
 import (
+	"bytes"
 	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -178,10 +180,35 @@ func (t *Token) Key(k KeyConfig) (*Signer, error) {
 			return nil, err
 		}
 	}
+	if s := t.openedLocked(&k, public, chain); s != nil {
+		return s, nil
+	}
 	s := &Signer{token: t, index: len(t.keys), key: k, public: public, chain: chain}
 	t.keys = append(t.keys, s)
 	t.conn.keys = append(t.conn.keys, key)
 	return s, nil
+}
+
+// openedLocked is the Signer an earlier Key call made for the same key
+// config, if that key is still in the HSM with the same public half and
+// chain: asked again (RegisterKey is, per request), the Token hands out
+// the same Signer rather than keeping one more that every reconnect must
+// find again. A key deleted, or made again under the same label, or a
+// chain imported since, gets a Signer of its own.
+func (t *Token) openedLocked(k *KeyConfig, public *rsa.PublicKey, chain []*x509.Certificate) *Signer {
+	for _, s := range t.keys {
+		if s.deleted.Load() || t.conn.keys[s.index] == nil || !s.public.Equal(public) || !sameKeyConfig(&s.key, k) {
+			continue
+		}
+		if slices.EqualFunc(s.chain, chain, (*x509.Certificate).Equal) {
+			return s
+		}
+	}
+	return nil
+}
+
+func sameKeyConfig(a, b *KeyConfig) bool {
+	return a.KeyLabel == b.KeyLabel && bytes.Equal(a.KeyID, b.KeyID) && a.CertificateFile == b.CertificateFile && a.NoCertificate == b.NoCertificate
 }
 
 // Name is the token's name in logs: the configured HSM name, or its label.

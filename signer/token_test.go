@@ -148,3 +148,64 @@ func TestKeyWithoutCertificate(t *testing.T) {
 		t.Fatalf("opening a key without certificate as an eSeal: %v, want it refused", err)
 	}
 }
+
+// TestKeyAskedAgain: a key asked for again by the same config is the same
+// Signer, and the Token keeps one for it (RegisterKey asks per request);
+// a key deleted and made again under its label is a new Signer that signs
+// with the new key.
+func TestKeyAskedAgain(t *testing.T) {
+	f := newFixture(t)
+	tok, err := OpenToken(f.config().Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tok.Close() })
+	made, err := tok.GenerateKey("registered", 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := KeyConfig{KeyLabel: "registered", NoCertificate: true}
+	first, err := tok.Key(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := len(tok.keys)
+	for range 3 {
+		again, err := tok.Key(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again != first {
+			t.Fatal("the same key asked for again is another Signer")
+		}
+	}
+	if len(tok.keys) != kept {
+		t.Fatalf("the Token keeps %d signers after the key was asked for 4 times, want %d", len(tok.keys), kept)
+	}
+	if withCert, err := tok.Key(KeyConfig{KeyLabel: "eseal"}); err != nil || withCert == first {
+		t.Fatalf("another key: %v, the same Signer: %v", err, withCert == first)
+	}
+
+	if err := tok.DeleteKey("registered"); err != nil {
+		t.Fatal(err)
+	}
+	remade, err := tok.GenerateKey("registered", 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := tok.Key(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again == first || !again.Public().(*rsa.PublicKey).Equal(remade.Public()) || again.Public().(*rsa.PublicKey).Equal(made.Public()) {
+		t.Fatal("the key made again under its label must be a Signer of its own, with the new key")
+	}
+	digest := digestOf(crypto.SHA256, []byte("remade"))
+	sig, err := again.Sign(nil, digest, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rsa.VerifyPKCS1v15(remade.Public().(*rsa.PublicKey), crypto.SHA256, digest, sig); err != nil {
+		t.Fatalf("the remade key's Signer signs with another key: %v", err)
+	}
+}
