@@ -6,6 +6,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/portvakt/portvakt/internal/backoff"
 	"github.com/portvakt/portvakt/tokenservice"
 )
 
@@ -122,10 +123,16 @@ func (d *Daemon) certificateMetrics(e *tokenservice.Environment) {
 	d.metrics.SuccessorTakeover.WithLabelValues(name).Set(float64(next.At.Unix()))
 }
 
+// takeoverBackoff paces a takeover whose audit record could not be
+// written: soon, since the audit log mends itself, but not in lockstep
+// with the other replicas on the same disk or network HSM.
+var takeoverBackoff = backoff.Policy{Initial: time.Second, Max: time.Minute}
+
 // watchSuccessions hands each environment's signing to its successor when
 // its time comes, without a restart: grants from then on carry the
 // renewed certificate, and a fetch under way finishes with the old one.
 func (d *Daemon) watchSuccessions(ctx context.Context) {
+	failures := 0 // rounds in a row in which a takeover due failed
 	for {
 		var first time.Time
 		for _, e := range d.service.Environments() {
@@ -136,33 +143,47 @@ func (d *Daemon) watchSuccessions(ctx context.Context) {
 		if first.IsZero() {
 			return // none waits; a successor is configured only at start
 		}
-		if !sleep(ctx, time.Until(first)) {
+		wait := time.Until(first)
+		if failures > 0 {
+			wait = takeoverBackoff.Delay(failures)
+		}
+		if !sleep(ctx, wait) {
 			return
 		}
-		now := time.Now()
-		for _, e := range d.service.Environments() {
-			record := func(next *tokenservice.Succession) error {
-				return d.service.RecordTakeover(tokenservice.RenewalContext(ctx), e.Config.Name, next, false)
-			}
-			next := e.Successor()
-			took, err := e.Succeed(now, record)
-			switch {
-			case err != nil:
-				// Not on record, so not taken over: the current
-				// certificate signs on, and the next round tries again.
-				d.log.Error("the successor certificate could not take over: its audit record was not written; trying again",
-					"environment", e.Config.Name, "error", err.Error())
-				if !sleep(ctx, time.Second) {
-					return
-				}
-			case took:
-				cert := next.Key.Signer.Certificate()
-				d.log.Info("the successor certificate takes over signing", "environment", e.Config.Name,
-					"subject", cert.Subject.CommonName, "not_after", cert.NotAfter.UTC().Format(time.RFC3339), "key_label", next.Key.Signer.KeyLabel())
-				d.certificateMetrics(e)
-			}
+		if d.takeOver(ctx, time.Now()) {
+			failures = 0
+		} else {
+			failures++
 		}
 	}
+}
+
+// takeOver hands every environment whose successor is due at now to it,
+// and reports whether every takeover due was made.
+func (d *Daemon) takeOver(ctx context.Context, now time.Time) bool {
+	ok := true
+	for _, e := range d.service.Environments() {
+		record := func(next *tokenservice.Succession) error {
+			return d.service.RecordTakeover(tokenservice.RenewalContext(ctx), e.Config.Name, next, false)
+		}
+		next := e.Successor()
+		took, err := e.Succeed(now, record)
+		switch {
+		case err != nil:
+			// Not on record, so not taken over: the current certificate
+			// signs on, and the next round (after the back-off) tries
+			// again; the other environments' takeovers are made meanwhile.
+			ok = false
+			d.log.Error("the successor certificate could not take over: its audit record was not written; trying again",
+				"environment", e.Config.Name, "error", err.Error())
+		case took:
+			cert := next.Key.Signer.Certificate()
+			d.log.Info("the successor certificate takes over signing", "environment", e.Config.Name,
+				"subject", cert.Subject.CommonName, "not_after", cert.NotAfter.UTC().Format(time.RFC3339), "key_label", next.Key.Signer.KeyLabel())
+			d.certificateMetrics(e)
+		}
+	}
+	return ok
 }
 
 // sleep waits d, and reports false when ctx ended first.
