@@ -12,6 +12,7 @@ import (
 	"github.com/portvakt/portvakt/audit"
 	"github.com/portvakt/portvakt/daemon"
 	"github.com/portvakt/portvakt/internal/mptest"
+	"github.com/portvakt/portvakt/mpsim"
 )
 
 // checkOf runs the check on e's configuration, as `serve --check` does.
@@ -113,6 +114,31 @@ func TestCheckReport(t *testing.T) {
 				return mustReplace(t, cfg, simEnv(w), fmt.Sprintf("  - {name: sim, issuer: %q, discovery: true, client_id: %q, key_label: eseal}\n", w.Issuer, mptest.ClientID))
 			},
 			wantName: "token endpoint", wantEnv: "sim", wantStatus: daemon.CheckOK, wantDetail: []string{w.Endpoint + " answers (HTTP 400"},
+		},
+		{
+			name: "self-service API named",
+			edit: func(t *testing.T, _ *env, cfg string) string {
+				return mustReplace(t, cfg, "key_label: eseal}", fmt.Sprintf("key_label: eseal, self_service: {url: %q}}", w.Issuer+mpsim.SelfServicePath))
+			},
+			wantName: "self-service API", wantEnv: "sim", wantStatus: daemon.CheckOK,
+			wantDetail: []string{w.Issuer + mpsim.SelfServicePath + "clients/" + mptest.ClientID + "/jwks answers (HTTP 401"},
+		},
+		{
+			name: "self-service API named but unreachable",
+			edit: func(t *testing.T, _ *env, cfg string) string {
+				return mustReplace(t, cfg, "key_label: eseal}", fmt.Sprintf("key_label: eseal, self_service: {url: %q}}", unreachableURL(t)+"api/v1/"))
+			},
+			wantName: "self-service API", wantEnv: "sim", wantStatus: daemon.CheckWarning,
+			wantDetail: []string{"cannot be reached", "keys list and keys register need", "connection refused"},
+		},
+		{
+			name: "self-service API unreachable for a rotation",
+			edit: func(t *testing.T, _ *env, cfg string) string {
+				return mustReplace(t, cfg, "key_label: eseal}", fmt.Sprintf("key_label: eseal, kid: registered-1, self_service: {url: %q, key_label: eseal}, rotation: {}}", unreachableURL(t)+"api/v1/"))
+			},
+			wantName: "self-service API", wantEnv: "sim", wantStatus: daemon.CheckFailed,
+			wantDetail: []string{"cannot be reached", "the key rotation needs", "connection refused"},
+			failed:     true,
 		},
 		{
 			name: "certificate 9 days from expiry",

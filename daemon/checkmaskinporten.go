@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
+	"github.com/portvakt/portvakt/config"
 	"github.com/portvakt/portvakt/maskinporten"
 )
 
@@ -41,23 +43,55 @@ func (c *checker) maskinporten(ctx context.Context) {
 				endpoint = found
 			}
 		}
-		status, err := probeTokenEndpoint(ctx, client, endpoint)
+		status, err := probe(ctx, client, http.MethodPost, endpoint) // an empty form: no grant
 		if err != nil {
 			c.report.add(CheckFailed, "token endpoint", e.Name, fmt.Sprintf("the token endpoint %s cannot be reached: %v; check the URL, DNS, the firewall and the proxy (HTTPS_PROXY)", endpoint, err))
 			continue
 		}
 		c.report.add(CheckOK, "token endpoint", e.Name, fmt.Sprintf("%s answers (HTTP %d to a request without a grant)", endpoint, status))
+		c.selfService(ctx, client, e, env)
 	}
 }
 
-// probeTokenEndpoint posts an empty form to the token endpoint, and
-// returns the HTTP status of its answer, whatever it is.
-func probeTokenEndpoint(ctx context.Context, client *http.Client, endpoint string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(""))
+// selfService checks that Digdir's self-service API answers, for an
+// environment that uses it: a rotation needs it (a failure), and an
+// environment that names it (self_service.url) has `keys list` and `keys
+// register` use it (a warning). The request carries no token, so that
+// the check signs nothing and writes nothing: the API refuses it (HTTP
+// 401), and any answer shows it is reachable.
+func (c *checker) selfService(ctx context.Context, client *http.Client, e config.Environment, env maskinporten.Environment) {
+	named := e.SelfService.URL != "" && e.SelfService.URL != "none"
+	if env.SelfServiceURL == "" || (e.Rotation == nil && !named) {
+		return
+	}
+	failed, use := CheckWarning, "keys list and keys register need it"
+	if e.Rotation != nil {
+		failed, use = CheckFailed, "the key rotation needs it"
+	}
+	endpoint, err := url.JoinPath(env.SelfServiceURL, "clients", e.ClientID, "jwks")
+	if err != nil {
+		c.report.add(failed, "self-service API", e.Name, fmt.Sprintf("self_service.url %q: %v", env.SelfServiceURL, err))
+		return
+	}
+	status, err := probe(ctx, client, http.MethodGet, endpoint)
+	if err != nil {
+		c.report.add(failed, "self-service API", e.Name, fmt.Sprintf("Digdir's self-service API %s cannot be reached, and %s: %v; check self_service.url, DNS, the firewall and the proxy (HTTPS_PROXY)", endpoint, use, err))
+		return
+	}
+	c.report.add(CheckOK, "self-service API", e.Name, fmt.Sprintf("%s answers (HTTP %d to a request without a token)", endpoint, status))
+}
+
+// probe sends endpoint a request without a body's content or any
+// credential (an empty form, for a POST), and returns the HTTP status of
+// its answer, whatever it is.
+func probe(ctx context.Context, client *http.Client, method, endpoint string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, method, endpoint, strings.NewReader(""))
 	if err != nil {
 		return 0, err
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "portvakt")
 	resp, err := client.Do(req)
