@@ -183,7 +183,7 @@ func (r *recorder) Outcome(ctx context.Context, o tokenservice.Outcome) error {
 		rec.Error = cut(o.Err.Error(), maxErrorBytes)
 	}
 	err := r.traced(ctx, &rec, false)
-	if err == nil && o.Token != nil {
+	if err == nil && o.Token != nil && !o.Discarded {
 		r.countToken(o.Request) // on record, so handed out
 	}
 	if err != nil && o.Token == nil {

@@ -721,3 +721,75 @@ func TestRotationDriverLost(t *testing.T) {
 	}
 	stopProcess(t, procs[1])
 }
+
+// TestRotationProbesAreOnRecord: a rotation's probes of its new key are
+// on record as a caller's request is, each with its decision, its
+// signature and Maskinporten's answer: refused (MP-100) while the key is
+// not yet known, then a token, which is thrown away and not counted as
+// handed out. No signature's grant is left without its fate.
+func TestRotationProbesAreOnRecord(t *testing.T) {
+	rw := newRotationWorld(t, time.Second, 3*time.Second)
+	e := rw.serveRotating(t, "probe_interval: 200ms, delete_after: 1s, max_token_lifetime: 3s")
+	keys := portvaktv1.NewKeyServiceClient(connOf(t, e))
+	if _, err := keys.RotateKey(t.Context(), &portvaktv1.RotateKeyRequest{Environment: "sim"}); err != nil {
+		t.Fatalf("RotateKey: %v", err)
+	}
+	var newKID string
+	waitLong(t, "the rotation to finish", 2*time.Minute, func() bool {
+		r := rotationOf(t, keys)
+		newKID = r.GetCurrentKid()
+		return rotatedFrom(r, rw.firstKID)
+	})
+	handedOut, _ := value(scrape(t, "http://"+e.daemon.Addresses()["metrics"]+"/metrics"), "portvakt_tokens_total", map[string]string{"environment": "sim", "kind": "own"})
+	e.stop()
+
+	records := auditOf(t, e)
+	probes := map[string]bool{} // request ids of the probes' signatures
+	for _, r := range records {
+		if r.Kind == audit.KindSignature && r.KID == newKID && r.Client == "portvakt" {
+			probes[r.RequestID] = true
+		}
+	}
+	if len(probes) < 2 {
+		t.Fatalf("%d probes of the new key on record; want the refused ones and the accepted one", len(probes))
+	}
+	refused, issued := 0, 0
+	for id := range probes {
+		var kinds []string
+		for _, r := range records {
+			if r.RequestID != id || r.Kind == audit.KindKey { // the step's own record, for the accepted one
+				continue
+			}
+			kinds = append(kinds, r.Kind)
+			if r.Kind == audit.KindOutcome {
+				switch {
+				case r.Outcome == "issued":
+					issued++
+				case r.MPCode == "MP-100":
+					refused++
+				default:
+					t.Errorf("probe %s: outcome %q (%s), want issued or refused with MP-100", id, r.Outcome, r.Error)
+				}
+			}
+		}
+		if want := []string{audit.KindDecision, audit.KindSignature, audit.KindOutcome}; !slices.Equal(kinds, want) {
+			t.Errorf("probe %s's records: %v; want %v", id, kinds, want)
+		}
+	}
+	if issued != 1 || refused < 1 {
+		t.Errorf("the probes' outcomes: %d issued, %d refused with MP-100; want 1 issued after at least one refusal", issued, refused)
+	}
+	// Tokens handed out: the self-service API's (got or from the
+	// cache), none of the probes'.
+	own := 0
+	for _, r := range records {
+		got := r.Kind == audit.KindOutcome && r.Outcome == "issued"
+		cached := r.Kind == audit.KindDecision && r.Outcome == "cached"
+		if (got || cached) && !probes[r.RequestID] {
+			own++
+		}
+	}
+	if int(handedOut) != own {
+		t.Errorf("%v tokens counted as handed out; want the %d that were not probes'", handedOut, own)
+	}
+}

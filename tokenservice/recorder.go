@@ -107,6 +107,9 @@ type Outcome struct {
 	// signature that obtained it, whether for this request or an earlier one.
 	Token *maskinporten.Token
 	Err   error
+	// Discarded says the token is thrown away, not handed to anyone (a
+	// rotation's probe): on record, but not counted as handed out.
+	Discarded bool
 }
 
 // ErrNotRecorded means the audit could not record a key use or outcome:

@@ -122,38 +122,57 @@ const ownTokenValidity = time.Second
 // rotation's calls to the self-service API): cached, signed and recorded
 // as a caller's, with the daemon as the caller. ctx is a RotationContext.
 func (s *Service) OwnToken(ctx context.Context, env string, scopes ...string) (secret.Value, error) {
-	caller, err := identity.FromContext(ctx)
-	if err != nil || caller.Transport != identity.TransportInternal {
-		return secret.Value{}, errors.New("OwnToken outside the daemon's own context")
-	}
 	// The key a caller's request for the same scopes has: one cache entry.
 	r, err := s.parseRequest(&portvaktv1.GetTokenRequest{Scopes: scopes, Environment: env})
 	if err != nil {
 		return secret.Value{}, err
 	}
-	key := r.key
-	decision := policy.Decision{Allowed: true, Client: rotationClient, Reason: rotationReason}
-	if err := s.recorder.Decision(ctx, &Decision{Caller: caller, Request: key, Decision: decision}); err != nil {
-		return secret.Value{}, fmt.Errorf("%w: %w", ErrNotRecorded, err)
-	}
-	tok, err := s.cache.Get(ctx, key, ownTokenValidity)
-	outcome := Outcome{Caller: caller, Request: key, Decision: decision, Token: tokenOrNil(tok, err), Err: err}
-	if recErr := s.recorder.Outcome(ctx, outcome); recErr != nil && err == nil {
-		return secret.Value{}, fmt.Errorf("%w: %w", ErrNotRecorded, recErr)
-	}
+	tok, err := s.recordedOwn(ctx, r.key, rotationReason, false, func() (maskinporten.Token, error) {
+		return s.cache.Get(ctx, r.key, ownTokenValidity)
+	})
 	if err != nil {
 		return secret.Value{}, err
 	}
 	return tok.AccessToken, nil
 }
 
+// recordedOwn is a token the daemon gets for itself, on record as a
+// caller's token is: the decision (allowed: the operator configured what
+// asks for it, for the reason given), fetch's signature records, and the
+// outcome, Maskinporten's answer, whatever it was; discarded for a token
+// nobody is given (a probe's). ctx is a RotationContext. A decision or a
+// token not on record is an error wrapping ErrNotRecorded.
+func (s *Service) recordedOwn(ctx context.Context, key tokencache.Key, reason string, discarded bool, fetch func() (maskinporten.Token, error)) (maskinporten.Token, error) {
+	caller, err := identity.FromContext(ctx)
+	if err != nil || caller.Transport != identity.TransportInternal {
+		return maskinporten.Token{}, errors.New("the daemon's own token outside the daemon's own context")
+	}
+	decision := policy.Decision{Allowed: true, Client: rotationClient, Reason: reason}
+	if err := s.recorder.Decision(ctx, &Decision{Caller: caller, Request: key, Decision: decision}); err != nil {
+		return maskinporten.Token{}, fmt.Errorf("%w: %w", ErrNotRecorded, err)
+	}
+	tok, err := fetch()
+	outcome := Outcome{Caller: caller, Request: key, Decision: decision, Token: tokenOrNil(tok, err), Err: err, Discarded: discarded}
+	if recErr := s.recorder.Outcome(ctx, outcome); recErr != nil && err == nil {
+		return maskinporten.Token{}, fmt.Errorf("%w: %w", ErrNotRecorded, recErr)
+	}
+	return tok, err
+}
+
+// probeReason is the decision's reason of a rotation's probe.
+const probeReason = "the daemon's own key rotation (environments[].rotation): a probe of whether Maskinporten accepts the new key"
+
 // Probe signs a grant for scope with key, a rotation's new key, posts it
 // and discards the token: nil when Maskinporten accepted the key; an
 // error wrapping ErrUnknownKID while it does not know the kid yet. The
-// signature is on record as every other. ctx is a RotationContext.
+// probe is on record as a caller's request is: its decision, its
+// signature and Maskinporten's answer, a token or a refusal, so that no
+// signature's grant is left without its fate. ctx is a RotationContext.
 func (s *Service) Probe(ctx context.Context, env *Environment, key *SigningKey, scope string) error {
 	req := tokencache.NewKey(env.Config.Name, env.ClientID, []string{scope}, "", tokencache.OnBehalfOf{})
-	_, err := s.fetchWith(ctx, env, req, func() (SigningKey, error) { return *key, nil })
+	_, err := s.recordedOwn(ctx, req, probeReason, true, func() (maskinporten.Token, error) {
+		return s.fetchWith(ctx, env, req, func() (SigningKey, error) { return *key, nil })
+	})
 	var mp *maskinporten.Error
 	if errors.As(err, &mp) && mp.MPCode == unknownKIDCode {
 		return fmt.Errorf("%w: %w", ErrUnknownKID, err)
