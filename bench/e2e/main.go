@@ -104,29 +104,42 @@ func run(ctx context.Context, o options, out, progress io.Writer) (*results, err
 		return nil, err
 	}
 	defer w.close()
-	d, err := startDaemon(ctx, binary, w, append(prof.env(), o.daemonEnv...)...)
+	res, err := onDaemon(ctx, o, w, progress, prof, binary, append(prof.env(), o.daemonEnv...), func(b *bench) []func(context.Context) error {
+		return []func(context.Context) error{b.cached, b.peakRSS, b.cold, b.identicalCallers}
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.stateDir = dir
+	if o.floor {
+		if res.floor, err = floor(ctx, o, w, progress); err != nil {
+			return nil, err
+		}
+	}
+	res.machine = describeMachine()
+	res.print(out)
+	return res, nil
+}
+
+// onDaemon starts binary on w with env added to its environment, reads
+// its peak RSS once serving, and runs on it the phases that phases gives
+// for its bench, in order. The daemon is stopped when they are done (its
+// audit log complete, for whoever reads it after).
+func onDaemon(ctx context.Context, o options, w *world, progress io.Writer, prof *profiler, binary string, env []string, phases func(*bench) []func(context.Context) error) (*results, error) {
+	d, err := startDaemon(ctx, binary, w, env...)
 	if err != nil {
 		return nil, err
 	}
 	defer d.stop()
 	b := &bench{o: o, w: w, d: d, progress: progress, res: newResults(o), prof: prof}
-	b.res.stateDir = dir
 	if b.res.peakAtStart, err = d.peakRSS(); err != nil {
 		return nil, err
 	}
-	for _, phase := range []func(context.Context) error{b.cached, b.peakRSS, b.cold, b.identicalCallers} {
+	for _, phase := range phases(b) {
 		if err := phase(ctx); err != nil {
 			return nil, err
 		}
 	}
-	d.stop() // the audit log complete, for whoever reads it after
-	if o.floor {
-		if b.res.floor, err = floor(ctx, o, w, progress); err != nil {
-			return nil, err
-		}
-	}
-	b.res.machine = describeMachine()
-	b.res.print(out)
 	return b.res, nil
 }
 
@@ -143,19 +156,11 @@ func floor(ctx context.Context, o options, w *world, progress io.Writer) (*resul
 	if err != nil {
 		return nil, err
 	}
-	d, err := startDaemon(ctx, binary, w, o.daemonEnv...)
+	res, err := onDaemon(ctx, o, w, progress, &profiler{}, binary, o.daemonEnv, func(b *bench) []func(context.Context) error {
+		return []func(context.Context) error{b.cached, b.peakRSS}
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the framework's floor: %w", err)
 	}
-	defer d.stop()
-	b := &bench{o: o, w: w, d: d, progress: progress, res: newResults(o), prof: &profiler{}}
-	if b.res.peakAtStart, err = d.peakRSS(); err != nil {
-		return nil, err
-	}
-	for _, phase := range []func(context.Context) error{b.cached, b.peakRSS} {
-		if err := phase(ctx); err != nil {
-			return nil, fmt.Errorf("the framework's floor: %w", err)
-		}
-	}
-	return b.res, nil
+	return res, nil
 }
